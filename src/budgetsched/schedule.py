@@ -110,9 +110,12 @@ class Schedule:
         self.params = dict(profile_params)
         self.sampling = (parse_sampling(sampling) if sampling is not None
                          else default_sampling(self.name, self.params) if not callable(profile) else parse_sampling(None))
-        # Progress is piecewise linear in the step: knots (step, z). Budget changes append knots.
-        self._knot_steps = np.array([self.warmup_steps, self.total_steps], dtype=np.float64)
-        self._knot_z = np.array([0.0, 1.0])
+        # Progress is piecewise linear in the step. Segment i starts at step a_i with progress z_i and ends at
+        # total T_i: z = z_i + (1 - z_i)(t - a_i)/(T_i - a_i). A budget change appends a segment; earlier steps keep
+        # their own segment, so they are bit-for-bit unchanged.
+        self._seg_start = np.array([float(self.warmup_steps)])
+        self._seg_z = np.array([0.0])
+        self._seg_end = np.array([float(self.total_steps)])
         self.initial_total_steps = self.total_steps
         self._history: tuple[tuple[int, int], ...] = ()
 
@@ -120,7 +123,10 @@ class Schedule:
     def progress(self, step: Any) -> np.ndarray:
         """z(t) in [0, 1] after warmup (0 during warmup); steps past the end give 1."""
         t = np.asarray(step, dtype=np.float64)
-        return np.interp(t, self._knot_steps, self._knot_z)
+        i = np.clip(np.searchsorted(self._seg_start, t, side="right") - 1, 0, None)
+        a, z0, end = self._seg_start[i], self._seg_z[i], self._seg_end[i]
+        z = np.clip(z0 + (1.0 - z0) * (t - a) / (end - a), 0.0, 1.0)
+        return np.where(t >= end, 1.0, z)  # exactly 1 at and after the end, whatever the rounding
 
     def multiplier(self, step: Any) -> np.ndarray:
         """The sampled profile value m_S(z(t)) (warmup not applied)."""
@@ -180,14 +186,15 @@ class Schedule:
         if new_t <= self.warmup_steps:
             raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > warmup_steps ({self.warmup_steps})")
         new = self._copy()
-        if a <= self.warmup_steps:
-            new._knot_steps = np.array([self.warmup_steps, new_t], dtype=np.float64)
-            new._knot_z = np.array([0.0, 1.0])
+        if a <= self.warmup_steps:  # the profile has not started: it simply runs over [W, T')
+            new._seg_start, new._seg_z = np.array([float(self.warmup_steps)]), np.array([0.0])
+            new._seg_end = np.array([float(new_t)])
         else:
             z_a = float(self.progress(a))
-            keep = self._knot_steps < a
-            new._knot_steps = np.concatenate([self._knot_steps[keep], [a, new_t]]).astype(np.float64)
-            new._knot_z = np.concatenate([self._knot_z[keep], [z_a, 1.0]])
+            keep = self._seg_start < a
+            new._seg_start = np.append(self._seg_start[keep], float(a))
+            new._seg_z = np.append(self._seg_z[keep], z_a)
+            new._seg_end = np.append(self._seg_end[keep], float(new_t))
         new.total_steps = new_t
         new._history = self._history + ((a, new_t),)
         return new
