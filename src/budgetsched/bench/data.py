@@ -125,3 +125,234 @@ def load_digits_data(data_dir: Path | str | None = None, cache_dir: Path | str |
     rest_x, sx, rest_y, sy = train_test_split(x, y, test_size=0.2, stratify=y, random_state=SPLIT_SEED)
     tx, vx, ty, vy = train_test_split(rest_x, rest_y, test_size=0.125, stratify=rest_y, random_state=SPLIT_SEED)
     return _to_data(tx, ty, vx, vy, sx, sy)
+
+
+# ------------------------------------------------------------------------------- Tiny Shakespeare
+def download_tinyshakespeare(dest: Path | str) -> Path:
+    """Download Tiny Shakespeare (about 1.1 MB) from :data:`TINYSHAKESPEARE_URL` into ``dest``.
+
+    ``dest`` is a directory (the file is saved as ``tinyshakespeare.txt`` in it) or a file path.
+    Needs internet access; the benchmark itself never downloads.
+    """
+    import urllib.request
+
+    dest = Path(dest)
+    path = dest / "tinyshakespeare.txt" if dest.is_dir() else dest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".part")
+    with urllib.request.urlopen(TINYSHAKESPEARE_URL, timeout=60) as r:
+        tmp.write_bytes(r.read())
+    os.replace(tmp, path)
+    return path
+
+
+def find_tinyshakespeare(data_dir: Path | str | None = None) -> Path:
+    """Where the Tiny Shakespeare text is, looking in order at:
+
+    1. ``data_dir/tinyshakespeare.txt`` or ``data_dir/input.txt``;
+    2. ``$BUDGETSCHED_DATA`` (the file itself, or a directory holding one of those names);
+    3. ``shared/data/tinyshakespeare.txt`` in the current directory or any parent of it.
+    """
+    names = ("tinyshakespeare.txt", "input.txt")
+    candidates: list[Path] = []
+    if data_dir is not None:
+        candidates += [Path(data_dir) / n for n in names]
+    env = os.environ.get("BUDGETSCHED_DATA")
+    if env:
+        p = Path(env)
+        candidates += [p] if p.is_file() else [p / n for n in names]
+    cwd = Path.cwd().resolve()
+    candidates += [d / "shared" / "data" / "tinyshakespeare.txt" for d in (cwd, *cwd.parents)]
+    for c in candidates:
+        if c.is_file():
+            return c
+    looked = ", ".join(str(c) for c in candidates[:4]) + (", ..." if len(candidates) > 4 else "")
+    raise DatasetNotFoundError(
+        f"tinyshakespeare.txt not found (looked at {looked}); get it from {TINYSHAKESPEARE_URL} "
+        "(or call budgetsched.bench.data.download_tinyshakespeare(dir)) and pass --data-dir dir")
+
+
+def load_shakespeare(data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
+                     block_size: int = 64) -> TaskData:
+    """Tiny Shakespeare as byte-level blocks: contiguous 90/5/5 train/val/test split of the text,
+    each part cut into non-overlapping blocks of ``block_size + 1`` bytes; ``x`` is a block's first
+    ``block_size`` bytes and ``y`` the same shifted by one. The text is ASCII, so a byte is a
+    character. Both ``x`` and ``y`` are int64 token ids in [0, 256) (``x`` feeds an embedding).
+    """
+    if int(block_size) < 1:
+        raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
+    raw = np.frombuffer(find_tinyshakespeare(data_dir).read_bytes(), dtype=np.uint8)
+    n = len(raw)
+    cuts = (0, int(n * 0.9), int(n * 0.95), n)
+    out: list[torch.Tensor] = []
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        part = raw[lo:hi]
+        m = len(part) // (block_size + 1)
+        if m == 0:
+            raise ValueError(f"text too short ({n} bytes) for blocks of {block_size + 1} in every split")
+        blocks = torch.from_numpy(part[: m * (block_size + 1)].astype(np.int64)).view(m, block_size + 1)
+        out += [blocks[:, :-1].contiguous(), blocks[:, 1:].contiguous()]
+    return TaskData(*out)
+
+
+# ---------------------------------------------------------------------------- standard file sets
+def _resolve_data_dir(data_dir: Path | str | None, what: str, url: str) -> Path:
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get("BUDGETSCHED_DATA")
+    if env:
+        return Path(env)
+    raise DatasetNotFoundError(
+        f"{what} needs a data directory: pass --data-dir (or set $BUDGETSCHED_DATA) to the folder "
+        f"holding the files from {url}")
+
+
+def _find_file(data_dir: Path, subdirs: tuple[str, ...], name: str, url: str, gz: bool = False) -> Path:
+    """``name`` (or ``name.gz`` when ``gz``) in one of ``data_dir/subdir``; else DatasetNotFoundError."""
+    tried = []
+    for sub in subdirs:
+        for n in (name, name + ".gz") if gz else (name,):
+            p = data_dir / sub / n if sub else data_dir / n
+            tried.append(p)
+            if p.is_file():
+                return p
+    raise DatasetNotFoundError(f"missing data file {name!r} (looked for {', '.join(map(str, tried))}); "
+                               f"download and extract {url} into {data_dir}")
+
+
+def _unpickle(path: Path) -> dict:
+    with open(path, "rb") as f:
+        return pickle.load(f, encoding="bytes")
+
+
+def read_cifar(data_dir: Path | str, which: int = 10):
+    """CIFAR-10 or CIFAR-100 in the python format: ``(train_x, train_y, test_x, test_y)``,
+    images uint8 [N, 3, 32, 32] (each 3072-byte row is the red, green, blue 32x32 planes, row-major),
+    labels int64 (CIFAR-100: the 100 fine labels).
+    """
+    if which not in (10, 100):
+        raise ValueError(f"which must be 10 or 100, got {which!r}")
+    data_dir = Path(data_dir)
+    if which == 10:
+        url, sub, key = CIFAR10_URL, "cifar-10-batches-py", b"labels"
+        train_files, test_files = [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"]
+    else:
+        url, sub, key = CIFAR100_URL, "cifar-100-python", b"fine_labels"
+        train_files, test_files = ["train"], ["test"]
+
+    def read(files):
+        xs, ys = [], []
+        for name in files:
+            d = _unpickle(_find_file(data_dir, (sub, ""), name, url))
+            xs.append(np.asarray(d[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            ys.append(np.asarray(d[key], dtype=np.int64))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    return (*read(train_files), *read(test_files))
+
+
+def _read_idx(path: Path, magic: int) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        blob = f.read()
+    got = struct.unpack(">i", blob[:4])[0]
+    if got != magic:
+        raise ValueError(f"{path} is not an idx file of the expected kind (magic {got}, expected {magic})")
+    ndim = magic & 0xFF
+    dims = struct.unpack(f">{ndim}i", blob[4: 4 + 4 * ndim])
+    return np.frombuffer(blob, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def read_mnist(data_dir: Path | str):
+    """MNIST idx files (plain or ``.gz``, in ``data_dir`` or ``data_dir/MNIST/raw``):
+    ``(train_x, train_y, test_x, test_y)``, images uint8 [N, 28, 28], labels int64.
+    """
+    data_dir = Path(data_dir)
+    subs = ("", "MNIST/raw")
+    f = lambda n: _find_file(data_dir, subs, n, MNIST_URL, gz=True)  # noqa: E731
+    return (_read_idx(f("train-images-idx3-ubyte"), 2051), _read_idx(f("train-labels-idx1-ubyte"), 2049).astype(np.int64),
+            _read_idx(f("t10k-images-idx3-ubyte"), 2051), _read_idx(f("t10k-labels-idx1-ubyte"), 2049).astype(np.int64))
+
+
+def read_stl10(data_dir: Path | str):
+    """STL-10 binary files (``stl10_binary/``): ``(train_x, train_y, test_x, test_y)``.
+
+    Each image is stored as 3 planes of 96x96 bytes, each plane column-major; returned as uint8
+    [N, 3, 96, 96] (channel, row, column). Labels on disk are 1..10 and are returned as 0..9.
+    """
+    data_dir = Path(data_dir)
+    out = []
+    for split in ("train", "test"):
+        xp = _find_file(data_dir, ("stl10_binary", ""), f"{split}_X.bin", STL10_URL)
+        yp = _find_file(data_dir, ("stl10_binary", ""), f"{split}_y.bin", STL10_URL)
+        raw = np.fromfile(xp, dtype=np.uint8)
+        if raw.size % (3 * 96 * 96):
+            raise ValueError(f"{xp} holds {raw.size} bytes, not a whole number of 3x96x96 images")
+        x = raw.reshape(-1, 3, 96, 96).transpose(0, 1, 3, 2)  # [N, C, col, row] -> [N, C, row, col]
+        y = np.fromfile(yp, dtype=np.uint8).astype(np.int64)
+        if len(y) != len(x) or (len(y) and (y.min() < 1 or y.max() > 10)):
+            raise ValueError(f"{yp}: expected {len(x)} labels in 1..10, got {len(y)} in "
+                             f"{y.min() if len(y) else '-'}..{y.max() if len(y) else '-'}")
+        out += [np.ascontiguousarray(x), y - 1]
+    return tuple(out)
+
+
+def _images_to_data(train_x, train_y, test_x, test_y) -> TaskData:
+    """Split off validation, scale pixels to [0, 1] and standardize each channel with the
+    training split's mean and std."""
+    tx, ty, vx, vy = _split_off_val(train_x, train_y)
+    tx, vx, sx = (a.astype(np.float32) / 255.0 for a in (tx, vx, test_x))
+    mean = tx.mean(axis=(0, 2, 3), keepdims=True)
+    std = tx.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+    return _to_data((tx - mean) / std, ty, (vx - mean) / std, vy, (sx - mean) / std, test_y)
+
+
+def load_cifar10(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """CIFAR-10: 45000 train / 5000 val / 10000 test, inputs [N, 3, 32, 32] standardized per channel."""
+    return _images_to_data(*read_cifar(_resolve_data_dir(data_dir, "cifar10", CIFAR10_URL), 10))
+
+
+def load_cifar100(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """CIFAR-100 (fine labels): 45000 train / 5000 val / 10000 test, standardized per channel."""
+    return _images_to_data(*read_cifar(_resolve_data_dir(data_dir, "cifar100", CIFAR100_URL), 100))
+
+
+def load_stl10(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """STL-10 labelled images: 4500 train / 500 val / 8000 test, [N, 3, 96, 96] standardized per channel."""
+    return _images_to_data(*read_stl10(_resolve_data_dir(data_dir, "stl10", STL10_URL)))
+
+
+def load_mnist_vae(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """MNIST for the VAE: inputs [N, 784] in [0, 1] (pixel / 255) and ``y = x``;
+    54000 train / 6000 val / 10000 test."""
+    train_x, train_y, test_x, _ = read_mnist(_resolve_data_dir(data_dir, "mnist", MNIST_URL))
+    tx, _, vx, _ = _split_off_val(train_x, train_y)
+    tx, vx, sx = (torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0) for a in (tx, vx, test_x))
+    return TaskData(tx, tx, vx, vx, sx, sx)
+
+
+# ---------------------------------------------------------------------------------- augmentation
+def random_crop_flip(pad: int):
+    """Augmentation for image batches [B, C, H, W]: zero-pad by ``pad``, take a random H x W crop
+    and flip left-right with probability 1/2, independently per image. Tensor ops only; the random
+    draws come from ``generator`` so a seeded generator gives the same batch twice.
+    """
+    if int(pad) < 0:
+        raise ValueError(f"pad must be a non-negative integer, got {pad!r}")
+    pad = int(pad)
+
+    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        b, c, h, w = x.shape
+        gdev = generator.device
+        dy = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(x.device)
+        dx = torch.randint(0, 2 * pad + 1, (b,), generator=generator, device=gdev).to(x.device)
+        flip = (torch.rand(b, generator=generator, device=gdev) < 0.5).to(x.device)
+        padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))
+        rows = dy[:, None] + torch.arange(h, device=x.device)  # [B, H]
+        cols = dx[:, None] + torch.arange(w, device=x.device)  # [B, W]
+        cols = torch.where(flip[:, None], cols.flip(1), cols)  # a flip reads the crop's columns backwards
+        bi = torch.arange(b, device=x.device)[:, None, None, None]
+        ci = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+
+    return augment

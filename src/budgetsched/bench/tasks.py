@@ -13,6 +13,7 @@ Budgets of the small tasks (measured with SGD + momentum 0.9 and Adam over the d
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -56,6 +57,26 @@ def error_percent(logits: Tensor, y: Tensor) -> Tensor:
     return (logits.argmax(-1) != y).to(torch.float32) * 100.0
 
 
+def bits_per_char(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-example (per-sequence) mean cross-entropy in bits: logits [N, T, V], y [N, T] -> [N]."""
+    ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # [N, T], nats
+    return ce.mean(dim=1) / math.log(2.0)
+
+
+def vae_neg_elbo(out: Tensor, x: Tensor) -> Tensor:
+    """Per-example negative ELBO in nats: Bernoulli reconstruction (binary cross-entropy of the
+    decoder logits against the pixel intensities, summed over pixels) plus KL(q(z|x) || N(0, I))."""
+    logits, mu, logvar = _models.VAE.unpack(out, latent=(out.shape[-1] - x[0].numel()) // 2)
+    recon = F.binary_cross_entropy_with_logits(logits, x.flatten(1), reduction="none").sum(dim=1)
+    kl = -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(dim=1)
+    return recon + kl
+
+
+def vae_loss(out: Tensor, x: Tensor) -> Tensor:
+    """Negative ELBO per example, averaged over the batch."""
+    return vae_neg_elbo(out, x).mean()
+
+
 # ---------------------------------------------------------------------------------------- registry
 _TASKS: dict[str, Task] = {}
 
@@ -78,6 +99,36 @@ _register(Task(
     name="digits-mlp", max_epochs=50, batch_size=64, metric_name="error %",
     load=_data.load_digits_data, make_model=lambda: _models.MLP((64, 64, 10)),
     loss=cross_entropy, metric=error_percent, batchable=True,
+))
+_register(Task(
+    name="shakespeare-char", max_epochs=5, batch_size=64, metric_name="bits/char",
+    load=_data.load_shakespeare, make_model=lambda: _models.CharTransformer(block_size=64),
+    loss=cross_entropy, metric=bits_per_char, batchable=True,
+))
+
+# The REX paper's settings (Table 3); they read the standard files from --data-dir.
+_register(Task(
+    name="cifar10-resnet20", max_epochs=300, batch_size=128, metric_name="error %",
+    load=_data.load_cifar10, make_model=lambda: _models.ResNet20(n_classes=10),
+    loss=cross_entropy, metric=error_percent, batchable=False,
+    augment=_data.random_crop_flip(4), weight_decay=5e-4,
+))
+_register(Task(
+    name="cifar100-vgg16", max_epochs=300, batch_size=128, metric_name="error %",
+    load=_data.load_cifar100, make_model=lambda: _models.VGG16(n_classes=100),
+    loss=cross_entropy, metric=error_percent, batchable=False,
+    augment=_data.random_crop_flip(4), weight_decay=5e-4,
+))
+_register(Task(
+    name="mnist-vae", max_epochs=200, batch_size=100, metric_name="nll",
+    load=_data.load_mnist_vae, make_model=lambda: _models.VAE(latent=2),
+    loss=vae_loss, metric=vae_neg_elbo, batchable=False,  # forward draws noise (vmap needs randomness="different")
+))
+_register(Task(
+    name="stl10-wrn", max_epochs=200, batch_size=64, metric_name="error %",
+    load=_data.load_stl10, make_model=lambda: _models.WideResNet(depth=16, widen=8, n_classes=10),
+    loss=cross_entropy, metric=error_percent, batchable=False,
+    augment=_data.random_crop_flip(12), weight_decay=5e-4,  # pad 12 on 96x96 = pad 4 on 32x32, scaled
 ))
 
 
