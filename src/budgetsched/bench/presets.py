@@ -1,0 +1,76 @@
+"""Named study presets: plain dicts a user can read, print and copy.
+
+Fields (each is also a ``budgetsched run`` flag that overrides it):
+
+* ``tasks``: task names (``budgetsched.bench.tasks.available_tasks()``).
+* ``schedules``: schedule names, or ``[name, {param: value}]`` pairs such as ``["delayed-linear", {"delay": 0.5}]``.
+* ``optimizers``: ``sgdm`` and/or ``adam``.
+* ``budgets``: percents of the task's maximum epochs, in (0, 100].
+* ``lrs``: one list of initial LRs for every optimizer, or a dict ``{optimizer: [lrs]}``; multiples of 3 as in
+  the REX paper (section 4).
+* ``seeds``: explicit seed list.
+* ``plateau_patience``: plateau's patience grid in epochs (multiples of 5, as the paper tunes it).
+
+``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``;
+``smoke`` is a seconds-long study for tests.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from budgetsched.bench.grid import PAPER_BUDGETS
+
+__all__ = ["PRESETS", "get_preset", "available_presets"]
+
+#: The paper's schedules (section 4.1); ``plateau`` is decay-on-plateau, ``constant`` the paper's "None".
+_PAPER_SCHEDULES = ["rex", "linear", "cosine", "step", "plateau", "onecycle", "exp", "constant"]
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {
+        "description": "REX vs six schedules on mnist1d-mlp, SGDM and Adam, all 6 budgets, 3 LRs, 1 seed",
+        "tasks": ["mnist1d-mlp"],
+        "schedules": ["rex", "linear", "cosine", "step", "onecycle", "exp", "constant"],
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        # Three multiples of 3 around each optimizer's best LR on mnist1d-mlp, measured with linear decay at 5, 50
+        # and 100 % budgets (validation error %): SGDM best at 0.3 (1.0 fails to learn at >= 50 %), Adam at 0.01.
+        "lrs": {"sgdm": [0.1, 0.3, 1.0], "adam": [0.003, 0.01, 0.03]},
+        "seeds": [0],
+        "plateau_patience": [5, 10],
+    },
+    "paper": {
+        "description": "the REX paper's protocol (section 4) on mnist1d-mlp: 8 schedules, 2 optimizers, "
+                       "6 budgets, 5 LRs per optimizer, 3 seeds, plateau patience 5/10",
+        "tasks": ["mnist1d-mlp"],
+        "schedules": list(_PAPER_SCHEDULES),
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        "lrs": {"sgdm": [0.01, 0.03, 0.1, 0.3, 1.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+        "seeds": [0, 1, 2],
+        "plateau_patience": [5, 10],
+    },
+    "smoke": {
+        "description": "a seconds-long study for tests: digits-mlp, 2 schedules, SGDM, 2 budgets, 2 LRs, 1 seed",
+        "tasks": ["digits-mlp"],
+        "schedules": ["rex", "linear"],
+        "optimizers": ["sgdm"],
+        "budgets": [2.0, 4.0],
+        "lrs": [0.03, 0.1],
+        "seeds": [0],
+        "plateau_patience": [5],
+    },
+}
+
+
+def available_presets() -> list[str]:
+    """Preset names."""
+    return list(PRESETS)
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    """A copy of preset ``name`` (safe to modify); unknown names raise ``ValueError`` listing the valid ones."""
+    try:
+        return copy.deepcopy(PRESETS[name])
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None

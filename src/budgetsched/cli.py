@@ -1,0 +1,358 @@
+"""The ``budgetsched`` command: run a budgeted-training study, report it, plot it, show the schedules.
+
+::
+
+    budgetsched run --preset demo --store study.db
+    budgetsched run --task digits-mlp --schedules rex,linear --optimizers sgdm --budgets 2,4 \\
+        --lrs 0.03,0.1 --seeds 1 --store study.db
+    budgetsched report study.db --format md --output report.md
+    budgetsched plot study.db --out figures/
+    budgetsched schedules --out figures/
+
+Every mistake a user can make (unknown name, bad number, unusable store, missing data) ends with one line
+``budgetsched: error: ...`` on stderr and exit code 2; Ctrl-C during ``run`` keeps the finished trials and exits
+with 130 (rerun the same command to resume).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, NoReturn, Sequence
+
+from budgetsched.bench.grid import OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand, parse_list
+
+__all__ = ["main", "build_parser", "parse_schedules", "parse_lrs", "parse_seeds"]
+
+PROG = "budgetsched"
+REPORT_FORMATS = ("rich", "md", "csv", "json")
+#: Progress points printed by ``budgetsched schedules``.
+SHOW_Z = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the one-line error format used by every budgetsched error."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
+        sys.exit(2)
+
+
+# ------------------------------------------------------------------------------------------- argument parsing
+def _number(text: str) -> Any:
+    """'5' -> 5, '0.5' -> 0.5, anything else stays a string."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_schedules(text: str) -> list[str | tuple[str, dict[str, Any]]]:
+    """``rex,linear,delayed-linear:delay=0.5`` -> ``["rex", "linear", ("delayed-linear", {"delay": 0.5})]``.
+
+    Parameters follow the name after ``:``, several separated by ``:`` (``step:factor=0.2``).
+    """
+    from budgetsched import available
+
+    valid = available()
+    out: list[str | tuple[str, dict[str, Any]]] = []
+    for item in parse_list(text):
+        name, *params = item.split(":")
+        if name not in valid:
+            raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(valid)}")
+        if not params:
+            out.append(name)
+            continue
+        kw: dict[str, Any] = {}
+        for p in params:
+            k, eq, v = p.partition("=")
+            if not eq or not k or not v:
+                raise ValueError(f"bad schedule parameter {p!r} in {item!r}; write name:key=value, "
+                                 f"e.g. delayed-linear:delay=0.5")
+            kw[k] = _number(v)
+        out.append((name, kw))
+    return out
+
+
+def _float_list(text: str, what: str) -> list[float]:
+    try:
+        vals = parse_list(text, float)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e}") from None
+    return vals
+
+
+def parse_lrs(text: str) -> list[float] | dict[str, list[float]]:
+    """``0.01,0.03`` (every optimizer) or ``sgdm=0.01,0.03;adam=0.001,0.003`` (per optimizer)."""
+    if "=" not in text:
+        return _float_list(text, "--lrs")
+    out: dict[str, list[float]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        opt, eq, vals = part.partition("=")
+        opt = opt.strip()
+        if opt not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {opt!r} in --lrs; choose from {', '.join(OPTIMIZERS)}")
+        out[opt] = _float_list(vals, f"--lrs for {opt}")
+    return out
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``3`` -> seeds 0, 1, 2 (a count); ``0,1,2`` or ``7,`` -> exactly those seeds."""
+    try:
+        seeds = parse_list(text, int)
+    except ValueError as e:
+        raise ValueError(f"--seeds: {e} (give a count like 3 or a list like 0,1,2)") from None
+    if "," in text:
+        return seeds
+    if len(seeds) != 1 or seeds[0] < 1:
+        raise ValueError(f"--seeds count must be >= 1, got {text!r} (or give a list like 0,1,2)")
+    return list(range(seeds[0]))
+
+
+def _study_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The preset (if any) with every given flag applied over it, parsed and validated."""
+    from budgetsched.bench.presets import get_preset
+    from budgetsched.bench.tasks import get_task
+
+    spec: dict[str, Any] = get_preset(args.preset) if args.preset else {}
+    if args.task is not None:
+        spec["tasks"] = parse_list(args.task)
+    if args.schedules is not None:
+        spec["schedules"] = parse_schedules(args.schedules)
+    if args.optimizers is not None:
+        spec["optimizers"] = parse_list(args.optimizers)
+    if args.budgets is not None:
+        spec["budgets"] = _float_list(args.budgets, "--budgets")
+    if args.lrs is not None:
+        spec["lrs"] = parse_lrs(args.lrs)
+    if args.seeds is not None:
+        spec["seeds"] = parse_seeds(args.seeds)
+    if args.plateau_patience is not None:
+        try:
+            spec["plateau_patience"] = parse_list(args.plateau_patience, int)
+        except ValueError as e:
+            raise ValueError(f"--plateau-patience: {e}") from None
+    # Defaults for what neither a preset nor a flag gave: the paper's optimizers, budgets and 3 seeds.
+    spec.setdefault("optimizers", list(OPTIMIZERS))
+    spec.setdefault("budgets", list(PAPER_BUDGETS))
+    spec.setdefault("seeds", [0, 1, 2])
+    spec.setdefault("plateau_patience", [5, 10])
+    for field_, flag in (("tasks", "--task"), ("schedules", "--schedules"), ("lrs", "--lrs")):
+        if field_ not in spec:
+            raise ValueError(f"no {field_} given: pass {flag} or --preset")
+
+    for t in spec["tasks"]:
+        get_task(t)  # ValueError listing the valid tasks
+    for o in spec["optimizers"]:
+        if o not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
+    for b in spec["budgets"]:
+        if not (0.0 < b <= 100.0):
+            raise ValueError(f"budget {b:g} is outside (0, 100] (percent of the task's maximum epochs)")
+    lrs = spec["lrs"]
+    for opt, vals in (lrs.items() if isinstance(lrs, dict) else [("every optimizer", lrs)]):
+        for v in vals:
+            if not (v > 0 and v != float("inf")):
+                raise ValueError(f"learning rate {v!r} for {opt} must be a positive finite number")
+    if isinstance(lrs, dict):
+        lacking = [o for o in spec["optimizers"] if o not in lrs]
+        if lacking:
+            raise ValueError(f"--lrs gives no learning rates for optimizer(s) {', '.join(lacking)}")
+    for p in spec["plateau_patience"]:
+        if p < 1:
+            raise ValueError(f"plateau patience {p!r} must be >= 1 epoch")
+    return spec
+
+
+def study_configs(spec: dict[str, Any]) -> list[TrialConfig]:
+    """The grid of a study spec (``lrs`` per optimizer expands one optimizer at a time)."""
+    lrs = spec["lrs"]
+    common = dict(tasks=spec["tasks"], schedules=spec["schedules"], budgets=spec["budgets"], seeds=spec["seeds"],
+                  plateau_patience=spec["plateau_patience"])
+    if not isinstance(lrs, dict):
+        return expand(optimizers=spec["optimizers"], lrs=lrs, **common)
+    out: list[TrialConfig] = []
+    for opt in spec["optimizers"]:
+        out += expand(optimizers=[opt], lrs=lrs[opt], **common)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- commands
+def _open_existing_store(path: str) -> Any:
+    from budgetsched.bench.store import Store
+
+    if not Path(path).is_file():
+        raise ValueError(f"no results store at {path!r}; create one with 'budgetsched run --store {path} ...'")
+    return Store(path)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from budgetsched.bench.runners import StudyInterrupted, check_device, run_study
+    from budgetsched.bench.store import Store
+
+    spec = _study_spec(args)
+    configs = study_configs(spec)
+    device = check_device(args.device)
+    if args.data_dir is not None and not Path(args.data_dir).is_dir():
+        raise ValueError(f"--data-dir {args.data_dir!r} is not a directory")
+    store = Store(args.store)
+    try:
+        summary = run_study(configs, store, engine=args.engine, workers=args.workers, device=device,
+                            data_dir=args.data_dir, cache_dir=args.cache_dir, chunk_size=args.chunk_size,
+                            progress=not args.quiet, ray_address=args.ray_address)
+    except StudyInterrupted as e:
+        s = e.summary
+        sys.stderr.write(f"{PROG}: interrupted: {s.ran} trials written by this run, {s.skipped + s.ran} of "
+                         f"{s.total} in {args.store}; rerun the same command to resume\n")
+        return 130
+    finally:
+        store.close()
+    print(summary.line())
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from budgetsched.bench import report as rep
+
+    store = _open_existing_store(args.store)
+    try:
+        r = rep.build_report(store.rows())
+    finally:
+        store.close()
+    if args.format == "rich":
+        from rich.console import Console
+
+        if args.output is None:
+            rep.render_rich(r, Console())
+            return 0
+        with open(args.output, "w", encoding="utf-8") as f:
+            rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
+        return 0
+    text = {"md": rep.to_markdown, "csv": rep.to_csv,
+            "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from budgetsched.bench import plots
+
+    store = _open_existing_store(args.store)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    if not rows:
+        raise ValueError(f"store {args.store!r} holds no trials yet; run a study first")
+    from budgetsched.bench.report import build_report
+
+    report = build_report(rows)
+    out = Path(args.out)
+    written = [*plots.figure2(report, out), *plots.figure3(rows, out)]
+    settings = {(s.task, s.optimizer) for s in report.settings}
+    for task, opt in sorted(settings):
+        # LR / loss curves of each task x optimizer at its largest budget (the longest runs show the most).
+        budget = max(s.budget for s in report.settings if (s.task, s.optimizer) == (task, opt))
+        written += plots.curves(rows, out, task=task, optimizer=opt, budget=budget, report=report)
+    for path in written:
+        print(path)
+    return 0
+
+
+def cmd_schedules(args: argparse.Namespace) -> int:
+    from budgetsched import Schedule, available
+
+    n = args.total_steps
+    if n < 1:
+        raise ValueError(f"--total-steps must be >= 1, got {n}")
+    print(f"multiplier m at progress z (total_steps={n}, peak_lr=1):")
+    print(f"{'schedule':<16}" + "".join(f"{'z=' + format(z, 'g'):>9}" for z in SHOW_Z))
+    for name in available():
+        try:
+            s = Schedule(name, total_steps=n, peak_lr=1.0)
+        except ValueError as e:  # needs extra input (plateau: a metric; refined: gradient norms)
+            print(f"{name:<16}  (no closed form here: {str(e).split(':')[0]})")
+            continue
+        print(f"{name:<16}" + "".join(f"{s(min(round(z * n), n)):>9.4f}" for z in SHOW_Z))
+    if args.out is not None:
+        from budgetsched.bench import plots
+
+        for path in plots.figure1(args.out, total_steps=n):
+            print(path)
+    return 0
+
+
+# --------------------------------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Budget-aware learning-rate schedules and the REX paper's benchmark.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,report,plot,schedules}")
+
+    r = sub.add_parser("run", help="run (or resume) a study into a results store",
+                       description="Run every trial of the grid not yet finished in STORE. Flags override the "
+                                   "preset's fields.")
+    r.add_argument("--preset", help="start from a preset: demo, paper, smoke (see budgetsched.bench.presets)")
+    r.add_argument("--task", help="task name(s), comma-separated, e.g. mnist1d-mlp,digits-mlp")
+    r.add_argument("--schedules", help="schedule names, comma-separated; parameters as name:key=value")
+    r.add_argument("--optimizers", help="sgdm and/or adam (default: both)")
+    r.add_argument("--budgets", help="percents of the maximum epochs, in (0,100] (default 1,5,10,25,50,100)")
+    r.add_argument("--lrs", help="initial LRs: 0.01,0.03 or per optimizer sgdm=0.01,0.03;adam=0.001,0.003")
+    r.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,1,2 or 7,) (default 3)")
+    r.add_argument("--plateau-patience", help="plateau patience grid in epochs (default 5,10)")
+    r.add_argument("--store", required=True, help="results store file (SQLite); rerunning resumes")
+    r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    r.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    r.add_argument("--engine", default="batched", choices=("batched", "sequential", "ray"))
+    r.add_argument("--ray-address", help="address of a running Ray cluster (engine ray)")
+    r.add_argument("--chunk-size", type=int, default=64, help="trials per batched-engine call (default 64)")
+    r.add_argument("--data-dir", help="directory holding the tasks' data files")
+    r.add_argument("--cache-dir", help="directory for prepared data")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.set_defaults(func=cmd_run)
+
+    rp = sub.add_parser("report", help="Table 1 and per-task tables of a study")
+    rp.add_argument("store", metavar="STORE")
+    rp.add_argument("--format", default="rich", choices=REPORT_FORMATS)
+    rp.add_argument("--output", help="write to this file instead of stdout")
+    rp.set_defaults(func=cmd_report)
+
+    pl = sub.add_parser("plot", help="Figures 2-3 and LR/loss curves of a study")
+    pl.add_argument("store", metavar="STORE")
+    pl.add_argument("--out", required=True, help="output directory for the PNG files")
+    pl.set_defaults(func=cmd_plot)
+
+    sc = sub.add_parser("schedules", help="print every profile at a few progress points; --out writes Figure 1")
+    sc.add_argument("--out", help="directory for Figure 1 (PNG and PDF)")
+    sc.add_argument("--total-steps", type=int, default=1000, help="steps of the printed schedules (default 1000)")
+    sc.set_defaults(func=cmd_schedules)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``budgetsched`` command; returns the exit code (0, 2 on a usage error, 130 on Ctrl-C)."""
+    args = build_parser().parse_args(argv)
+    # Library warnings (e.g. a figure panel skipped for lack of data) as one plain line each.
+    warnings.showwarning = lambda message, category, *a, **k: sys.stderr.write(f"{PROG}: note: {message}\n")
+    from budgetsched.bench.store import StoreError
+
+    try:
+        return int(args.func(args))
+    except (ValueError, StoreError, OSError) as e:  # OSError: missing data files, unwritable output
+        msg = " ".join(str(e).split()) or type(e).__name__
+        sys.stderr.write(f"{PROG}: error: {msg}\n")
+        return 2
+    except KeyboardInterrupt:
+        sys.stderr.write(f"{PROG}: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
