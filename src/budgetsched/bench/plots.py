@@ -1,0 +1,360 @@
+"""Figures of the REX paper, redrawn from this package's schedules and a study's results.
+
+* :func:`figure1` - profiles x sampling rates (paper, Figure 1).
+* :func:`figure2` - test metric vs % of epochs, log x, one panel per task x optimizer (paper, Figure 2).
+* :func:`figure3` - test (or validation) metric vs initial LR, log x, one panel per task x optimizer x budget
+  (paper, Figure 3).
+* :func:`curves` - LR, training loss and validation metric per epoch of the trials chosen for one setting.
+
+Every function writes a PNG and a PDF, returns the list of files written, and skips panels without data with a
+:class:`PlotSkipWarning` instead of failing. Figures are drawn on plain ``matplotlib.figure.Figure`` objects (the
+Agg canvas, no pyplot state), so they work headless and from worker threads. A schedule has the same colour in
+every figure (:func:`color_for`; REX is always magenta, as the paper's pink line).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+import zlib
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from budgetsched.bench.report import Report, _metric_name, _num, _patience, build_report, schedule_order
+
+__all__ = ["figure1", "figure2", "figure3", "curves", "color_for", "PlotSkipWarning", "FIGURE1_SAMPLINGS"]
+
+#: Sampling rates of the paper's Figure 1, from every step to the coarsest.
+FIGURE1_SAMPLINGS = ("every-step", "1-100", "5-25", "10-10", "25-50-75", "33-66", "50-75")
+
+_COLORS = {
+    "rex": "#e7298a",  # magenta: REX is the pink line of the paper's Figure 3
+    "linear": "#1f77b4",
+    "cosine": "#2ca02c",
+    "step": "#ff7f0e",
+    "plateau": "#8c564b",
+    "onecycle": "#9467bd",
+    "exp": "#bcbd22",
+    "constant": "#7f7f7f",
+    "rex-beta": "#f781bf",
+    "polynomial": "#17becf",
+    "uba": "#d62728",
+    "wsd": "#000000",
+    "refined": "#6a3d9a",
+}
+_EXTRA = ("#a6761d", "#1b9e77", "#666666", "#e6ab02", "#66a61e", "#7570b3", "#d95f02", "#b15928")
+
+
+class PlotSkipWarning(UserWarning):
+    """A panel (or a whole figure) was skipped because it has no data to draw."""
+
+
+def _skip(msg: str) -> None:
+    warnings.warn(msg, PlotSkipWarning, stacklevel=3)
+
+
+def color_for(label: str) -> str:
+    """The colour of a schedule label, the same in every figure.
+
+    ``delayed-linear(delay=d)`` variants get blues, lighter for longer delays; unknown labels a fixed colour
+    derived from the label.
+    """
+    if label in _COLORS:
+        return _COLORS[label]
+    base = label.split("(")[0]
+    if base == "delayed-linear":
+        try:
+            d = float(label.split("delay=")[1].rstrip(")").split(",")[0])
+        except (IndexError, ValueError):
+            d = 0.5
+        r, g, b = 0.12 + 0.6 * d, 0.47 + 0.35 * d, 0.71 + 0.2 * d
+        return "#{:02x}{:02x}{:02x}".format(*(int(255 * min(1.0, c)) for c in (r, g, b)))
+    if base in _COLORS:
+        return _COLORS[base]
+    return _EXTRA[zlib.crc32(label.encode()) % len(_EXTRA)]
+
+
+def _style(label: str) -> dict[str, Any]:
+    return {"color": color_for(label), "linewidth": 2.2 if label == "rex" else 1.4,
+            "linestyle": "--" if label.startswith("delayed-linear") else "-", "zorder": 3 if label == "rex" else 2}
+
+
+def _out_dir(out_dir: str | Path) -> Path:
+    p = Path(out_dir)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot create figure directory {str(p)!r}: {e.strerror or e}") from None
+    return p
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.4, max_cols: int = 4) -> tuple[Figure, list[Any]]:
+    cols = min(n, max_cols)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel().tolist()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, axes[:n]
+
+
+def _save(fig: Figure, out: Path, stem: str) -> list[Path]:
+    files = []
+    for ext in ("png", "pdf"):
+        path = out / f"{stem}.{ext}"
+        fig.savefig(path, dpi=110 if ext == "png" else None)
+        files.append(path)
+    return files
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figure 1
+
+
+def figure1(out_dir: str | Path, total_steps: int = 1000) -> list[Path]:
+    """Profiles x sampling rates, as the paper's Figure 1: step, linear and REX each under every sampling rate of
+    :data:`FIGURE1_SAMPLINGS`, and a last panel with every profile of :func:`budgetsched.available` at its usual
+    sampling (profiles that need more than a name, such as ``plateau`` or ``refined``, are skipped with a warning).
+    Writes ``figure1.png`` and ``figure1.pdf``."""
+    from budgetsched import Schedule, available
+
+    out = _out_dir(out_dir)
+    profiles = ("step", "linear", "rex")
+    fig, axes = _grid(len(profiles) + 1, width=4.0, height=3.3)
+    x = 100.0 * np.arange(total_steps) / total_steps
+    shades = [f"C{i}" for i in range(len(FIGURE1_SAMPLINGS))]
+    for ax, prof in zip(axes, profiles):
+        for sampling, col in zip(FIGURE1_SAMPLINGS, shades):
+            y = Schedule(prof, total_steps=total_steps, peak_lr=1.0, sampling=sampling).values()
+            ax.step(x, y, where="post", color=col, linewidth=1.3, label=sampling)
+        ax.set_title(f"{prof} profile x sampling rate")
+    ax = axes[-1]
+    for name in schedule_order(available()):
+        if name == "plateau":
+            _skip("figure1: plateau is metric-driven (no fixed profile); left out of the last panel")
+            continue
+        try:
+            y = Schedule(name, total_steps=total_steps, peak_lr=1.0).values()
+        except (ValueError, TypeError) as e:
+            _skip(f"figure1: profile {name!r} needs parameters to draw ({e}); left out of the last panel")
+            continue
+        ax.plot(x, y, label=name, **_style(name))
+    ax.set_title("profiles at their usual sampling rate")
+    for ax in axes:
+        ax.set_xlabel("training progress (% of the run's steps)")
+        ax.set_ylabel("LR / peak LR")
+        ax.set_ylim(-0.03, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, title="sampling" if ax is not axes[-1] else "profile", title_fontsize=7)
+    fig.suptitle("Learning-rate profiles under different sampling rates (REX paper, Figure 1)")
+    return _save(fig, out, "figure1")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figure 2
+
+
+def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Test metric (mean ± std of the LR chosen by validation) vs % of epochs, log x, one line per schedule
+    (delayed-linear variants dashed), one panel per task x optimizer. Writes ``figure2.png`` / ``.pdf``."""
+    report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
+    out = _out_dir(out_dir)
+    panels = []
+    for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings):
+        ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
+        lines = {}
+        for label in schedule_order({k for s in ss for k in s.results}):
+            pts = [(s.budget, c.mean, c.std) for s in ss if (c := s.results.get(label)) is not None
+                   and not c.diverged and not (label == "step" and c.n_candidates == 0)]
+            if pts:
+                lines[label] = pts
+        if lines:
+            panels.append((task, opt, lines))
+        else:
+            _skip(f"figure2: no finished, non-diverged result for {task} / {opt}; panel skipped")
+    if not panels:
+        _skip("figure2: no data to plot; nothing written")
+        return []
+    fig, axes = _grid(len(panels), max_cols=3)
+    for ax, (task, opt, lines) in zip(axes, panels):
+        for label, pts in lines.items():
+            b, m, sd = (np.array(v, dtype=float) for v in zip(*pts))
+            ax.errorbar(b, m, yerr=sd, marker="o", markersize=3.5, capsize=2, label=label, **_style(label))
+        ax.set_xscale("log")
+        budgets = sorted({b for pts in lines.values() for b, _, _ in pts})
+        ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
+        ax.set_xlabel("budget (% of the task's maximum epochs, log scale)")
+        ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')}")
+        ax.set_title(f"{task} / {opt}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle("Test metric vs training budget (LR chosen on validation; mean ± std over seeds)")
+    return _save(fig, out, "figure2")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Figure 3
+
+
+def _closest(budgets: Iterable[float], targets: Sequence[float]) -> list[float]:
+    pool = sorted(set(budgets))
+    chosen: list[float] = []
+    for t in targets:
+        left = [b for b in pool if b not in chosen]
+        if left:
+            chosen.append(min(left, key=lambda b: (abs(math.log(b / t)), b)))
+    return sorted(chosen)
+
+
+def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Sequence[float] | None = None,
+            metric: str = "test") -> list[Path]:
+    """Final test (``metric="test"``) or validation metric vs initial LR, log x, one line per schedule and one
+    panel per task x optimizer x budget. ``budgets`` defaults, per task x optimizer, to the two budgets closest to
+    5 % and 25 % (as in the paper). Each point is the mean over seeds; an LR where any seed diverged is left out
+    (listed in the panel); plateau uses, at each LR, the patience chosen by validation.
+    Writes ``figure3.png`` / ``.pdf``."""
+    if metric not in ("test", "val"):
+        raise ValueError(f"metric must be 'test' or 'val', got {metric!r}")
+    out = _out_dir(out_dir)
+    key = f"{metric}_metric"
+    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r["status"] in ("done", "diverged"):
+            groups.setdefault((r["task"], r["optimizer"]), []).append(r)
+    panels = []
+    for (task, opt), grows in groups.items():
+        present = {float(r["budget"]) for r in grows}
+        wanted = _closest(present, (5.0, 25.0)) if budgets is None else sorted(float(b) for b in budgets)
+        for b in wanted:
+            brows = [r for r in grows if float(r["budget"]) == b]
+            if not brows:
+                _skip(f"figure3: no finished trial for {task} / {opt} / {b:g}%; panel skipped")
+                continue
+            lines, diverged = {}, []
+            for label in schedule_order({r["label"] for r in brows}):
+                per_lr: dict[float, dict[Any, list[Mapping[str, Any]]]] = {}
+                for r in brows:
+                    if r["label"] == label:
+                        per_lr.setdefault(float(r["lr"]), {}).setdefault(_patience(r), []).append(r)
+                pts = []
+                for lr in sorted(per_lr):
+                    def vals(trials, col):
+                        return [_num(t[col]) if t["status"] == "done" else math.inf for t in trials]
+                    cands = per_lr[lr]
+                    pat = min(cands, key=lambda p: (float(np.mean(vals(cands[p], "val_metric"))), p or 0))
+                    y = vals(cands[pat], key)
+                    if any(math.isinf(v) for v in y):
+                        diverged.append(f"{label}@{lr:g}")
+                    else:
+                        pts.append((lr, float(np.mean(y))))
+                if pts:
+                    lines[label] = pts
+            if lines:
+                panels.append((task, opt, b, lines, diverged))
+            else:
+                _skip(f"figure3: every trial of {task} / {opt} / {b:g}% diverged; panel skipped")
+    if not panels:
+        _skip("figure3: no data to plot; nothing written")
+        return []
+    fig, axes = _grid(len(panels), max_cols=4)
+    for ax, (task, opt, b, lines, diverged) in zip(axes, panels):
+        for label, pts in lines.items():
+            lr, y = zip(*pts)
+            ax.plot(lr, y, marker="o", markersize=3.5, label=label, **_style(label))
+        ax.set_xscale("log")
+        ax.set_xlabel("initial (peak) learning rate (log scale)")
+        ax.set_ylabel(f"{'test' if metric == 'test' else 'validation'} {_metric_name(task)}")
+        ax.set_title(f"{task} / {opt} / {b:g}% of epochs")
+        if diverged:
+            shown = ", ".join(diverged[:6]) + (" ..." if len(diverged) > 6 else "")
+            ax.text(0.01, 0.99, f"diverged (not shown): {shown}", transform=ax.transAxes, fontsize=6, va="top")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{'Test' if metric == 'test' else 'Validation'} metric vs initial learning rate "
+                 "(mean over seeds)")
+    return _save(fig, out, "figure3")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# curves
+
+
+def _mean_curve(trials: list[Mapping[str, Any]], name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    series = [(t["curves"].get("epoch"), t["curves"].get(name)) for t in trials]
+    series = [(e, v) for e, v in series if v]
+    if not series:
+        return None
+    n = min(len(v) for _, v in series)
+    y = np.nanmean(np.array([[np.nan if x is None else float(x) for x in v[:n]] for _, v in series]), axis=0)
+    e = series[0][0]
+    x = np.asarray(e[:n], dtype=float) if e and len(e) >= n else np.arange(1, n + 1, dtype=float)
+    return x, y
+
+
+def curves(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, task: str | None = None,
+           optimizer: str | None = None, budget: float | None = None,
+           report: Report | None = None) -> list[Path]:
+    """LR, training loss and validation metric per epoch for the candidate each schedule chose (by validation)
+    in one setting, averaged over its seeds. The setting defaults to the first one (of the given task / optimizer /
+    budget) that has curves. Writes ``curves_<task>_<optimizer>_<budget>.png`` / ``.pdf``."""
+    report = report or build_report(rows)
+    out = _out_dir(out_dir)
+    cands = [s for s in report.settings if (task is None or s.task == task)
+             and (optimizer is None or s.optimizer == optimizer) and (budget is None or s.budget == float(budget))]
+    if not cands:
+        have = ", ".join(f"{s.task}/{s.optimizer}/{s.budget:g}%" for s in report.settings) or "none"
+        raise ValueError(f"no setting matches task={task!r}, optimizer={optimizer!r}, budget={budget!r}; "
+                         f"settings with results: {have}")
+    by_setting: dict[tuple[str, str, float], list[Mapping[str, Any]]] = {}
+    for r in rows:
+        if r["status"] == "done":
+            by_setting.setdefault((r["task"], r["optimizer"], float(r["budget"])), []).append(r)
+    for s in cands:
+        chosen = {}
+        for label, c in s.results.items():
+            if c.diverged or (label == "step" and c.n_candidates == 0):
+                continue
+            trials = [r for r in by_setting.get((s.task, s.optimizer, s.budget), [])
+                      if r["label"] == label and float(r["lr"]) == c.lr and _patience(r) == c.patience
+                      and r.get("curves")]
+            if trials:
+                chosen[label] = (c, trials)
+        if chosen:
+            break
+        _skip(f"curves: no stored curves for {s.task} / {s.optimizer} / {s.budget:g}%; trying the next setting")
+    else:
+        _skip("curves: no setting has stored curves; nothing written")
+        return []
+    panels = (("lr", "learning rate"), ("train_loss", "training loss"),
+              ("val_metric", f"validation {report.metric_names.get(s.task, 'metric')}"))
+    fig, axes = _grid(len(panels), width=4.4, height=3.4, max_cols=3)
+    for ax, (name, ylabel) in zip(axes, panels):
+        drawn = 0
+        for label, (c, trials) in chosen.items():
+            mc = _mean_curve(trials, name)
+            if mc is None:
+                continue
+            tag = f"{label} (lr {c.lr:g}" + (f", patience {c.patience}" if c.patience is not None else "") + ")"
+            ax.plot(*mc, label=tag, **_style(label))
+            drawn += 1
+        if not drawn:
+            _skip(f"curves: no {name!r} curve stored for {s.task} / {s.optimizer} / {s.budget:g}%; panel left empty")
+            ax.text(0.5, 0.5, f"no {name} curve stored", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.legend(fontsize=7)
+        if name == "train_loss" and drawn and all(np.nanmin(ln.get_ydata()) > 0 for ln in ax.get_lines()):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        ax.set_title(ylabel)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{s.task} / {s.optimizer} / {s.budget:g}% of epochs: chosen LR per schedule (mean over seeds)")
+    return _save(fig, out, _safe(f"curves_{s.task}_{s.optimizer}_{s.budget:g}"))
