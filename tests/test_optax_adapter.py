@@ -1,0 +1,92 @@
+"""optax adapter: exact table lookups against the closed form, under jax.jit, inside optax, vs optax's schedules."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+jax = pytest.importorskip("jax")
+optax = pytest.importorskip("optax")
+import jax.numpy as jnp  # noqa: E402
+
+from budgetsched import Schedule  # noqa: E402
+from budgetsched.optax import momentum_schedule, schedule  # noqa: E402
+
+T = 200
+STEPS = np.array([0, 1, 2, 7, 49, 50, 99, 100, 101, 149, 150, 151, 198, 199, 200, 201, 1000, 2**31 - 1])
+
+CASES = [
+    ("rex", {}), ("linear", {}), ("cosine", {}), ("exp", {"gamma": -3.0}), ("step", {}),
+    ("onecycle", {}), ("onecycle", {"variant": "torch"}), ("constant", {}), ("delayed-linear", {"delay": 0.3}),
+    ("rex-beta", {"beta": 0.1}), ("uba", {"phi": 3.0}), ("wsd", {"cooldown": "1-sqrt"}), ("polynomial", {}),
+    ("refined", {"grad_norms": [1.0, 2.0, 1.5, 3.0, 2.0, 1.0]}),
+    ("linear", {"sampling": "5-25"}), ("rex", {"warmup_steps": 10, "min_lr": 0.01}),
+]
+
+
+@pytest.mark.parametrize("profile,params", CASES)
+def test_values_equal_schedule_eager_and_jit(profile, params):
+    fn = schedule(profile, T, 0.3, **params)
+    ref = Schedule(profile, T, 0.3, **params)
+    expected = np.array([ref(int(t)) for t in STEPS])
+    eager = np.array([float(fn(int(t))) for t in STEPS])
+    jitted = jax.jit(fn)
+    traced = np.array([float(jitted(jnp.int32(t))) for t in STEPS])
+    vectorised = np.asarray(jitted(jnp.asarray(STEPS, dtype=jnp.int32)))
+    for got in (eager, traced, vectorised):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(np.asarray(fn(jnp.arange(T))), ref.values(), rtol=1e-6, atol=1e-9)
+
+
+def test_applied_sgd_update_is_minus_lr_times_grad_inside_jit():
+    fn = schedule("rex", 50, 0.2, warmup_steps=5)
+    ref = Schedule("rex", 50, 0.2, warmup_steps=5)
+    opt = optax.sgd(learning_rate=fn)
+    params = {"w": jnp.ones(3)}
+    grads = {"w": jnp.array([1.0, -2.0, 0.5])}
+    state = opt.init(params)
+    update = jax.jit(opt.update)
+    for t in range(60):
+        updates, state = update(grads, state, params)
+        np.testing.assert_allclose(np.asarray(updates["w"]), -ref(t) * np.asarray(grads["w"]), rtol=1e-6)
+
+
+def test_onecycle_momentum_through_inject_hyperparams():
+    opt = optax.inject_hyperparams(optax.sgd)(learning_rate=schedule("onecycle", T, 0.1),
+                                              momentum=momentum_schedule("onecycle", T))
+    params = jnp.zeros(2)
+    state = opt.init(params)
+    ref = Schedule("onecycle", T, 0.1)
+    step = jax.jit(lambda s: opt.update(jnp.ones(2), s, params)[1])
+    for t in range(T + 3):
+        state = step(state)  # the hyperparameters stored by update t are the ones it used
+        assert float(state.hyperparams["learning_rate"]) == pytest.approx(ref(t), rel=1e-6)
+        assert float(state.hyperparams["momentum"]) == pytest.approx(ref.momentum(t), rel=1e-6)
+
+
+@pytest.mark.parametrize("profile,theirs,upto", [
+    ("linear", lambda: optax.linear_schedule(0.3, 0.0, T), 2 * T),
+    ("cosine", lambda: optax.cosine_decay_schedule(0.3, T), 2 * T),
+    ("exp", lambda: optax.exponential_decay(0.3, transition_steps=T, decay_rate=math.exp(-3.0)), T + 1),
+    ("step", lambda: optax.piecewise_constant_schedule(0.3, {T // 2: 0.1, 3 * T // 4: 0.1}), 2 * T),
+])
+def test_matches_optax_own_schedules(profile, theirs, upto):
+    ours, other = jax.jit(schedule(profile, T, 0.3)), jax.jit(theirs())
+    counts = jnp.arange(upto)
+    np.testing.assert_allclose(np.asarray(ours(counts)), np.asarray(other(counts)), rtol=1e-5, atol=1e-7)
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="unknown schedule 'rexx'; valid names"):
+        schedule("rexx", T, 0.1)
+    with pytest.raises(ValueError, match="reduce_on_plateau"):
+        schedule("plateau", T, 0.1)
+    with pytest.raises(ValueError, match="total_steps must be >= 1, got 0"):
+        schedule("rex", 0, 0.1)
+    with pytest.raises(ValueError, match="warmup_steps must be < total_steps \\(200\\), got 200"):
+        schedule("rex", T, 0.1, warmup_steps=T)
+    with pytest.raises(ValueError, match="min_lr must be a finite number >= 0, got -1"):
+        schedule("rex", T, 0.1, min_lr=-1)
+    with pytest.raises(ValueError, match="only 'onecycle' has a momentum curve, got profile 'rex'"):
+        momentum_schedule("rex", T)
