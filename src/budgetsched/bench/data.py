@@ -1,7 +1,7 @@
 """Dataset loaders for the benchmark tasks.
 
 Every loader returns a :class:`TaskData` of CPU tensors: float32 inputs and int64 labels (for the
-VAE, ``y`` is the input itself). Each data set gets a *fixed* validation split carved from its
+VAE, ``y`` is the input itself; for the character model, inputs are int64 token ids). Each data set gets a *fixed* validation split carved from its
 training data (fixed seed), separate from the test split: reports choose learning rates on
 validation and report test.
 
@@ -39,7 +39,8 @@ STL10_URL = "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"
 
 @dataclass
 class TaskData:
-    """A task's splits as CPU tensors (float32 inputs, int64 labels; ``y = x`` for the VAE)."""
+    """A task's splits as CPU tensors: float32 inputs and int64 labels (``y = x`` for the VAE;
+    int64 token ids as inputs for the character model)."""
 
     train_x: torch.Tensor
     train_y: torch.Tensor

@@ -3,13 +3,22 @@
 A task's ``max_epochs`` is its 100 % budget; a trial at budget b % trains ``ceil(max_epochs * b / 100)``
 epochs. Lower metric is always better.
 
-Budgets of the small tasks (measured with SGD + momentum 0.9 and Adam over the demo LR grid):
+Budgets of the small tasks, measured with a linear decay to 0 (one seed, one CPU thread, plain
+training loop without evaluation):
 
-* ``mnist1d-mlp`` / ``mnist1d-cnn``: 100 epochs of 36 steps (3600 train examples, batch 100).
-  Training loss and validation error are flat over the last ~20 % of a linear-decay run at the
-  best LRs, so 100 % is a converged run; a 100 % MLP run takes a few seconds on one CPU thread.
-* ``digits-mlp``: 50 epochs of 20 steps (1257 train examples, batch 64); train error reaches 0
-  and validation error stops moving well before the end.
+* ``mnist1d-mlp``: 100 epochs of 36 steps (3600 train examples, batch 100). SGD + momentum 0.9 at
+  LR 0.1 reaches train loss 0.002 with validation error flat (37 %) from about epoch 50 on; Adam at
+  LR 0.01 reaches train loss 5e-4 (test error 35 %). So the 100 % budget trains to convergence; such
+  a run takes about 3 s (SGD) to 5 s (Adam). (Adam at LR 1e-3 is still at train loss 0.44: too low an
+  LR, not too short a budget.)
+* ``mnist1d-cnn``: the same 100 epochs; SGD + momentum at 0.03 and Adam at 3e-3 both end at train
+  loss 0.003 with validation error within one point over the last 30 epochs (test error 8-10 %); 14-20 s a run.
+* ``digits-mlp``: 50 epochs of 20 steps (1257 train examples, batch 64); SGD + momentum at 0.1 ends
+  at train loss 0.014 with validation error unchanged over the last 30 epochs; under 1 s a run.
+* ``shakespeare-char``: 5 epochs of 241 steps (blocks of 64 + 1 bytes, batch 64), about 35 s an
+  epoch. A short budget by design, not a converged one: one epoch of Adam at 3e-3 reaches 3.3 bits/char.
+
+The paper settings keep the paper's budgets (Table 3: 300 / 300 / 200 / 200 epochs) and batch sizes.
 """
 from __future__ import annotations
 
