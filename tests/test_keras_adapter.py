@@ -1,0 +1,84 @@
+"""Keras 3 adapter (torch backend): values vs the closed form, inside an optimizer, serialization round trip."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+keras = pytest.importorskip("keras")
+
+from budgetsched import Schedule  # noqa: E402
+from budgetsched.keras import BudgetSchedule  # noqa: E402
+
+T = 120
+STEPS = [0, 1, 2, 11, 59, 60, 61, 89, 90, 91, 119, 120, 121, 5000, 2**31 - 1]
+CASES = [("rex", {}), ("linear", {}), ("cosine", {}), ("exp", {"gamma": -2.0}), ("step", {}),
+         ("onecycle", {}), ("delayed-linear", {"delay": 0.4}), ("wsd", {"fraction": 0.25}),
+         ("rex", {"sampling": "10-10", "min_lr": 0.01}), ("cosine", {"warmup_steps": 12})]
+
+
+def _np(x):
+    if isinstance(x, keras.Variable):
+        x = x.value
+    if hasattr(x, "detach"):  # a torch tensor (the torch backend)
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+@pytest.mark.parametrize("profile,params", CASES)
+def test_values_equal_schedule(profile, params):
+    sched = BudgetSchedule(profile, T, 0.25, **params)
+    ref = Schedule(profile, T, 0.25, **params)
+    got = [float(_np(sched(t))) for t in STEPS]
+    np.testing.assert_allclose(got, [ref(t) for t in STEPS], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(_np(sched(keras.ops.arange(T))), ref.values(), rtol=1e-6, atol=1e-9)
+
+
+def test_sgd_reports_and_applies_the_scheduled_lr():
+    sched = BudgetSchedule("rex", 40, 0.1, warmup_steps=4)
+    ref = Schedule("rex", 40, 0.1, warmup_steps=4)
+    opt = keras.optimizers.SGD(learning_rate=sched)
+    var = keras.Variable(np.zeros(3, dtype="float32"))
+    grad = np.array([1.0, -2.0, 0.5], dtype="float32")
+    for t in range(45):
+        assert float(_np(opt.learning_rate)) == pytest.approx(ref(t), rel=1e-6)
+        before = _np(var)
+        opt.apply_gradients([(keras.ops.convert_to_tensor(grad), var)])
+        np.testing.assert_allclose(_np(var) - before, -ref(t) * grad, rtol=1e-5, atol=1e-8)
+    assert int(_np(opt.iterations)) == 45
+    assert float(_np(opt.learning_rate)) == ref(45) == 0.0
+
+
+@pytest.mark.parametrize("profile,params", [("rex", {}), ("step", {"milestones": (0.3, 0.6, 0.9), "factor": 0.5}),
+                                            ("linear", {"sampling": [0.25, 0.5], "warmup_steps": 5, "min_lr": 0.001}),
+                                            ("refined", {"grad_norms": np.array([1.0, 3.0, 2.0])})])
+def test_config_round_trip(profile, params):
+    sched = BudgetSchedule(profile, T, 0.3, **params)
+    again = BudgetSchedule.from_config(sched.get_config())
+    via_keras = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(sched))
+    assert isinstance(via_keras, BudgetSchedule)
+    for other in (again, via_keras):
+        assert other.get_config() == sched.get_config()
+        np.testing.assert_array_equal(_np(other(keras.ops.arange(T + 2))), _np(sched(keras.ops.arange(T + 2))))
+    config = keras.optimizers.SGD(learning_rate=sched).get_config()
+    assert config["learning_rate"]["class_name"] == "BudgetSchedule"
+    restored = keras.optimizers.SGD.from_config(config)  # an optimizer restored from its config still schedules
+    var = keras.Variable(np.zeros(2, dtype="float32"))
+    for t in range(3):
+        assert float(_np(restored.learning_rate)) == pytest.approx(sched.schedule(t), rel=1e-6)
+        restored.apply_gradients([(keras.ops.ones(2), var)])
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="unknown schedule 'rexx'; valid names"):
+        BudgetSchedule("rexx", T, 0.1)
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        BudgetSchedule("plateau", T, 0.1)
+    with pytest.raises(ValueError, match="total_steps must be >= 1, got -3"):
+        BudgetSchedule("rex", -3, 0.1)
+    with pytest.raises(ValueError, match="min_lr \\(0.5\\) must be <= peak_lr \\(0.1\\)"):
+        BudgetSchedule("rex", T, 0.1, min_lr=0.5)
+    with pytest.raises(ValueError, match="callable profile .* cannot be serialized"):
+        BudgetSchedule(lambda z: 1 - z, T, 0.1).get_config()
