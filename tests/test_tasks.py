@@ -134,14 +134,19 @@ def test_batchable_models_stack_under_vmap(name):
         copies.append(t.make_model())
     params, buffers = stack_module_state(copies)
     base = t.make_model().to("meta")
-    x, _ = _tiny_batch(name, n=4)
 
     def run(p, b, xb):
         return functional_call(base, (p, b), (xb,))
 
+    x, y = _tiny_batch(name, n=4)
     stacked = torch.vmap(run, in_dims=(0, 0, None))(params, buffers, x)
+    losses = torch.vmap(t.loss, in_dims=(0, None))(stacked, y)
+    metrics = torch.vmap(t.metric, in_dims=(0, None))(stacked, y)
     for k, m in enumerate(copies):
-        torch.testing.assert_close(stacked[k], m(x), rtol=1e-4, atol=1e-5)
+        out = m(x)
+        torch.testing.assert_close(stacked[k], out, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(losses[k], t.loss(out, y), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(metrics[k], t.metric(out, y), rtol=1e-4, atol=1e-4)
 
 
 def test_model_shapes_and_sizes():
