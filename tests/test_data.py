@@ -12,7 +12,8 @@ import torch
 
 from budgetsched.bench import data as D
 
-SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
+# the project's shared data folder sits beside the checkout (as in CI)
+SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
 
 
 @pytest.fixture(scope="module")
@@ -126,8 +127,8 @@ def test_shakespeare_missing_names_url(tmp_path, monkeypatch):
         D.load_shakespeare(tmp_path / "nothing")
 
 
-@pytest.mark.skipif(not SHAKESPEARE.is_file(), reason="the shared Tiny Shakespeare copy is not on this machine")
 def test_shakespeare_real_text_splits():
+    assert SHAKESPEARE.is_file(), f"the shared Tiny Shakespeare copy is missing at {SHAKESPEARE}"
     d = D.load_shakespeare(SHAKESPEARE.parent, block_size=64)
     n = SHAKESPEARE.stat().st_size
     assert len(d.train_x) == int(n * 0.9) // 65
