@@ -297,3 +297,25 @@ def test_no_warning_in_the_normal_loop():
     s2 = BudgetScheduler(o2, "rex", total_steps=5)
     with pytest.warns(UserWarning, match="before optimizer.step"):
         s2.step()
+
+
+def test_hugging_face_trainer_steps_and_resumes_the_schedule(tmp_path):
+    pytest.importorskip("transformers")
+    pytest.importorskip("accelerate")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "hf_trainer.py"
+    spec = importlib.util.spec_from_file_location("hf_trainer_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+
+    out = str(tmp_path)
+    _, sched, lrs = example.train(max_steps=20, output_dir=out, save_steps=10, warmup_steps=4)
+    ref = Schedule("rex", 20, 3e-2, warmup_steps=4)
+    assert lrs == pytest.approx([ref(t) for t in range(20)], rel=1e-12)  # one scheduler step per optimizer step
+    assert sched.last_epoch == 20
+    # Resuming from the Trainer's checkpoint (scheduler state loaded by the Trainer) continues the same LRs.
+    _, resumed, lrs2 = example.train(max_steps=20, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-10",
+                                     warmup_steps=4)
+    assert lrs2 == lrs[10:] and resumed.last_epoch == 20

@@ -1,0 +1,84 @@
+"""Hugging Face Trainer with a budget-aware schedule: pass the optimizer and a BudgetScheduler as ``optimizers``.
+
+The Trainer calls ``scheduler.step()`` once per optimizer step, so ``total_steps`` is the number of optimizer steps
+of the run (``max_steps``, or epochs x batches per epoch / gradient accumulation). A tiny regression model keeps
+the example self-contained (no download):
+
+    python examples/hf_trainer.py
+
+``plateau`` needs ``step(metric)``, which the Trainer never calls for a custom scheduler: drive it from a
+``TrainerCallback.on_evaluate`` instead, or use a profile schedule here.
+"""
+from __future__ import annotations
+
+import tempfile
+
+import torch
+from torch import nn
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from budgetsched.torch import BudgetScheduler
+
+
+class TinyRegressor(nn.Module):
+    """Any nn.Module whose forward takes the batch's keys and returns a dict with "loss" works with Trainer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 1))
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        out = self.net(x).squeeze(-1)
+        return {"loss": nn.functional.mse_loss(out, labels), "logits": out} if labels is not None else {"logits": out}
+
+
+class Pairs(torch.utils.data.Dataset):
+    def __init__(self, n: int = 256, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 4, generator=g)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5, 3.0])
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+class RecordLR(TrainerCallback):
+    """Records the LR each optimizer step runs at (read before the step)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer, self.lrs = optimizer, []
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        self.lrs.append(self.optimizer.param_groups[0]["lr"])
+
+
+def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "rex", *, save_steps: int | None = None,
+          resume_from_checkpoint: str | None = None, **schedule_args) -> tuple:
+    """Train the tiny model for ``max_steps`` optimizer steps under ``profile``; return (trainer, scheduler, lrs).
+
+    With ``save_steps`` the Trainer checkpoints (optimizer and scheduler state included) to ``output_dir``;
+    ``resume_from_checkpoint`` continues such a run: the scheduler resumes from its saved step and budget.
+    """
+    torch.manual_seed(0)
+    model = TinyRegressor()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-2)
+    scheduler = BudgetScheduler(optimizer, profile, total_steps=max_steps, **schedule_args)
+    recorder = RecordLR(optimizer)
+    with tempfile.TemporaryDirectory() as tmp:
+        args = TrainingArguments(output_dir=output_dir or tmp, max_steps=max_steps, per_device_train_batch_size=16,
+                                 logging_steps=10, report_to=[],
+                                 save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500, use_cpu=True,
+                                 disable_tqdm=True, dataloader_num_workers=0)
+        trainer = Trainer(model=model, args=args, train_dataset=Pairs(), optimizers=(optimizer, scheduler),
+                          callbacks=[recorder])
+        trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    return trainer, scheduler, recorder.lrs
+
+
+if __name__ == "__main__":
+    trainer, scheduler, lrs = train(max_steps=40, warmup_steps=4)
+    print("LR per step:", " ".join(f"{x:.4f}" for x in lrs))
+    print("final train loss:", trainer.state.log_history[-1].get("train_loss"))
