@@ -2,7 +2,9 @@
 
 The REX paper (section 4.1) tunes ``patience`` in multiples of 5 epochs. This is the only schedule that needs a
 metric, so it is not a profile of progress; the adapters give it its own path (``step(metric)``). The semantics
-equal ``torch.optim.lr_scheduler.ReduceLROnPlateau(mode='min', threshold_mode='rel', cooldown=0)``.
+equal ``torch.optim.lr_scheduler.ReduceLROnPlateau(mode='min', threshold_mode='rel', cooldown=0)``, with one
+difference: torch skips a reduction smaller than 1e-8 in *absolute* LR, we apply that bound to the *scale*, so the
+two can differ only once the LR itself is below about 1e-7.
 """
 from __future__ import annotations
 
