@@ -199,6 +199,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = _study_spec(args)
     configs = study_configs(spec)
     device = check_device(args.device)
+    for flag, v in (("--workers", args.workers), ("--chunk-size", args.chunk_size)):
+        if v < 1:
+            raise ValueError(f"{flag} must be >= 1, got {v}")
+    if args.ray_address is not None and args.engine != "ray":
+        raise ValueError(f"--ray-address {args.ray_address!r} needs --engine ray (got --engine {args.engine})")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise ValueError(f"--data-dir {args.data_dir!r} is not a directory")
     store = Store(args.store)
@@ -339,12 +344,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``budgetsched`` command; returns the exit code (0, 2 on a usage error, 130 on Ctrl-C)."""
     args = build_parser().parse_args(argv)
-    # Library warnings (e.g. a figure panel skipped for lack of data) as one plain line each.
-    warnings.showwarning = lambda message, category, *a, **k: sys.stderr.write(f"{PROG}: note: {message}\n")
     from budgetsched.bench.store import StoreError
 
     try:
-        return int(args.func(args))
+        with warnings.catch_warnings():
+            # Library warnings (e.g. a figure panel skipped for lack of data) as one plain line each.
+            warnings.showwarning = lambda message, *a, **k: sys.stderr.write(f"{PROG}: note: {message}\n")
+            return int(args.func(args))
     except (ValueError, StoreError, OSError) as e:  # OSError: missing data files, unwritable output
         msg = " ".join(str(e).split()) or type(e).__name__
         sys.stderr.write(f"{PROG}: error: {msg}\n")
