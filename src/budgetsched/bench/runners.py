@@ -361,12 +361,13 @@ def _run_processes(chunks: list[tuple[bool, Chunk]], args: tuple, write: Callabl
         else:
             # Interrupt or error: drop queued chunks and stop the running ones now (their results are lost,
             # everything already written stays).
+            procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
             pool.shutdown(wait=False, cancel_futures=True)
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
+            for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
-            for proc in list((getattr(pool, "_processes", None) or {}).values()):
-                proc.join(timeout=5)
+            for proc in procs:
+                proc.join(timeout=10)
 
 
 def _run_ray(chunks: list[tuple[bool, Chunk]], args: tuple, write: Callable[[TrialConfig, Any], None],

@@ -1,0 +1,150 @@
+"""run_study: grouping into chunks, resume from the store, interrupts, provenance, progress, argument checks."""
+from __future__ import annotations
+
+import multiprocessing
+
+import pytest
+
+import budgetsched
+from budgetsched.bench import runners
+from budgetsched.bench.grid import expand, group_key
+from budgetsched.bench.runners import StudyInterrupted, check_device, make_chunks, run_study
+from budgetsched.bench.store import Store
+from budgetsched.bench.train import TrialResult
+
+GRID = expand(["digits-mlp"], ["rex", "linear", "cosine"], ["sgdm"], [2.0, 4.0], [0.03, 0.1], [0])  # 12 trials
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sentinel(status: str = "done") -> TrialResult:
+    """A result no training produces (negative loss), to tell a kept row from a rerun one."""
+    return TrialResult(status, -1.0, -1.0, -1.0, -1.0, {"epoch": [1]}, 7, 0.5, None if status != "failed" else "x")
+
+
+def test_chunks_partition_the_grid_by_group():
+    for engine, size in (("batched", 4), ("batched", 100), ("sequential", 4)):
+        chunks = make_chunks(GRID, engine, size)
+        flat = [c for _, chunk in chunks for c in chunk]
+        assert sorted(c.key for c in flat) == sorted(c.key for c in GRID)  # every trial exactly once
+        for is_batched, chunk in chunks:
+            assert len({group_key(c) for c in chunk}) == 1  # one group per chunk
+            assert is_batched == (engine == "batched")  # digits-mlp is batchable
+            assert 1 <= len(chunk) <= (size if is_batched else 1)
+    # 2 groups of 6: chunk size 4 -> 4 + 2 per group
+    assert [len(ch) for _, ch in make_chunks(GRID, "batched", 4)] == [4, 2, 4, 2]
+
+
+def test_resume_skips_finished_and_retries_failed(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.put(GRID[0], _sentinel("done"))
+        store.put(GRID[1], _sentinel("diverged"))
+        store.put(GRID[2], _sentinel("failed"))
+        s = run_study(GRID + GRID[:3], store, progress=False)  # duplicates run once
+        rows = {r["key"]: r for r in store.rows()}
+    assert (s.total, s.skipped, s.ran) == (12, 2, 10)
+    assert s.counts == {"done": 10, "diverged": 0, "failed": 0}
+    assert rows[GRID[0].key]["val_loss"] == -1.0 and rows[GRID[1].key]["status"] == "diverged"  # kept
+    assert rows[GRID[2].key]["status"] == "done" and rows[GRID[2].key]["val_loss"] > 0  # failed one retried
+    assert len(rows) == 12
+    with Store(tmp_path / "s.db") as store:  # a rerun has nothing left to do
+        again = run_study(GRID, store, progress=False)
+    assert (again.ran, again.skipped) == (0, 12)
+
+
+def test_rows_carry_provenance_and_summary_adds_up(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        s = run_study(GRID, store, engine="sequential", progress=False)
+        rows = store.rows()
+    assert {(r["engine"], r["device"], r["package_version"]) for r in rows} == {
+        ("sequential", "cpu", budgetsched.__version__)}
+    assert s.ran == sum(s.counts.values()) == len(rows) == 12
+    assert s.train_time == pytest.approx(sum(r["wall_time"] for r in rows))
+    assert 0 < s.store_time and 0 < s.plan_time and 0 < s.overhead_share < 1
+    assert s.store_time + s.plan_time + s.train_time <= s.wall_time
+    assert "12 trials run" in s.line()
+
+
+class _InterruptingStore:
+    """A store whose n-th put raises KeyboardInterrupt (as Ctrl-C would, between two writes)."""
+
+    def __init__(self, store: Store, after: int) -> None:
+        self.store, self.after, self.puts = store, after, 0
+
+    def finished_keys(self):
+        return self.store.finished_keys()
+
+    def put(self, config, result, meta=None):
+        if self.puts == self.after:
+            raise KeyboardInterrupt
+        self.store.put(config, result, meta)
+        self.puts += 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_interrupt_keeps_written_trials_and_stops_workers(tmp_path, workers):
+    with Store(tmp_path / "s.db") as store:
+        with pytest.raises(StudyInterrupted) as info:
+            run_study(GRID, _InterruptingStore(store, after=3), engine="sequential", workers=workers,
+                      progress=False)
+        assert isinstance(info.value, KeyboardInterrupt)
+        assert info.value.summary.interrupted and info.value.summary.ran == 3
+        written = {r["key"]: r["finished"] for r in store.rows()}
+        assert len(written) == 3
+        assert multiprocessing.active_children() == []  # worker processes stopped
+        s = run_study(GRID, store, engine="sequential", progress=False)  # resume
+        rows = store.rows()
+    assert (s.skipped, s.ran) == (3, 9)
+    assert len(rows) == 12 and {r["key"]: r["finished"] for r in rows if r["key"] in written} == written
+
+
+def test_progress_counts_trials_including_resumed_ones(tmp_path, capsys):
+    with Store(tmp_path / "s.db") as store:
+        store.put(GRID[0], _sentinel())
+        store.put(GRID[1], _sentinel())
+        run_study(GRID, store, chunk_size=4, progress=True)
+    err = capsys.readouterr().err
+    assert "12/12 trials" in err and "digits-mlp sgdm" in err
+
+
+def test_argument_errors_name_the_value(tmp_path, monkeypatch):
+    import torch
+
+    with Store(tmp_path / "s.db") as store:
+        for kw, needle in ((dict(engine="turbo"), "turbo"), (dict(workers=0), "0"), (dict(chunk_size=0), "0"),
+                           (dict(device="tpu"), "tpu"), (dict(ray_address="auto"), "auto")):
+            with pytest.raises(ValueError, match=needle):
+                run_study(GRID, store, progress=False, **kw)
+        assert store.rows() == []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="is_available"):
+        check_device("cuda")
+    assert check_device("cpu") == "cpu"
+
+
+def test_data_loads_once_per_process(tmp_path, monkeypatch):
+    from budgetsched.bench import tasks
+
+    calls = []
+    task = tasks.get_task("digits-mlp")
+    real = task.load
+
+    def counting(data_dir, cache_dir):
+        calls.append(1)
+        return real(data_dir, cache_dir)
+
+    import dataclasses
+
+    monkeypatch.setitem(tasks._TASKS, "digits-mlp", dataclasses.replace(task, load=counting))
+    monkeypatch.setattr(runners, "_DATA", {})
+    with Store(tmp_path / "s.db") as store:
+        run_study(GRID, store, engine="sequential", progress=False)
+    assert len(calls) == 1
