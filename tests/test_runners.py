@@ -148,3 +148,27 @@ def test_data_loads_once_per_process(tmp_path, monkeypatch):
     with Store(tmp_path / "s.db") as store:
         run_study(GRID, store, engine="sequential", progress=False)
     assert len(calls) == 1
+
+
+def test_ctrl_c_during_a_store_write_is_held_until_the_write_ends(tmp_path):
+    """SIGINT arriving inside ``put`` is raised after the row is committed: the row is kept, nothing is torn."""
+    import os
+    import signal
+
+    class SignalInsidePut:
+        def __init__(self, store):
+            self.store = store
+
+        def finished_keys(self):
+            return self.store.finished_keys()
+
+        def put(self, config, result, meta=None):
+            os.kill(os.getpid(), signal.SIGINT)  # delivered while the write is in progress
+            self.store.put(config, result, meta)
+
+    with Store(tmp_path / "s.db") as store:
+        with pytest.raises(StudyInterrupted) as info:
+            run_study(GRID, SignalInsidePut(store), engine="sequential", progress=False)
+        assert info.value.summary.ran == 1
+        assert len(store.rows()) == 1 and store.rows()[0]["status"] == "done"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored

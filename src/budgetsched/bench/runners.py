@@ -23,11 +23,13 @@ exit code 130.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import functools
 import multiprocessing
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,7 +76,8 @@ class StudySummary:
         c = self.counts
         return (f"{self.ran} trials run ({c['done']} done, {c['diverged']} diverged, {c['failed']} failed), "
                 f"{self.skipped} already in the store, {self.total} in the grid; {self.wall_time:.1f} s "
-                f"({self.engine}, {self.workers} worker{'s' if self.workers != 1 else ''}, {self.device})")
+                f"({self.engine}, {self.workers} worker{'s' if self.workers != 1 else ''}, {self.device}; "
+                f"store writes + grouping {self.overhead_share:.1%} of it)")
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -206,6 +209,25 @@ def _meta(engine: str, device: str, workers: int) -> dict[str, Any]:
             "budgetsched_version": budgetsched.__version__, "git_commit": git_commit()}
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl-C until the block ends, so an interrupt never lands inside a store transaction."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            if previous is signal.default_int_handler:
+                raise KeyboardInterrupt
+            if callable(previous):
+                previous(signal.SIGINT, None)
+
+
 # -------------------------------------------------------------------------------------------------- progress
 class _Progress:
     """A rich progress bar counting trials (not chunks), with ETA and the current group; a no-op when off."""
@@ -308,7 +330,8 @@ def run_study(
 
     def write(config: TrialConfig, result: Any) -> None:
         t0 = time.perf_counter()
-        store.put(config, result, meta)
+        with _sigint_deferred():
+            store.put(config, result, meta)
         summary.store_time += time.perf_counter() - t0
         summary.ran += 1
         summary.counts[result.status] = summary.counts.get(result.status, 0) + 1
@@ -362,12 +385,15 @@ def _run_processes(chunks: list[tuple[bool, Chunk]], args: tuple, write: Callabl
             # Interrupt or error: drop queued chunks and stop the running ones now (their results are lost,
             # everything already written stays).
             procs = list((getattr(pool, "_processes", None) or {}).values())  # shutdown() forgets them
+            manager = getattr(pool, "_executor_manager_thread", None)
             pool.shutdown(wait=False, cancel_futures=True)
             for proc in procs:
                 if proc.is_alive():
                     proc.terminate()
             for proc in procs:
                 proc.join(timeout=10)
+            if manager is not None:  # it reaps the stopped workers too; let it finish before returning
+                manager.join(timeout=10)
 
 
 def _run_ray(chunks: list[tuple[bool, Chunk]], args: tuple, write: Callable[[TrialConfig, Any], None],
