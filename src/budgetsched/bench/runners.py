@@ -330,12 +330,12 @@ def run_study(
 
     def write(config: TrialConfig, result: Any) -> None:
         t0 = time.perf_counter()
-        with _sigint_deferred():
+        with _sigint_deferred():  # the row and its count land together, or neither does
             store.put(config, result, meta)
-        summary.store_time += time.perf_counter() - t0
-        summary.ran += 1
-        summary.counts[result.status] = summary.counts.get(result.status, 0) + 1
-        summary.train_time += float(result.wall_time or 0.0)
+            summary.store_time += time.perf_counter() - t0
+            summary.ran += 1
+            summary.counts[result.status] = summary.counts.get(result.status, 0) + 1
+            summary.train_time += float(result.wall_time or 0.0)
         bar.advance()
 
     args = (device, data_dir_s, cache_dir_s, chunk_size)
