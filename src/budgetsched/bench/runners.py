@@ -76,8 +76,8 @@ class StudySummary:
         c = self.counts
         return (f"{self.ran} trials run ({c['done']} done, {c['diverged']} diverged, {c['failed']} failed), "
                 f"{self.skipped} already in the store, {self.total} in the grid; {self.wall_time:.1f} s "
-                f"({self.engine}, {self.workers} worker{'s' if self.workers != 1 else ''}, {self.device}; "
-                f"store writes + grouping {self.overhead_share:.1%} of it)")
+                f"({self.engine}, {self.workers} worker{'s' if self.workers != 1 else ''}, {self.device}"
+                + (f"; store writes + grouping {self.overhead_share:.1%} of it)" if self.ran else ")"))
 
 
 class StudyInterrupted(KeyboardInterrupt):
