@@ -172,6 +172,7 @@ def _needs_files_task(monkeypatch):
 BASE = dict(task="digits-mlp", schedules="rex", optimizers="sgdm", budgets="2", lrs="0.1", seeds="1")
 BAD = {
     "unknown task": (dict(task="nosuch-task"), ["nosuch-task", "digits-mlp"]),
+    "unknown preset": (dict(preset="nope"), ["nope", "demo"]),
     "unknown schedule": (dict(schedules="rex,rexx"), ["rexx", "cosine"]),
     "bad schedule param": (dict(schedules="delayed-linear:delay"), ["delay"]),
     "unknown optimizer": (dict(optimizers="sgdm,lion"), ["lion", "adam"]),
