@@ -31,7 +31,7 @@ def test_round_trip_every_field(tmp_path):
     c = cfg(schedule="delayed-linear", delay=0.5)
     obj = SimpleNamespace(**result(val=12.5, test=13.25))  # any object with the TrialResult attributes
     with Store(tmp_path / "s.db") as s:
-        s.put(c, obj, meta={"engine": "batched", "device": "cpu"})
+        s.put(c, obj, meta={"engine": "batched", "device": "cpu", "workers": 2, "git_commit": "abc123"})
         (row,) = s.rows()
     assert row["key"] == c.key
     assert (row["task"], row["schedule"], row["optimizer"], row["budget"], row["lr"], row["seed"]) == (
@@ -42,6 +42,7 @@ def test_round_trip_every_field(tmp_path):
     assert row["curves"] == {"epoch": [1, 2], "lr": [0.1, 0.01], "train_loss": [1.0, 0.5]}
     assert (row["steps"], row["wall_time"], row["status"], row["error"]) == (20, 1.25, "done", None)
     assert (row["engine"], row["device"]) == ("batched", "cpu")
+    assert row["run_meta"] == {"engine": "batched", "device": "cpu", "workers": 2, "git_commit": "abc123"}
     assert TrialConfig.from_dict(row["config"]) == c
     assert row["python_version"].count(".") == 2 and row["package_version"] and row["hostname"]
     assert row["started"] < row["finished"]  # started = finished - wall_time when meta gives none

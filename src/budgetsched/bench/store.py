@@ -74,6 +74,7 @@ CREATE TABLE trials (
     hostname        TEXT,
     engine          TEXT,
     device          TEXT,
+    run_meta        TEXT NOT NULL DEFAULT '{}',
     config          TEXT NOT NULL
 );
 CREATE INDEX trials_by_setting ON trials (task, optimizer, budget);
@@ -83,7 +84,7 @@ _COLUMNS = (
     "key", "task", "schedule", "schedule_params", "label", "optimizer", "budget", "lr", "seed", "status",
     "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error",
     "started", "finished", "package_version", "torch_version", "python_version", "hostname", "engine", "device",
-    "config",
+    "run_meta", "config",
 )
 
 
@@ -273,7 +274,8 @@ class Store:
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             c.execute("COMMIT")
         except BaseException:
-            c.execute("ROLLBACK")
+            if c.in_transaction:
+                c.execute("ROLLBACK")
             raise
 
     # -- API -----------------------------------------------------------------------------------------------------
@@ -293,7 +295,8 @@ class Store:
 
         ``result`` is a ``TrialResult`` or any object / mapping with its fields (status, val_loss, val_metric,
         test_loss, test_metric, curves, steps, wall_time, error). ``meta`` may give ``engine``, ``device`` and
-        ``started`` (ISO time); without ``started`` it is taken as finish time minus ``wall_time``.
+        ``started`` (ISO time; without it, finish time minus ``wall_time``); the whole ``meta`` (workers, git
+        commit, ...) is also kept as JSON in ``run_meta``.
         """
         if not isinstance(config, TrialConfig):
             raise ValueError(f"config must be a TrialConfig, got {type(config).__name__}")
@@ -327,6 +330,7 @@ class Store:
             "hostname": socket.gethostname(),
             "engine": None if meta.get("engine") is None else str(meta["engine"]),
             "device": None if meta.get("device") is None else str(meta["device"]),
+            "run_meta": _dumps({k: v for k, v in meta.items() if k != "started"}),
             "config": _dumps(config.to_dict()),
         }
         sql = f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
@@ -337,7 +341,8 @@ class Store:
                 c.execute(sql, [row[k] for k in _COLUMNS])
                 c.execute("COMMIT")
             except BaseException:
-                c.execute("ROLLBACK")
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
                 raise
 
     def rows(self, task: str | None = None) -> list[dict[str, Any]]:
@@ -357,7 +362,7 @@ class Store:
         out = []
         for values in fetched:
             d = dict(zip(_COLUMNS, values))
-            for k in ("schedule_params", "curves", "config"):
+            for k in ("schedule_params", "curves", "run_meta", "config"):
                 d[k] = json.loads(d[k])
             out.append(d)
         return out
