@@ -30,7 +30,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from .plateau import Plateau
 from .profiles import canonical_name
 from .sampling import Sampling, parse_sampling
-from .schedule import Schedule
+from .schedule import Schedule, _check_lr
 
 __all__ = ["BudgetScheduler"]
 
@@ -126,12 +126,7 @@ class BudgetScheduler(LRScheduler):
             names = [f"min_lr[{i}]" for i in range(n)]
         out = []
         for name, floor, peak in zip(names, floors, peaks):
-            try:
-                x = float(floor)
-            except (TypeError, ValueError):
-                raise ValueError(f"{name} must be a number, got {floor!r}") from None
-            if not math.isfinite(x) or x < 0.0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {floor!r}")
+            x = _check_lr(name, floor)
             if x > peak:
                 raise ValueError(f"{name} ({floor!r}) must be <= the parameter group's peak lr ({peak!r})")
             out.append(x)

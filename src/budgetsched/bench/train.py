@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from budgetsched import Plateau, Schedule
+from budgetsched.bench.data import TaskData
 from budgetsched.bench.grid import TrialConfig
 
 #: Examples per evaluation forward pass: large for speed; both engines split the same way so the sums agree.
@@ -78,16 +79,8 @@ def plan_trial(config: TrialConfig, max_epochs: int, batch_size: int, n_train: i
     return Plan(epochs, steps_per_epoch, total, sched.values(), sched.momentum_values(), None)
 
 
-@dataclass
-class Placed:
-    """The task's tensors on the training device; floating inputs cast to the model's dtype."""
-
-    train_x: torch.Tensor
-    train_y: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    test_x: torch.Tensor
-    test_y: torch.Tensor
+#: The task's splits on the training device, floating inputs cast to the model's dtype: a TaskData, moved.
+Placed = TaskData
 
 
 def place(data: Any, device: str | torch.device, dtype: torch.dtype) -> Placed:
