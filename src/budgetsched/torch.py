@@ -17,7 +17,6 @@ True
 from __future__ import annotations
 
 import inspect
-import math
 import numbers
 import warnings
 from typing import Any, Callable, Sequence
