@@ -217,6 +217,7 @@ def test_missing_data_files_exit_2(tmp_path, capsys, monkeypatch):
                  "--quiet"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("budgetsched: error: ") and f"{tmp_path}/train.bin" in err and err.count("\n") == 1
+    assert not (tmp_path / "s.db").exists()  # nothing half-written: the store this run created is removed
 
 
 def test_unusable_stores_exit_2(tmp_path, capsys):

@@ -206,11 +206,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise ValueError(f"--ray-address {args.ray_address!r} needs --engine ray (got --engine {args.engine})")
     if args.data_dir is not None and not Path(args.data_dir).is_dir():
         raise ValueError(f"--data-dir {args.data_dir!r} is not a directory")
+    created = not Path(args.store).exists()
     store = Store(args.store)
     try:
         summary = run_study(configs, store, engine=args.engine, workers=args.workers, device=device,
                             data_dir=args.data_dir, cache_dir=args.cache_dir, chunk_size=args.chunk_size,
                             progress=not args.quiet, ray_address=args.ray_address)
+    except Exception:
+        # e.g. a missing data file: a store this command created and never wrote to is not left behind
+        if created and not store.rows():
+            store.close()
+            for suffix in ("", "-wal", "-shm"):
+                Path(args.store + suffix).unlink(missing_ok=True)
+        raise
     except StudyInterrupted as e:
         s = e.summary
         sys.stderr.write(f"{PROG}: interrupted: {s.ran} trials written by this run, {s.skipped + s.ran} of "
