@@ -21,6 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
 
 from budgetsched.bench.report import Report, _metric_name, _num, _patience, build_report, schedule_order
@@ -270,6 +271,9 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
             lr, y = zip(*pts)
             ax.plot(lr, y, marker="o", markersize=3.5, label=label, **_style(label))
         ax.set_xscale("log")
+        grid_lrs = sorted({x for pts in lines.values() for x, _ in pts})
+        ax.set_xticks(grid_lrs, [f"{x:g}" for x in grid_lrs])  # label the LRs of the grid, not log decades
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("initial (peak) learning rate (log scale)")
         ax.set_ylabel(f"{'test' if metric == 'test' else 'validation'} {_metric_name(task)}")
         ax.set_title(f"{task} / {opt} / {b:g}% of epochs")
