@@ -29,14 +29,7 @@ TINY = ["--task", "digits-mlp", "--schedules", "rex,linear", "--optimizers", "sg
 TINY_GRID = expand(["digits-mlp"], ["rex", "linear"], ["sgdm"], [2.0, 4.0], [0.03, 0.1], [0])
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -49,26 +49,10 @@ def test_ray_matches_in_process_results(tmp_path):
         assert ra[k] == pytest.approx(rb[k], rel=1e-5)
 
 
-class _InterruptingStore:
-    """Ctrl-C arrives while the driver writes the (after+1)-th result."""
-
-    def __init__(self, store: Store, after: int) -> None:
-        self.store, self.after, self.puts = store, after, 0
-
-    def finished_keys(self):
-        return self.store.finished_keys()
-
-    def put(self, config, result, meta=None):
-        if self.puts == self.after:
-            raise KeyboardInterrupt
-        self.store.put(config, result, meta)
-        self.puts += 1
-
-
-def test_interrupted_ray_run_resumes_without_rerunning(tmp_path):
+def test_interrupted_ray_run_resumes_without_rerunning(tmp_path, interrupting_store):
     with Store(tmp_path / "s.db") as store:
         with pytest.raises(StudyInterrupted) as info:
-            run_study(GRID, _InterruptingStore(store, after=5), engine="ray", chunk_size=4, progress=False)
+            run_study(GRID, interrupting_store(store, after=5), engine="ray", chunk_size=4, progress=False)
         assert info.value.summary.ran == 5
         before = {r["key"]: r["finished"] for r in store.rows()}
         assert len(before) == 5

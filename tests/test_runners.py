@@ -15,14 +15,7 @@ from budgetsched.bench.train import TrialResult
 GRID = expand(["digits-mlp"], ["rex", "linear", "cosine"], ["sgdm"], [2.0, 4.0], [0.03, 0.1], [0])  # 12 trials
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sentinel(status: str = "done") -> TrialResult:
@@ -73,27 +66,11 @@ def test_rows_carry_provenance_and_summary_adds_up(tmp_path):
     assert "12 trials run" in s.line()
 
 
-class _InterruptingStore:
-    """A store whose n-th put raises KeyboardInterrupt (as Ctrl-C would, between two writes)."""
-
-    def __init__(self, store: Store, after: int) -> None:
-        self.store, self.after, self.puts = store, after, 0
-
-    def finished_keys(self):
-        return self.store.finished_keys()
-
-    def put(self, config, result, meta=None):
-        if self.puts == self.after:
-            raise KeyboardInterrupt
-        self.store.put(config, result, meta)
-        self.puts += 1
-
-
 @pytest.mark.parametrize("workers", [1, 2])
-def test_interrupt_keeps_written_trials_and_stops_workers(tmp_path, workers):
+def test_interrupt_keeps_written_trials_and_stops_workers(tmp_path, workers, interrupting_store):
     with Store(tmp_path / "s.db") as store:
         with pytest.raises(StudyInterrupted) as info:
-            run_study(GRID, _InterruptingStore(store, after=3), engine="sequential", workers=workers,
+            run_study(GRID, interrupting_store(store, after=3), engine="sequential", workers=workers,
                       progress=False)
         assert isinstance(info.value, KeyboardInterrupt)
         assert info.value.summary.interrupted and info.value.summary.ran == 3

@@ -17,13 +17,7 @@ from budgetsched.bench.train import TrialResult, effective_patience, train_trial
 TASK = "digits-mlp"  # 20 steps per epoch, 50 epochs at 100 %
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is fastest, and avoids oversubscribing a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
