@@ -216,3 +216,16 @@ def test_doctests_of_the_core():
         res = doctest.testmod(mod)
         assert res.failed == 0 and res.attempted > 0, mod.__name__
     assert math.isclose(Schedule("rex", total_steps=2, peak_lr=1.0)(1), 2 / 3)
+
+
+def test_table_is_values_plus_the_held_end_value():
+    for name, kw in (("rex", {}), ("onecycle", {}), ("step", {"sampling": "10-10"})):
+        s = Schedule(name, total_steps=97, peak_lr=0.3, min_lr=0.01, warmup_steps=5, **kw).with_budget(150, at_step=40)
+        t = s.table()
+        assert t.shape == (151,)
+        np.testing.assert_array_equal(t[:-1], s.values())
+        assert t[-1] == s(150) == s(10**9)
+    m = Schedule("onecycle", total_steps=50).momentum_table()
+    np.testing.assert_array_equal(m[:-1], Schedule("onecycle", total_steps=50).momentum_values())
+    assert m[-1] == Schedule("onecycle", total_steps=50).momentum(50)
+    assert Schedule("rex", total_steps=5).momentum_table() is None

@@ -20,7 +20,7 @@ import numpy as np
 from keras import ops
 
 from .profiles import canonical_name
-from .sampling import Sampling
+from .sampling import Sampling, plain_spec
 from .schedule import Schedule
 
 __all__ = ["BudgetSchedule"]
@@ -60,7 +60,7 @@ class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
         self._profile = profile
         self._sampling = sampling
         self._params = dict(params)
-        self._table = np.append(self.schedule.values(), self.schedule(self.schedule.total_steps)).astype(np.float32)
+        self._table = self.schedule.table().astype(np.float32)
         self._tensor = None
 
     def __call__(self, step: Any) -> Any:
@@ -76,11 +76,7 @@ class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
         if callable(self._profile):
             raise ValueError(f"a BudgetSchedule with a callable profile ({self._profile!r}) cannot be serialized; "
                              "use a profile name")
-        sampling = self._sampling
-        if isinstance(sampling, Sampling):
-            sampling = None if sampling.points is None else [float(p) for p in sampling.points]
-        elif sampling is not None and not isinstance(sampling, str):
-            sampling = [float(p) for p in sampling]
+        sampling = plain_spec(self._sampling)
         params = {k: (v.tolist() if isinstance(v, np.ndarray) else list(v) if isinstance(v, tuple) else v)
                   for k, v in self._params.items()}
         return {"profile": self._profile, "total_steps": self.schedule.total_steps, "peak_lr": self.schedule.peak_lr,

@@ -81,7 +81,7 @@ def schedule(
     [1.0, 0.5, 0.0, 0.0]
     """
     s = _build(profile, total_steps, peak_lr, sampling, warmup_steps, min_lr, params)
-    return _lookup(np.append(s.values(), s(s.total_steps)))
+    return _lookup(s.table())
 
 
 def momentum_schedule(
@@ -103,7 +103,7 @@ def momentum_schedule(
     [0.95, 0.85, 0.95]
     """
     s = _build(profile, total_steps, 1.0, sampling, warmup_steps, 0.0, params)
-    mom = s.momentum_values()
+    mom = s.momentum_table()
     if mom is None:
         raise ValueError(f"only 'onecycle' has a momentum curve, got profile {profile!r}")
-    return _lookup(np.append(mom, s.momentum(s.total_steps)))
+    return _lookup(mom)

@@ -82,6 +82,15 @@ _FIXED = {
 }
 
 
+def plain_spec(spec: str | Sequence[float] | Sampling | None) -> str | list[float] | None:
+    """A sampling spec as plain Python (None, a string or a list of floats), for checkpoints and configs."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    if isinstance(spec, Sampling):
+        return None if spec.points is None else [float(p) for p in spec.points]
+    return [float(p) for p in spec]
+
+
 def from_points(points: Sequence[float], name: str | None = None) -> Sampling:
     """Sampling at the given fractions of the run (0 is added if missing)."""
     try:

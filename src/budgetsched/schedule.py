@@ -149,6 +149,19 @@ class Schedule:
         """The learning rate of every step 0..T-1 (float64 array of length ``total_steps``)."""
         return self._lr(np.arange(self.total_steps))
 
+    def table(self) -> np.ndarray:
+        """The LR of steps 0..T (T + 1 values): :meth:`values` plus the end value every later step holds.
+
+        This is what the framework adapters index: a step clamped to [0, T] reads its exact closed-form LR.
+        """
+        return self._lr(np.arange(self.total_steps + 1))
+
+    def momentum_table(self) -> np.ndarray | None:
+        """Momentum / beta1 of steps 0..T for ``onecycle`` (see :meth:`table`); None for other profiles."""
+        if self._mom is None:
+            return None
+        return self._momentum(np.arange(self.total_steps + 1))
+
     def momentum(self, step: int) -> float | None:
         """OneCycle's momentum / Adam beta1 at ``step`` (max momentum during warmup); None for other profiles."""
         if self._mom is None:

@@ -28,21 +28,12 @@ from torch.optim.lr_scheduler import LRScheduler
 
 from .plateau import Plateau
 from .profiles import canonical_name
-from .sampling import Sampling, parse_sampling
+from .sampling import Sampling, plain_spec
 from .schedule import Schedule, _check_lr
 
 __all__ = ["BudgetScheduler"]
 
 _PLATEAU_PARAMS = tuple(p for p in inspect.signature(Plateau.__init__).parameters if p != "self")
-
-
-def _sampling_state(spec: Any) -> Any:
-    """A sampling spec as plain Python (so the state loads with ``torch.load(weights_only=True)``)."""
-    if spec is None or isinstance(spec, str):
-        return spec
-    if isinstance(spec, Sampling):
-        return None if spec.points is None else [float(p) for p in spec.points]
-    return [float(p) for p in spec]
 
 
 def _plain(value: Any) -> Any:
@@ -165,7 +156,7 @@ class BudgetScheduler(LRScheduler):
         built["schedule"] = base
         built["total_steps"] = base.total_steps
         built["tables"] = BudgetScheduler._tables(base, peaks, floors)
-        mom = base.momentum_values()
+        mom = base.momentum_table()
         if mom is not None and config["cycle_momentum"]:
             keys = []
             for i, g in enumerate(groups):
@@ -177,7 +168,7 @@ class BudgetScheduler(LRScheduler):
                     raise ValueError(
                         f"'onecycle' drives momentum, but parameter group {i} of the optimizer has neither 'momentum' (SGD, RMSprop) nor 'betas' (Adam, AdamW); its keys: {sorted(g)}. "
                         "Pass cycle_momentum=False to leave momentum alone")
-            built["momentum"] = [*mom.tolist(), float(base.momentum(base.total_steps))]
+            built["momentum"] = mom.tolist()
             built["momentum_keys"] = keys
         return built
 
@@ -187,7 +178,7 @@ class BudgetScheduler(LRScheduler):
         tables = []
         for peak, floor in zip(peaks, floors):
             s = base.with_peak(peak, floor)
-            tables.append([*s.values().tolist(), s(s.total_steps)])
+            tables.append(s.table().tolist())
         return tables
 
     def _install(self, config: dict[str, Any], built: dict[str, Any], peaks: list[float]) -> None:
@@ -304,7 +295,7 @@ class BudgetScheduler(LRScheduler):
             "min_lrs": list(self.min_lrs),
             "profile": profile if isinstance(profile, str) else None,
             "params": {k: _plain(v) for k, v in self._config["params"].items()},
-            "sampling": _sampling_state(self._config["sampling"]),
+            "sampling": plain_spec(self._config["sampling"]),  # plain, so torch.load(weights_only=True) reads it
             "warmup_steps": self._config["warmup_steps"],
             "initial_total_steps": self._config["initial_total_steps"],
             "total_steps": self.total_steps,
