@@ -1,9 +1,10 @@
 """Figures of the REX paper, redrawn from this package's schedules and a study's results.
 
 * :func:`figure1` - profiles x sampling rates (paper, Figure 1).
-* :func:`figure2` - test metric vs % of epochs, log x, one panel per task x optimizer (paper, Figure 2).
+* :func:`figure2` - test metric vs % of epochs, log x, one panel per task x optimizer (paper, Figure 2), with the
+  report's 95 % interval of each schedule's result as error bars.
 * :func:`figure3` - test (or validation) metric vs initial LR, log x, one panel per task x optimizer x budget
-  (paper, Figure 3).
+  (paper, Figure 3), with the Student-t 95 % interval of each LR's mean over seeds as error bars.
 * :func:`curves` - LR, training loss and validation metric per epoch of the trials chosen for one setting.
 
 Every function writes a PNG and a PDF, returns the list of files written, and skips panels without data with a
@@ -24,7 +25,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
 
-from budgetsched.bench.report import Report, _metric_name, _num, _patience, build_report, schedule_order
+from budgetsched.bench.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
+from budgetsched.bench.status import Status
 
 __all__ = ["figure1", "figure2", "figure3", "curves", "color_for", "PlotSkipWarning", "FIGURE1_SAMPLINGS"]
 
@@ -164,8 +166,10 @@ def figure1(out_dir: str | Path, total_steps: int = 1000) -> list[Path]:
 
 
 def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Test metric (mean ± std of the LR chosen by validation) vs % of epochs, log x, one line per schedule
-    (delayed-linear variants dashed), one panel per task x optimizer. Writes ``figure2.png`` / ``.pdf``."""
+    """Test metric vs % of epochs, log x, one line per schedule (delayed-linear variants dashed), one panel per
+    task x optimizer. A point is the mean test metric of the candidate chosen on validation; its error bar is the
+    report's 95 % interval of that result (seeds resampled, LR re-chosen in every draw; none with one seed).
+    Diverged results are left out. Writes ``figure2.png`` / ``.pdf``."""
     report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
     out = _out_dir(out_dir)
     panels = []
@@ -173,8 +177,8 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
         ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
         lines = {}
         for label in schedule_order({k for s in ss for k in s.results}):
-            pts = [(s.budget, c.mean, c.std) for s in ss if (c := s.results.get(label)) is not None
-                   and not c.diverged and not (label == "step" and c.n_candidates == 0)]
+            pts = [(s.budget, c.mean, c.mean if c.lo is None else c.lo, c.mean if c.hi is None else c.hi)
+                   for s in ss if (c := s.results.get(label)) is not None and not c.diverged]
             if pts:
                 lines[label] = pts
         if lines:
@@ -187,17 +191,19 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
     fig, axes = _grid(len(panels), max_cols=3)
     for ax, (task, opt, lines) in zip(axes, panels):
         for label, pts in lines.items():
-            b, m, sd = (np.array(v, dtype=float) for v in zip(*pts))
-            ax.errorbar(b, m, yerr=sd, marker="o", markersize=3.5, capsize=2, label=label, **_style(label))
+            b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
+            ax.errorbar(b, m, yerr=np.vstack([m - lo, hi - m]), marker="o", markersize=3.5, capsize=2, label=label,
+                        **_style(label))
         ax.set_xscale("log")
-        budgets = sorted({b for pts in lines.values() for b, _, _ in pts})
+        budgets = sorted({p[0] for pts in lines.values() for p in pts})
         ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
-        ax.set_xlabel("budget (% of the task's maximum epochs, log scale)")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("budget (% of the task's maximum training, log scale)")
         ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')}")
         ax.set_title(f"{task} / {opt}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.suptitle("Test metric vs training budget (LR chosen on validation; mean ± std over seeds)")
+    fig.suptitle("Test metric vs training budget (LR chosen on validation; mean and 95 % interval over seeds)")
     return _save(fig, out, "figure2")
 
 
@@ -219,45 +225,31 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
             metric: str = "test") -> list[Path]:
     """Final test (``metric="test"``) or validation metric vs initial LR, log x, one line per schedule and one
     panel per task x optimizer x budget. ``budgets`` defaults, per task x optimizer, to the two budgets closest to
-    5 % and 25 % (as in the paper). Each point is the mean over seeds; an LR where any seed diverged is left out
+    5 % and 25 % (as in the paper). Each point is the mean over seeds with its Student-t 95 % interval as error bar
+    (:func:`budgetsched.bench.report.lr_points`; none with one seed); an LR where any seed diverged is left out
     (listed in the panel); plateau uses, at each LR, the patience chosen by validation.
     Writes ``figure3.png`` / ``.pdf``."""
     if metric not in ("test", "val"):
         raise ValueError(f"metric must be 'test' or 'val', got {metric!r}")
     out = _out_dir(out_dir)
-    key = f"{metric}_metric"
-    groups: dict[tuple[str, str], list[Mapping[str, Any]]] = {}
-    for r in rows:
-        if r["status"] in ("done", "diverged"):
-            groups.setdefault((r["task"], r["optimizer"]), []).append(r)
+    points = lr_points(rows, metric)
+    groups: dict[tuple[str, str], list[float]] = {}
+    for task, opt, b in points:
+        groups.setdefault((task, opt), []).append(b)
     panels = []
-    for (task, opt), grows in groups.items():
-        present = {float(r["budget"]) for r in grows}
+    for (task, opt), present in groups.items():
         wanted = _closest(present, (5.0, 25.0)) if budgets is None else sorted(float(b) for b in budgets)
         for b in wanted:
-            brows = [r for r in grows if float(r["budget"]) == b]
-            if not brows:
+            by_label = points.get((task, opt, b))
+            if not by_label:
                 _skip(f"figure3: no finished trial for {task} / {opt} / {b:g}%; panel skipped")
                 continue
             lines, diverged = {}, []
-            for label in schedule_order({r["label"] for r in brows}):
-                per_lr: dict[float, dict[Any, list[Mapping[str, Any]]]] = {}
-                for r in brows:
-                    if r["label"] == label:
-                        per_lr.setdefault(float(r["lr"]), {}).setdefault(_patience(r), []).append(r)
-                pts = []
-                for lr in sorted(per_lr):
-                    def vals(trials, col):
-                        return [_num(t[col]) if t["status"] == "done" else math.inf for t in trials]
-                    cands = per_lr[lr]
-                    pat = min(cands, key=lambda p: (float(np.mean(vals(cands[p], "val_metric"))), p or 0))
-                    y = vals(cands[pat], key)
-                    if any(math.isinf(v) for v in y):
-                        diverged.append(f"{label}@{lr:g}")
-                    else:
-                        pts.append((lr, float(np.mean(y))))
-                if pts:
-                    lines[label] = pts
+            for label, pts in by_label.items():
+                diverged += [f"{label}@{p.lr:g}" for p in pts if math.isinf(p.mean)]
+                finite = [p for p in pts if math.isfinite(p.mean)]
+                if finite:
+                    lines[label] = finite
             if lines:
                 panels.append((task, opt, b, lines, diverged))
             else:
@@ -268,22 +260,26 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
     fig, axes = _grid(len(panels), max_cols=4)
     for ax, (task, opt, b, lines, diverged) in zip(axes, panels):
         for label, pts in lines.items():
-            lr, y = zip(*pts)
-            ax.plot(lr, y, marker="o", markersize=3.5, label=label, **_style(label))
+            lr = np.array([p.lr for p in pts])
+            m = np.array([p.mean for p in pts])
+            lo = np.array([p.mean if p.lo is None else p.lo for p in pts])
+            hi = np.array([p.mean if p.hi is None else p.hi for p in pts])
+            ax.errorbar(lr, m, yerr=np.vstack([m - lo, hi - m]), marker="o", markersize=3.5, capsize=2, label=label,
+                        **_style(label))
         ax.set_xscale("log")
-        grid_lrs = sorted({x for pts in lines.values() for x, _ in pts})
+        grid_lrs = sorted({p.lr for pts in lines.values() for p in pts})
         ax.set_xticks(grid_lrs, [f"{x:g}" for x in grid_lrs])  # label the LRs of the grid, not log decades
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("initial (peak) learning rate (log scale)")
-        ax.set_ylabel(f"{'test' if metric == 'test' else 'validation'} {_metric_name(task)}")
-        ax.set_title(f"{task} / {opt} / {b:g}% of epochs")
+        ax.set_ylabel(f"{'test' if metric == 'test' else 'validation'} {metric_name(task)}")
+        ax.set_title(f"{task} / {opt} / {b:g}% budget")
         if diverged:
             shown = ", ".join(diverged[:6]) + (" ..." if len(diverged) > 6 else "")
             ax.text(0.01, 0.99, f"diverged (not shown): {shown}", transform=ax.transAxes, fontsize=6, va="top")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
     fig.suptitle(f"{'Test' if metric == 'test' else 'Validation'} metric vs initial learning rate "
-                 "(mean over seeds)")
+                 "(mean and Student-t 95 % interval over seeds)")
     return _save(fig, out, "figure3")
 
 
@@ -319,15 +315,15 @@ def curves(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, task: str | N
                          f"settings with results: {have}")
     by_setting: dict[tuple[str, str, float], list[Mapping[str, Any]]] = {}
     for r in rows:
-        if r["status"] == "done":
+        if r["status"] == Status.DONE:
             by_setting.setdefault((r["task"], r["optimizer"], float(r["budget"])), []).append(r)
     for s in cands:
         chosen = {}
         for label, c in s.results.items():
-            if c.diverged or (label == "step" and c.n_candidates == 0):
+            if c.diverged:
                 continue
             trials = [r for r in by_setting.get((s.task, s.optimizer, s.budget), [])
-                      if r["label"] == label and float(r["lr"]) == c.lr and _patience(r) == c.patience
+                      if r["label"] == label and float(r["lr"]) == c.lr and patience_of(r) == c.patience
                       and r.get("curves")]
             if trials:
                 chosen[label] = (c, trials)
