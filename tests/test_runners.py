@@ -32,8 +32,8 @@ def test_chunks_partition_the_grid_by_group():
             assert len({group_key(c) for c in chunk}) == 1  # one group per chunk
             assert is_batched == (engine == "batched")  # digits-mlp is batchable
             assert 1 <= len(chunk) <= (size if is_batched else 1)
-    # 2 groups of 6: chunk size 4 -> 4 + 2 per group
-    assert [len(ch) for _, ch in make_chunks(GRID, "batched", 4)] == [4, 2, 4, 2]
+    # 2 groups of 6: chunk size 4 -> two balanced chunks of 3 per group (seed order kept)
+    assert [len(ch) for _, ch in make_chunks(GRID, "batched", 4)] == [3, 3, 3, 3]
 
 
 def test_resume_skips_finished_and_retries_failed(tmp_path):

@@ -1,53 +1,139 @@
 """Study grid: the trial configuration, its canonical key, and grid expansion.
 
 A *trial* is one training run: one task, schedule, optimizer, budget, initial LR and seed.
-Each budget is its own run whose schedule decays over its own steps (REX paper, section 4).
+Each budget is its own run whose schedule decays over its own steps (REX paper, section 5).
+
+A :class:`TrialConfig` cannot be built wrong: the schedule name, its parameters, the optimizer, the budget, the LR,
+the seed and the budget unit are checked when it is constructed, so a bad grid fails before any store is written.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-#: Bump when the meaning of a stored config changes, so old rows never match new trials.
-CONFIG_VERSION = 1
+from budgetsched.bench.optim import OPTIMIZERS as _OPTIMIZER_SPECS
 
-OPTIMIZERS = ("sgdm", "adam")
+#: Bump when the meaning of a stored config changes, so old rows never match new trials.
+#: 2: budgets counted in optimizer steps by default (``budget_unit``), plateau patience in evaluations with no
+#: hidden cap, divergence also on a loss above ``diverge_factor`` x the first step's loss.
+CONFIG_VERSION = 2
+
+OPTIMIZERS = tuple(_OPTIMIZER_SPECS)
 PAPER_BUDGETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
 LOW_BUDGET_LIMIT = 25.0  # budgets < 25 % are "low", >= 25 % are "high" (Table 1)
+#: How a budget percent becomes a run length: "steps" (default) takes that fraction of the 100 % run's optimizer
+#: steps, rounded up; "epochs" rounds the fraction of the maximum epochs up to whole epochs, as the REX paper does.
+BUDGET_UNITS = ("steps", "epochs")
+#: A trial diverges when a training loss is not finite or exceeds this multiple of its first step's loss.
+DIVERGE_FACTOR = 10.0
+#: Plateau's parameters (patience in evaluations; factor and threshold as torch's ReduceLROnPlateau).
+PLATEAU_PARAMS = ("patience", "factor", "threshold")
+_MAX_SEED = 2 ** 63 - 1
+
+
+def _freeze(v: Any) -> Any:
+    """Parameter values as hashable, JSON-stable values (lists -> tuples)."""
+    if isinstance(v, (list, tuple)):
+        return tuple(_freeze(x) for x in v)
+    return v
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
+    """ValueError unless ``schedule`` with ``params`` builds a schedule (or is a valid plateau)."""
+    kw = dict(params)
+    if schedule == "plateau":
+        unknown = sorted(set(kw) - set(PLATEAU_PARAMS))
+        if unknown:
+            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for schedule 'plateau'; "
+                             f"choose from {', '.join(PLATEAU_PARAMS)}")
+        p = kw.get("patience")
+        if isinstance(p, bool) or not isinstance(p, int) or p < 1:
+            raise ValueError(f"plateau needs an integer patience >= 1 (evaluations), got {p!r}")
+        f = kw.get("factor", 0.1)
+        if not (isinstance(f, (int, float)) and 0.0 < f < 1.0):
+            raise ValueError(f"plateau factor must be in (0, 1), got {f!r}")
+        th = kw.get("threshold", 1e-4)
+        if not (isinstance(th, (int, float)) and 0.0 <= th < 1.0):
+            raise ValueError(f"plateau threshold must be in [0, 1), got {th!r}")
+        return
+    from budgetsched import Schedule, available
+
+    if schedule not in available():
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(available())}")
+    try:
+        Schedule(schedule, total_steps=1000, peak_lr=1.0, **{k: list(v) if isinstance(v, tuple) else v
+                                                             for k, v in kw.items()})
+    except TypeError as e:  # an unexpected keyword
+        raise ValueError(f"bad parameters {kw} for schedule {schedule!r}: {e}") from None
+    except ValueError as e:
+        raise ValueError(f"bad parameters {kw} for schedule {schedule!r}: {e}") from None
 
 
 @dataclass(frozen=True)
 class TrialConfig:
     """Everything that determines one trial's result.
 
-    ``schedule_params`` holds extra profile parameters as a sorted tuple of pairs, e.g.
-    ``(("delay", 0.5),)`` for delayed-linear or ``(("patience", 5),)`` for plateau
-    (patience in epochs).
+    ``schedule_params`` holds extra profile parameters as a sorted tuple of pairs, e.g. ``(("delay", 0.5),)`` for
+    delayed-linear or ``(("patience", 5),)`` for plateau (patience in evaluations). ``budget`` is a percent of the
+    task's 100 % run, turned into steps by ``budget_unit`` (:func:`total_steps`). ``diverge_factor`` is the
+    divergence rule's multiple of the first step's loss.
+
+    Raises:
+        ValueError: naming the field and the value, for anything that could not run.
     """
 
     task: str
     schedule: str
     optimizer: str
-    budget: float  # percent of the task's maximum epochs, in (0, 100]
+    budget: float  # percent of the task's 100 % run, in (0, 100]
     lr: float  # initial (peak) learning rate
     seed: int
     schedule_params: tuple[tuple[str, Any], ...] = field(default=())
+    budget_unit: str = "steps"
+    diverge_factor: float = DIVERGE_FACTOR
 
     def __post_init__(self) -> None:
-        if not (0.0 < float(self.budget) <= 100.0):
+        if not isinstance(self.task, str) or not self.task:
+            raise ValueError(f"task must be a non-empty name, got {self.task!r}")
+        try:
+            budget, lr = float(self.budget), float(self.lr)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"budget and lr must be numbers, got budget={self.budget!r}, lr={self.lr!r}") from None
+        if not (0.0 < budget <= 100.0):
             raise ValueError(f"budget must be a percent in (0, 100], got {self.budget!r}")
-        if not (float(self.lr) > 0.0 and math.isfinite(float(self.lr))):
+        if not (lr > 0.0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
-        object.__setattr__(self, "budget", float(self.budget))
-        object.__setattr__(self, "lr", float(self.lr))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= _MAX_SEED:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
+        if self.budget_unit not in BUDGET_UNITS:
+            raise ValueError(f"unknown budget unit {self.budget_unit!r}; choose from {', '.join(BUDGET_UNITS)}")
+        try:
+            factor = float(self.diverge_factor)
+        except (TypeError, ValueError, OverflowError):
+            factor = math.nan
+        if not (factor > 1.0 and math.isfinite(factor)):
+            raise ValueError(f"diverge_factor must be a finite number > 1, got {self.diverge_factor!r}")
+        try:
+            params = tuple(sorted((str(k), _freeze(v)) for k, v in dict(self.schedule_params).items()))
+        except (TypeError, ValueError):
+            raise ValueError(f"schedule_params must be (name, value) pairs, got {self.schedule_params!r}") from None
+        if not isinstance(self.schedule, str):
+            raise ValueError(f"schedule must be a name, got {self.schedule!r}")
+        _check_schedule(self.schedule, params)
         object.__setattr__(self, "seed", int(self.seed))
-        object.__setattr__(self, "schedule_params", tuple(sorted(dict(self.schedule_params).items())))
+        object.__setattr__(self, "budget", budget)
+        object.__setattr__(self, "lr", lr)
+        object.__setattr__(self, "diverge_factor", factor)
+        object.__setattr__(self, "schedule_params", params)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -62,7 +148,8 @@ class TrialConfig:
         shown = {k: v for k, v in self.schedule_params if not (self.schedule == "plateau" and k == "patience")}
         if not shown:
             return self.schedule
-        return f"{self.schedule}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()) + ")"
+        return f"{self.schedule}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in shown.items()) + ")"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -77,14 +164,35 @@ class TrialConfig:
 
     @property
     def key(self) -> str:
-        """Canonical hash of the full config (stable across runs and machines)."""
+        """Canonical hash of the full config and the config version (stable across runs and machines)."""
         payload = {"v": CONFIG_VERSION, **self.to_dict()}
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
+    def total_steps(self, max_epochs: int, steps_per_epoch: int) -> int:
+        """Optimizer steps of this budget's run (see :func:`total_steps`)."""
+        return total_steps(self.budget, self.budget_unit, max_epochs, steps_per_epoch)
+
     def epochs(self, max_epochs: int) -> int:
-        """Epochs of this budget: ceil(max_epochs * budget / 100), at least 1 (as the paper rounds up)."""
+        """Whole epochs of this budget as the REX paper counts them: ceil(max_epochs * budget / 100), at least 1."""
         return max(1, math.ceil(max_epochs * self.budget / 100.0 - 1e-9))
+
+
+def total_steps(budget: float, unit: str, max_epochs: int, steps_per_epoch: int) -> int:
+    """Optimizer steps of a run at ``budget`` percent of a task with ``max_epochs`` x ``steps_per_epoch`` steps.
+
+    ``"steps"``: ceil(budget % of max_epochs x steps_per_epoch), at least 1, so 1 % of a 5-epoch task is 1 % of its
+    steps. ``"epochs"``: ceil(budget % of max_epochs) whole epochs (the REX paper's rounding:
+    ceil(50 x 0.01) = 1 epoch for YOLO).
+
+    >>> total_steps(1, "steps", 5, 241), total_steps(1, "epochs", 5, 241)
+    (13, 241)
+    """
+    if unit == "epochs":
+        return max(1, math.ceil(max_epochs * budget / 100.0 - 1e-9)) * steps_per_epoch
+    if unit == "steps":
+        return max(1, math.ceil(max_epochs * steps_per_epoch * budget / 100.0 - 1e-9))
+    raise ValueError(f"unknown budget unit {unit!r}; choose from {', '.join(BUDGET_UNITS)}")
 
 
 def _json_default(o: Any) -> Any:
@@ -103,11 +211,15 @@ def expand(
     lrs: Sequence[float],
     seeds: Sequence[int],
     plateau_patience: Sequence[int] = (5, 10),
+    *,
+    budget_unit: str = "steps",
+    diverge_factor: float = DIVERGE_FACTOR,
 ) -> list[TrialConfig]:
     """The full grid, ordered so trials that can train together (same task, optimizer, budget) are adjacent.
 
-    ``plateau`` expands over ``plateau_patience`` too (patience in epochs, multiples of 5 as in the paper;
-    the runner caps it for budgets shorter than the patience).
+    ``plateau`` expands over ``plateau_patience`` too (patience in evaluations, multiples of 5 as the paper tunes
+    it in epochs; no cap: where a patience cannot trigger within a budget the runner reuses the constant trial).
+    Every config is validated as it is built (ValueError naming the bad value).
     """
     for name, seq in (("tasks", tasks), ("schedules", schedules), ("optimizers", optimizers),
                       ("budgets", budgets), ("lrs", lrs), ("seeds", seeds)):
@@ -119,15 +231,17 @@ def expand(
             name, params = (sched, {}) if isinstance(sched, str) else (sched[0], dict(sched[1]))
             if name == "plateau" and "patience" not in params:
                 for p in plateau_patience:
-                    out.append(TrialConfig(task, name, opt, budget, lr, seed, tuple({**params, "patience": p}.items())))
+                    out.append(TrialConfig(task, name, opt, budget, lr, seed, tuple({**params, "patience": p}.items()),
+                                           budget_unit, diverge_factor))
             else:
-                out.append(TrialConfig(task, name, opt, budget, lr, seed, tuple(params.items())))
+                out.append(TrialConfig(task, name, opt, budget, lr, seed, tuple(params.items()), budget_unit,
+                                       diverge_factor))
     return out
 
 
-def group_key(c: TrialConfig) -> tuple[str, str, float]:
+def group_key(c: TrialConfig) -> tuple[str, str, float, str]:
     """Trials with equal group keys run the same number of steps on the same data and can be batched."""
-    return (c.task, c.optimizer, c.budget)
+    return (c.task, c.optimizer, c.budget, c.budget_unit)
 
 
 def lr_grid(lo: float, hi: float) -> list[float]:
@@ -158,8 +272,9 @@ def parse_list(text: str, kind: type = str) -> list[Any]:
     return out
 
 
-def iter_groups(configs: Iterable[TrialConfig]) -> dict[tuple[str, str, float], list[TrialConfig]]:
-    groups: dict[tuple[str, str, float], list[TrialConfig]] = {}
+def iter_groups(configs: Iterable[TrialConfig]) -> dict[tuple[str, str, float, str], list[TrialConfig]]:
+    """Configs by :func:`group_key`, in first-seen order."""
+    groups: dict[tuple[str, str, float, str], list[TrialConfig]] = {}
     for c in configs:
         groups.setdefault(group_key(c), []).append(c)
     return groups

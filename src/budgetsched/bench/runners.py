@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from budgetsched.bench.grid import TrialConfig, group_key
+from budgetsched.bench.grid import TrialConfig, iter_groups
 
 __all__ = ["ENGINES", "StudySummary", "StudyInterrupted", "run_study", "make_chunks", "check_device"]
 
@@ -124,16 +124,18 @@ def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int) ->
     chunks of up to ``chunk_size`` trials for the batched engine; any other group gives one-trial chunks for the
     sequential engine (small chunks keep the processes evenly loaded and lose little on an interrupt).
     """
-    groups: dict[tuple[str, str, float], list[TrialConfig]] = {}
-    for c in configs:
-        groups.setdefault(group_key(c), []).append(c)
+    from budgetsched.bench.batched import chunks_by_seed
+
     out: list[tuple[bool, Chunk]] = []
     batchable: dict[str, bool] = {}
-    for (task, _, _), members in groups.items():
+    for members in iter_groups(configs).values():
+        task = members[0].task
         if task not in batchable:
             batchable[task] = _batchable(task, engine)
-        size = chunk_size if batchable[task] else 1
-        out.extend((batchable[task], members[i:i + size]) for i in range(0, len(members), size))
+        if batchable[task]:
+            out.extend((True, chunk) for chunk in chunks_by_seed(members, chunk_size))
+        else:
+            out.extend((False, [c]) for c in members)
     return out
 
 

@@ -1,20 +1,37 @@
-"""Sequential training engine: one trial, one model, one optimizer, read top to bottom.
+"""The training loop, written once for both engines.
 
-Common random numbers: a trial seeds torch with ``config.seed`` right before ``task.make_model()`` and draws its
-data order from ``torch.Generator().manual_seed(config.seed)`` (one ``randperm`` per epoch), so trials that differ
-only in schedule or LR start from the same weights and see the same batches. The batched engine
-(:mod:`budgetsched.bench.batched`) reproduces exactly this recipe and shares the helpers below.
+A *member* is one trial. The loop (:func:`fit`) trains K members at once through a model container that holds
+their parameters as rows of one ``[K, N]`` buffer: :class:`budgetsched.bench.stacked.SingleModel` (K = 1, any
+``nn.Module``: the sequential engine, :func:`train_trial`) or :class:`budgetsched.bench.stacked.StackedModel`
+(K stacked copies: the batched engine, :mod:`budgetsched.bench.batched`). Everything that decides a result is
+here and nowhere else:
 
-Plateau (decay on plateau) multiplies a constant LR by :class:`budgetsched.Plateau`'s scale, updated on the
-validation loss at the end of every epoch. Its ``patience`` is in epochs; a budget of few epochs could never use
-a patience of 5 or 10, so the engines use ``min(patience, max(1, epochs // 10))`` (:func:`effective_patience`).
+* **Budget.** A trial runs ``config.total_steps(max_epochs, steps_per_epoch)`` optimizer steps (:class:`Plan`);
+  budgets are counted in steps by default, so the last epoch may be partial.
+* **Randomness (common random numbers).** Members with the same seed start from the same weights
+  (``torch.manual_seed(seed)`` right before ``task.make_model()``), see the same batches (one ``randperm`` per
+  epoch from ``torch.Generator().manual_seed(seed)``) and the same augmentation draws (:func:`augment_generator`),
+  whatever their schedule, LR or engine: the schedules of one seed form a paired comparison.
+* **Optimizer.** :class:`budgetsched.bench.optim.OptimizerSpec` (``torch.optim`` semantics), LR and momentum per
+  step from the schedule, times the plateau scale.
+* **Evaluation.** On the validation split at the end of every epoch and at the end of the run; on the test split
+  once, at the end. A trial's result is its final validation and test loss and metric.
+* **Plateau.** :class:`budgetsched.Plateau` updated with the validation loss at every evaluation; ``patience`` is
+  in evaluations, exactly as given (no cap). A patience that cannot trigger within the budget
+  (:func:`plateau_is_constant`) makes the trial equal to the constant schedule; the runner then reuses that trial.
+* **Divergence.** A member diverges when a training loss is not finite or exceeds ``diverge_factor`` (default 10)
+  times its first step's loss (only when that loss is positive), or when a validation loss is not finite. Its
+  ``steps`` are the steps taken before the bad one; it stops contributing (LR 0, parameters zeroed) and the others
+  train on. The rule is checked on each epoch's recorded losses, so the loop never waits on the device per step.
+* **Timing.** ``wall_time`` is the training and evaluation time of the trial (its 1/K share of a stacked run);
+  building models and placing data are outside it.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -22,76 +39,275 @@ import torch
 from budgetsched import Plateau, Schedule
 from budgetsched.bench.data import TaskData
 from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.optim import OptimizerSpec, get_optimizer
+from budgetsched.bench.status import Status
 
 #: Examples per evaluation forward pass: large for speed; both engines split the same way so the sums agree.
 EVAL_BATCH = 1000
-#: Plateau keys handled by the engine (everything else is a Schedule keyword).
-PLATEAU_PARAMS = ("patience", "factor", "threshold")
+#: Curves recorded per evaluation.
+CURVE_KEYS = ("epoch", "step", "train_loss", "val_loss", "val_metric", "lr")
 
 
 @dataclass
 class TrialResult:
-    """Outcome of one trial (see docs/architecture.md). Metrics are None unless ``status == "done"``."""
+    """Outcome of one trial (see docs/architecture.md). Metrics are None unless ``status`` is done."""
 
-    status: str  # "done" | "diverged" | "failed"
+    status: Status
     val_loss: float | None
     val_metric: float | None
     test_loss: float | None
     test_metric: float | None
-    curves: dict[str, list[float]]  # epoch, train_loss, val_loss, val_metric, lr (lr of the epoch's last step)
+    curves: dict[str, list[float]]  # per evaluation: epoch, step, train_loss, val_loss, val_metric, lr (last step's)
     steps: int  # optimizer steps taken
-    wall_time: float  # seconds of training + evaluation
+    wall_time: float  # seconds of training + evaluation (its share of a stacked run)
     error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str, curves: dict[str, list[float]] | None = None, steps: int = 0,
+               wall_time: float = 0.0) -> "TrialResult":
+        return cls(Status.FAILED, None, None, None, None, curves or new_curves(), steps, wall_time, error)
+
+
+def new_curves() -> dict[str, list[float]]:
+    return {k: [] for k in CURVE_KEYS}
+
+
+# ------------------------------------------------------------------------------------------------------ plan
+@dataclass(frozen=True)
+class Plan:
+    """One trial's run length and its LR (and momentum) per step; the plateau scale is applied by the loop."""
+
+    total_steps: int
+    steps_per_epoch: int
+    lrs: np.ndarray  # float64 [total_steps]
+    momenta: np.ndarray | None  # onecycle's momentum / beta1 per step, else None
+    plateau: dict[str, Any] | None  # Plateau(**plateau) for plateau trials
+
+    @property
+    def epochs(self) -> int:
+        """Epochs started (the last may be partial); also the number of evaluations."""
+        return -(-self.total_steps // self.steps_per_epoch)
+
+    def epoch_steps(self, epoch: int) -> np.ndarray:
+        """Global indices of the steps of ``epoch``."""
+        return np.arange(epoch * self.steps_per_epoch, min((epoch + 1) * self.steps_per_epoch, self.total_steps))
+
+
+def steps_per_epoch(task: Any, n_train: int) -> int:
+    return math.ceil(n_train / task.batch_size)
+
+
+def plan_trial(config: TrialConfig, task: Any, n_train: int) -> Plan:
+    """The trial's budget in steps and its LR (and momentum) for every step."""
+    spe = steps_per_epoch(task, n_train)
+    total = config.total_steps(task.max_epochs, spe)
+    if config.schedule == "plateau":
+        return Plan(total, spe, np.full(total, config.lr), None, config.params)
+    sched = Schedule(config.schedule, total, peak_lr=config.lr, **config.params)
+    return Plan(total, spe, sched.values(), sched.momentum_values(), None)
+
+
+def plateau_is_constant(config: TrialConfig, task: Any, n_train: int) -> bool:
+    """True if ``config`` is a plateau trial whose patience cannot trigger a decay that still affects training.
+
+    With E evaluations, a decay needs more than ``patience`` evaluations without improvement after the first,
+    so the earliest is at evaluation ``patience + 2``; it changes the run only if training follows, i.e. at an
+    evaluation before the last. So the trial equals the constant schedule iff ``E <= patience + 2``.
+    """
+    if config.schedule != "plateau":
+        return False
+    spe = steps_per_epoch(task, n_train)
+    evaluations = -(-config.total_steps(task.max_epochs, spe) // spe)
+    return evaluations <= int(config.params["patience"]) + 2
+
+
+# ---------------------------------------------------------------------------------------------- the members
+class Model(Protocol):
+    """What the loop needs of a model container (see :mod:`budgetsched.bench.stacked`)."""
+
+    K: int
+    flat: torch.Tensor  # [K, N] parameters, one row per member
+
+    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member training losses [K] (detached) and gradients [K, N] of one batch ([G, B, ...] per seed group)."""
+
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        """Per-member mean loss and mean per-example metric over (x, y)."""
 
 
 @dataclass
-class Plan:
-    """Step counts and per-step tables of one trial. ``lrs`` excludes the plateau scale (applied per epoch)."""
+class Members:
+    """The per-member record of K trials trained together: status, steps, curves, plateau, divergence."""
 
-    epochs: int
-    steps_per_epoch: int
-    total_steps: int
-    lrs: np.ndarray  # float64 [total_steps]
-    momenta: np.ndarray | None  # onecycle's momentum / beta1 per step, else None
-    plateau: Plateau | None
+    configs: list[TrialConfig]
+    plans: list[Plan]
+    status: list[Status] = field(init=False)
+    steps: np.ndarray = field(init=False)
+    curves: list[dict[str, list[float]]] = field(init=False)
+    alive: np.ndarray = field(init=False)
+    scale: np.ndarray = field(init=False)
+    final: list[tuple[float, float, float, float] | None] = field(init=False)
+
+    def __post_init__(self) -> None:
+        K = len(self.configs)
+        lengths = {(p.total_steps, p.steps_per_epoch) for p in self.plans}
+        if len(lengths) != 1:
+            raise ValueError(f"members trained together must share their run length, got {sorted(lengths)}")
+        self.status = [Status.DONE] * K
+        self.steps = np.zeros(K, dtype=np.int64)
+        self.curves = [new_curves() for _ in range(K)]
+        self.alive = np.ones(K, dtype=bool)
+        self.scale = np.ones(K)
+        self.final = [None] * K
+        self._plateaus = [None if p.plateau is None else Plateau(**p.plateau) for p in self.plans]
+        self._factor = np.array([c.diverge_factor for c in self.configs])
+        self._first_loss: np.ndarray | None = None
+        self._train_loss = np.full(K, math.nan)
+
+    @property
+    def plan(self) -> Plan:
+        return self.plans[0]
+
+    def lrs(self, steps: np.ndarray) -> np.ndarray:
+        """[S, K] LRs of these steps: schedule x plateau scale, 0 for members that stopped."""
+        return np.stack([p.lrs[steps] for p in self.plans], axis=1) * (self.scale * self.alive)[None, :]
+
+    def momenta(self, steps: np.ndarray, default: float) -> np.ndarray | None:
+        """[S, K] momentum / beta1 of these steps, or None when no member's schedule has its own."""
+        if all(p.momenta is None for p in self.plans):
+            return None
+        return np.stack([p.momenta[steps] if p.momenta is not None else np.full(len(steps), default)
+                         for p in self.plans], axis=1)
+
+    def check_steps(self, losses: torch.Tensor) -> np.ndarray:
+        """Apply the divergence rule to one epoch's training losses [S, K]; return the members that just stopped.
+
+        Members that pass take S steps and record the epoch's mean training loss.
+        """
+        L = losses.detach().to(torch.float64).cpu().numpy()
+        if self._first_loss is None:
+            self._first_loss = L[0].copy()
+        first = self._first_loss
+        with np.errstate(invalid="ignore", over="ignore"):
+            bad = ~np.isfinite(L) | ((first > 0) & (L > self._factor * first))
+        dead = []
+        for k in np.flatnonzero(self.alive):
+            hit = np.flatnonzero(bad[:, k])
+            if hit.size:
+                self.steps[k] += int(hit[0])
+                self._stop(k)
+                dead.append(k)
+            else:
+                self.steps[k] += L.shape[0]
+                self._train_loss[k] = float(L[:, k].mean())
+        return np.array(dead, dtype=np.int64)
+
+    def record(self, epoch: int, last_step: int, val_loss: Sequence[float], val_metric: Sequence[float]) -> np.ndarray:
+        """Record one evaluation (curves, validation divergence, plateau update); return members that just stopped."""
+        dead = []
+        for k in np.flatnonzero(self.alive):
+            lr = float(self.plans[k].lrs[last_step]) * self.scale[k]
+            for key, v in zip(CURVE_KEYS, (epoch + 1, last_step + 1, self._train_loss[k], val_loss[k],
+                                           val_metric[k], lr)):
+                self.curves[k][key].append(v)
+            if not math.isfinite(val_loss[k]):
+                self._stop(k)
+                dead.append(k)
+            elif self._plateaus[k] is not None:
+                self.scale[k] = self._plateaus[k].update(val_loss[k])
+        return np.array(dead, dtype=np.int64)
+
+    def finish(self, val: tuple[Sequence[float], Sequence[float]], test: tuple[Sequence[float], Sequence[float]]) -> None:
+        for k in np.flatnonzero(self.alive):
+            self.final[k] = (val[0][k], val[1][k], test[0][k], test[1][k])
+
+    def _stop(self, k: int) -> None:
+        self.alive[k] = False
+        self.status[k] = Status.DIVERGED
+
+    def results(self, wall_time: float) -> list[TrialResult]:
+        out = []
+        for k in range(len(self.configs)):
+            metrics = self.final[k] if self.status[k] == Status.DONE else (None,) * 4
+            out.append(TrialResult(self.status[k], *metrics, curves=self.curves[k],  # type: ignore[misc]
+                                   steps=int(self.steps[k]), wall_time=wall_time))
+        return out
 
 
-def effective_patience(patience: int, epochs: int) -> int:
-    """Plateau patience for a run of ``epochs`` epochs: ``min(patience, max(1, epochs // 10))``."""
-    return min(int(patience), max(1, epochs // 10))
-
-
-def plan_trial(config: TrialConfig, max_epochs: int, batch_size: int, n_train: int) -> Plan:
-    """The trial's budget in steps and its LR (and momentum) for every step."""
-    epochs = config.epochs(max_epochs)
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    total = epochs * steps_per_epoch
-    params = config.params
-    if config.schedule == "plateau":
-        unknown = sorted(set(params) - set(PLATEAU_PARAMS))
-        if unknown or "patience" not in params:
-            raise ValueError(f"plateau takes schedule params {PLATEAU_PARAMS} with 'patience' (epochs) required, "
-                             f"got {sorted(params)}")
-        plateau = Plateau(effective_patience(params["patience"], epochs),
-                          **{k: v for k, v in params.items() if k != "patience"})
-        return Plan(epochs, steps_per_epoch, total, np.full(total, config.lr), None, plateau)
-    sched = Schedule(config.schedule, total, peak_lr=config.lr, **params)
-    return Plan(epochs, steps_per_epoch, total, sched.values(), sched.momentum_values(), None)
-
-
-#: The task's splits on the training device, floating inputs cast to the model's dtype: a TaskData, moved.
-Placed = TaskData
-
-
-def place(data: Any, device: str | torch.device, dtype: torch.dtype) -> Placed:
-    def mv(t: torch.Tensor) -> torch.Tensor:
-        return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
-    return Placed(*(mv(getattr(data, f)) for f in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")))
-
-
+# ------------------------------------------------------------------------------------------------ batches
 def augment_generator(seed: int, device: str | torch.device) -> torch.Generator:
     """Randomness for ``task.augment``: its own stream, so augmentation never shifts the data order."""
     return torch.Generator(device=device).manual_seed(seed + 1_000_003)
+
+
+class Batches:
+    """Each epoch's batches for the G distinct seeds of the members (members of one seed share them).
+
+    ``epoch()`` draws each seed's permutation and gathers the epoch's examples once, ``[G, n, ...]``; a step's
+    batch is then a slice. Augmentation (``task.augment``) is drawn per seed from :func:`augment_generator`.
+    """
+
+    def __init__(self, seeds: Sequence[int], x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 augment: Callable[[torch.Tensor, torch.Generator], torch.Tensor] | None) -> None:
+        self.x, self.y, self.bs, self.n = x, y, batch_size, len(y)
+        self._orders = [torch.Generator().manual_seed(s) for s in seeds]
+        self._augment = augment
+        self._aug = [augment_generator(s, x.device) for s in seeds] if augment is not None else None
+
+    def epoch(self, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        used = min(self.n, n_steps * self.bs)
+        idx = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self._orders]).to(self.x.device)
+        return self.x[idx], self.y[idx]
+
+    def batch(self, xs: torch.Tensor, ys: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        xb, yb = xs[:, i * self.bs:(i + 1) * self.bs], ys[:, i * self.bs:(i + 1) * self.bs]
+        if self._aug is not None:
+            xb = torch.stack([self._augment(xb[g], gen) for g, gen in enumerate(self._aug)])  # type: ignore[misc]
+        return xb, yb
+
+
+# ------------------------------------------------------------------------------------------------- the loop
+def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: TaskData, batches: Batches,
+        on_epoch: Callable[[int], None] | None = None) -> None:
+    """Train the members of ``model`` to the end of their budget, recording everything in ``members``.
+
+    ``on_epoch(model_steps)`` is called after every epoch with the model-steps it trained (for progress bars).
+    """
+    plan, flat = members.plan, model.flat
+    state = spec.init_state(flat)
+    wd = float(getattr(task, "weight_decay", 0.0))
+    val = test = None
+
+    def stop(dead: np.ndarray) -> None:  # stopped members: zeroed and inert (their LR is 0 from now on)
+        if dead.size:
+            rows = torch.as_tensor(dead, device=flat.device)
+            with torch.no_grad():
+                for t in (flat, *state):
+                    t[rows] = 0.0
+
+    for epoch in range(plan.epochs):
+        steps = plan.epoch_steps(epoch)
+        cols = spec.columns(members.lrs(steps), members.momenta(steps, spec.momentum), steps, flat.device,
+                            flat.dtype)
+        xs, ys = batches.epoch(len(steps))
+        losses = []
+        for i in range(len(steps)):
+            xb, yb = batches.batch(xs, ys, i)
+            loss, grad = model.loss_and_grad(xb, yb)
+            with torch.no_grad():
+                spec.update(flat, grad, state, cols, i, wd)
+            losses.append(loss)
+        stop(members.check_steps(torch.stack(losses)))
+        if on_epoch is not None:
+            on_epoch(model.K * len(steps))
+        if not members.alive.any():
+            return
+        val = model.evaluate(data.val_x, data.val_y)
+        stop(members.record(epoch, int(steps[-1]), *val))
+        if not members.alive.any():
+            return
+    test = model.evaluate(data.test_x, data.test_y)
+    members.finish(val, test)  # type: ignore[arg-type]
 
 
 def _sync(device: str | torch.device) -> None:
@@ -99,95 +315,58 @@ def _sync(device: str | torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
-def evaluate(model: torch.nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Mean loss and mean per-example metric over (x, y), in batches of EVAL_BATCH."""
-    model.eval()
-    loss = metric = 0.0
-    for s in range(0, len(y), EVAL_BATCH):
-        out, yb = model(x[s:s + EVAL_BATCH]), y[s:s + EVAL_BATCH]
-        loss = loss + task.loss(out, yb) * len(yb)
-        metric = metric + task.metric(out, yb).sum()
-    model.train()
-    return float(loss) / len(y), float(metric) / len(y)
+def place(data: TaskData, device: str | torch.device, dtype: torch.dtype) -> TaskData:
+    """The task's splits on the training device, floating inputs cast to the model's dtype."""
+    def mv(t: torch.Tensor) -> torch.Tensor:
+        return t.to(device=device, dtype=dtype if t.is_floating_point() else t.dtype)
+    return TaskData(*(mv(getattr(data, f)) for f in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")))
 
 
-def _set_hparams(opt: torch.optim.Optimizer, lr: float, momentum: float | None) -> None:
-    for g in opt.param_groups:
-        g["lr"] = lr
-        if momentum is not None:
-            if "betas" in g:
-                g["betas"] = (momentum, g["betas"][1])
-            else:
-                g["momentum"] = momentum
+def run_members(configs: Sequence[TrialConfig], plans: list[Plan], model: Model, task: Any, data: TaskData,
+                on_epoch: Callable[[int], None] | None = None) -> list[TrialResult]:
+    """Train members already built into ``model`` (data already placed); one result per member.
+
+    An exception while training (e.g. out of memory) fails every member of the run with its message.
+    """
+    members = Members(list(configs), plans)
+    seeds = list(dict.fromkeys(c.seed for c in configs))
+    batches = Batches(seeds, data.train_x, data.train_y, task.batch_size, getattr(task, "augment", None))
+    device = model.flat.device
+    t0 = time.perf_counter()
+    try:
+        fit(model, members, get_optimizer(configs[0].optimizer), task, data, batches, on_epoch)
+        error = None
+    except Exception as e:  # one broken run never stops a study
+        error = f"{type(e).__name__}: {e}"
+    _sync(device)
+    wall = (time.perf_counter() - t0) / len(configs)
+    if error is not None:
+        return [TrialResult.failed(error, members.curves[k], int(members.steps[k]), wall) for k in range(len(configs))]
+    return members.results(wall)
 
 
-def make_optimizer(name: str, params: Any, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name == "sgdm":
-        return torch.optim.SGD(params, lr=lr, momentum=0.9, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose from sgdm, adam")
+# ------------------------------------------------------------------------------------------ sequential engine
+def train_trial(config: TrialConfig, task: Any, data: TaskData, device: str | torch.device = "cpu",
+                placed: TaskData | None = None) -> TrialResult:
+    """Train one trial, one model at a time (any model, BatchNorm included); never raises for a trial that fails.
 
-
-def new_curves() -> dict[str, list[float]]:
-    return {"epoch": [], "train_loss": [], "val_loss": [], "val_metric": [], "lr": []}
-
-
-def train_trial(config: TrialConfig, task: Any, data: Any, device: str | torch.device = "cpu") -> TrialResult:
-    """Train one trial and return its result; never raises for a trial that fails (status ``failed``).
+    ``placed`` is ``data`` already on ``device`` in the model's dtype (a runner reuses it across trials).
 
     Raises:
         ValueError: ``config.task`` is not ``task.name`` (a caller mistake, not a trial outcome).
     """
+    from budgetsched.bench.stacked import SingleModel
+
     if config.task != task.name:
         raise ValueError(f"config is for task {config.task!r} but the task given is {task.name!r}")
-    curves, steps = new_curves(), 0
-    t0 = time.perf_counter()
-
-    def result(status: str, final: tuple[float, float, float, float] | None = None, error: str | None = None):
-        _sync(device)
-        return TrialResult(status, *(final or (None,) * 4), curves=curves, steps=steps,
-                           wall_time=time.perf_counter() - t0, error=error)
-
     try:
-        n, bs = len(data.train_y), task.batch_size
-        plan = plan_trial(config, task.max_epochs, bs, n)
+        plan = plan_trial(config, task, len(data.train_y))
         torch.manual_seed(config.seed)
-        model = task.make_model().to(device)
-        d = place(data, device, next(model.parameters()).dtype)
-        order = torch.Generator().manual_seed(config.seed)
-        aug = getattr(task, "augment", None)
-        aug_gen = augment_generator(config.seed, device) if aug is not None else None
-        opt = make_optimizer(config.optimizer, model.parameters(), config.lr, task.weight_decay)
-        scale = 1.0
-        model.train()
-        for epoch in range(plan.epochs):
-            perm = torch.randperm(n, generator=order).to(device)
-            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-            for i in range(plan.steps_per_epoch):
-                t = epoch * plan.steps_per_epoch + i
-                lr = float(plan.lrs[t]) * scale
-                _set_hparams(opt, lr, None if plan.momenta is None else float(plan.momenta[t]))
-                idx = perm[i * bs:(i + 1) * bs]
-                xb, yb = d.train_x[idx], d.train_y[idx]
-                if aug is not None:
-                    xb = aug(xb, aug_gen)
-                loss = task.loss(model(xb), yb)
-                if not torch.isfinite(loss):
-                    return result("diverged")
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                steps += 1
-                loss_sum += loss.detach()
-            val_loss, val_metric = evaluate(model, task, d.val_x, d.val_y)
-            for k, v in zip(curves, (epoch + 1, float(loss_sum) / plan.steps_per_epoch, val_loss, val_metric, lr)):
-                curves[k].append(v)
-            if not math.isfinite(val_loss):
-                return result("diverged")
-            if plan.plateau is not None:
-                scale = plan.plateau.update(val_loss)
-        return result("done", (val_loss, val_metric, *evaluate(model, task, d.test_x, d.test_y)))
-    except Exception as e:  # a failed trial is a result, so one bad config never stops a study
-        return result("failed", error=f"{type(e).__name__}: {e}")
+        model = SingleModel(task.make_model(), task, device)
+        if placed is None or placed.train_x.device != model.flat.device or (
+                placed.train_x.is_floating_point() and placed.train_x.dtype != model.flat.dtype):
+            placed = place(data, device, model.flat.dtype)
+    except Exception as e:
+        return TrialResult.failed(f"{type(e).__name__}: {e}")
+    [result] = run_members([config], [plan], model, task, placed)
+    return result

@@ -1,0 +1,129 @@
+"""The optimizers of the REX paper's protocol, specified once: name -> hyper-parameters -> update rule.
+
+Both training engines (one model at a time, and K models stacked in one ``[K, N]`` parameter buffer) update
+parameters with :meth:`OptimizerSpec.update`; its per-step hyper-parameters come from :meth:`OptimizerSpec.columns`.
+The rule is ``torch.optim``'s, written for a flat buffer with one LR (and one momentum / beta1) per row:
+
+* ``sgdm`` - ``torch.optim.SGD(momentum=0.9)`` (REX paper, section 5: "SGD with momentum (beta = 0.9)"):
+  ``g = grad + wd * p;  buf = mu_t * buf + g;  p = p - lr_t * buf``.
+* ``adam`` - ``torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8)`` with L2 weight decay (not AdamW):
+  ``g = grad + wd * p;  m = b1_t m + (1 - b1_t) g;  v = b2 v + (1 - b2) g^2;
+  p = p - lr_t / (1 - b1_t^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+``mu_t`` / ``b1_t`` is the schedule's momentum when it has one (``onecycle``), else the constant above, exactly as
+a scheduler writing ``group["momentum"]`` / ``group["betas"]`` before each ``torch.optim`` step would. The tests
+check :meth:`update` against ``torch.optim.SGD`` / ``Adam`` step by step, weight decay and momentum changes
+included, so the engines never need ``torch.optim`` themselves; :meth:`torch_optimizer` builds the equivalent
+``torch.optim`` object for users' own loops and for that test.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Iterable, NamedTuple
+
+import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where it is used, so the grid (and `budgetsched report`) never loads it
+    import torch
+
+__all__ = ["OptimizerSpec", "StepColumns", "OPTIMIZERS", "get_optimizer"]
+
+
+class StepColumns(NamedTuple):
+    """Per-step hyper-parameters of one epoch for K members: ``a``, ``b`` are ``[S, K, 1]`` tensors, ``c`` is
+    ``[S]`` Python floats (shared by every member). Their meaning is the optimizer's (see ``columns``)."""
+
+    a: torch.Tensor
+    b: torch.Tensor
+    c: list[float]
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """One optimizer of the protocol. ``momentum`` is SGD's momentum or Adam's beta1 (the value used when the
+    schedule has no momentum curve of its own)."""
+
+    name: str
+    momentum: float
+    beta2: float | None = None
+    eps: float = 0.0
+
+    @property
+    def n_state(self) -> int:
+        """Buffers of optimizer state per parameter: SGD's momentum buffer; Adam's two moments."""
+        return 1 if self.name == "sgdm" else 2
+
+    def init_state(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Zeroed optimizer state shaped like the ``[K, N]`` parameter buffer."""
+        import torch
+
+        return [torch.zeros_like(flat) for _ in range(self.n_state)]
+
+    def columns(self, lrs: np.ndarray, momenta: np.ndarray | None, steps: np.ndarray, device: torch.device | str,
+                dtype: torch.dtype) -> StepColumns:
+        """Hyper-parameter columns for steps ``steps`` (0-based global step indices, length S).
+
+        Args:
+            lrs: ``[S, K]`` learning rates (schedule x plateau scale x alive mask).
+            momenta: ``[S, K]`` momentum / beta1 per step and member, or None for the constant.
+            steps, device, dtype: where and in which precision the columns are used.
+
+        sgdm: ``a = -lr``, ``b = mu``. adam: ``a = -lr / (1 - b1^t)``, ``b = 1 - b1``, ``c = sqrt(1 - b2^t)``,
+        with t = step + 1, computed in float64 as ``torch.optim`` computes its Python-float step sizes.
+        """
+        import torch
+
+        mom = np.full_like(lrs, self.momentum) if momenta is None else momenta
+        t = (np.asarray(steps, dtype=np.float64) + 1.0)[:, None]
+        if self.name == "sgdm":
+            a, b, c = -lrs, mom, [0.0] * len(steps)
+        else:
+            a, b = -lrs / (1.0 - mom ** t), 1.0 - mom
+            c = [math.sqrt(1.0 - self.beta2 ** s) for s in t[:, 0]]  # type: ignore[operator]
+        col = lambda v: torch.as_tensor(np.ascontiguousarray(v), dtype=dtype).unsqueeze(-1).to(device)  # noqa: E731
+        return StepColumns(col(a), col(b), c)
+
+    def update(self, flat: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], cols: StepColumns, i: int,
+               weight_decay: float = 0.0) -> None:
+        """One optimizer step of every member (row) of ``flat`` in place, with step ``i`` of ``cols``.
+
+        ``grad`` may be overwritten (it becomes the weight-decayed gradient). Call it under ``torch.no_grad()``.
+        """
+        if weight_decay:
+            grad.add_(flat, alpha=weight_decay)
+        if self.name == "sgdm":
+            buf = state[0]
+            buf.mul_(cols.b[i]).add_(grad)
+            flat.addcmul_(buf, cols.a[i])
+        else:
+            m, v = state
+            m.lerp_(grad, cols.b[i])
+            v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)  # type: ignore[operator]
+            denom = v.sqrt().div_(cols.c[i]).add_(self.eps)
+            flat.addcdiv_(m * cols.a[i], denom)
+
+    def torch_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float,
+                        weight_decay: float = 0.0) -> torch.optim.Optimizer:
+        """The equivalent ``torch.optim`` optimizer (for a user's own loop, and the equivalence test)."""
+        import torch
+
+        if self.name == "sgdm":
+            return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, betas=(self.momentum, self.beta2), eps=self.eps,  # type: ignore[arg-type]
+                                weight_decay=weight_decay)
+
+
+#: The protocol's optimizers by name.
+OPTIMIZERS: dict[str, OptimizerSpec] = {
+    "sgdm": OptimizerSpec("sgdm", momentum=0.9),
+    "adam": OptimizerSpec("adam", momentum=0.9, beta2=0.999, eps=1e-8),
+}
+
+
+def get_optimizer(name: str) -> OptimizerSpec:
+    """The spec of optimizer ``name``; any other name raises ``ValueError`` listing the valid ones."""
+    try:
+        return OPTIMIZERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}") from None
