@@ -235,9 +235,23 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     store = _open_existing_store(args.store)
     try:
-        r = rep.build_report(store.rows())
+        rows = store.rows()
     finally:
         store.close()
+    r = rep.build_report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples,
+                         seed=args.seed)
+    figures = None
+    if args.figures is not None:
+        import os
+
+        from budgetsched.bench import plots
+
+        written = [*plots.figure2(r, args.figures), *plots.figure3(rows, args.figures)]
+        base = Path(args.output).resolve().parent if args.output is not None else Path.cwd()
+        captions = {"figure2": "Figure 2: test metric vs budget (95 % intervals)",
+                    "figure3": "Figure 3: test metric vs initial LR (95 % intervals)"}
+        figures = {captions[p.stem]: Path(os.path.relpath(p.resolve(), base)).as_posix()
+                   for p in written if p.suffix == ".png"}
     if args.format == "rich":
         from rich.console import Console
 
@@ -247,7 +261,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         with open(args.output, "w", encoding="utf-8") as f:
             rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
         return 0
-    text = {"md": rep.to_markdown, "csv": rep.to_csv,
+    text = {"md": lambda x: rep.to_markdown(x, figures=figures), "csv": rep.to_csv,
             "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
     if args.output is None:
         sys.stdout.write(text)
@@ -268,7 +282,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         raise ValueError(f"store {args.store!r} holds no trials yet; run a study first")
     from budgetsched.bench.report import build_report
 
-    report = build_report(rows)
+    report = build_report(rows, resamples=args.resamples, seed=args.seed)
     out = Path(args.out)
     written = [*plots.figure2(report, out), *plots.figure3(rows, out)]
     settings = {(s.task, s.optimizer) for s in report.settings}
@@ -331,15 +345,29 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(func=cmd_run)
 
-    rp = sub.add_parser("report", help="Table 1 and per-task tables of a study")
+    from budgetsched.bench.stats import DEFAULT_RESAMPLES
+
+    rp = sub.add_parser("report", help="Table 1 and per-task tables of a study, with their uncertainty")
     rp.add_argument("store", metavar="STORE")
     rp.add_argument("--format", default="rich", choices=REPORT_FORMATS)
     rp.add_argument("--output", help="write to this file instead of stdout")
+    rp.add_argument("--reference", help="schedule every other one is compared with, paired over seeds "
+                                        "(default: linear when the study has it)")
+    rp.add_argument("--subject", help="schedule compared with the reference and with the best other schedule "
+                                      "per budget (default: rex when the study has it)")
+    rp.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                    help=f"resampling draws per setting for intervals and probabilities (default {DEFAULT_RESAMPLES})")
+    rp.add_argument("--seed", type=int, default=0, help="seed of the resampling draws (default 0)")
+    rp.add_argument("--figures", metavar="DIR", help="also write Figures 2 and 3 (with 95 %% intervals) to DIR; "
+                                                     "the md report links them")
     rp.set_defaults(func=cmd_report)
 
     pl = sub.add_parser("plot", help="Figures 2-3 and LR/loss curves of a study")
     pl.add_argument("store", metavar="STORE")
     pl.add_argument("--out", required=True, help="output directory for the PNG files")
+    pl.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
+                    help=f"resampling draws per setting for Figure 2's intervals (default {DEFAULT_RESAMPLES})")
+    pl.add_argument("--seed", type=int, default=0, help="seed of the resampling draws (default 0)")
     pl.set_defaults(func=cmd_plot)
 
     sc = sub.add_parser("schedules", help="print every profile at a few progress points; --out writes Figure 1")

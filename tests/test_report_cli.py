@@ -1,0 +1,70 @@
+"""``budgetsched report`` / ``plot`` options for the uncertainty: reference, subject, resamples, seed, figures."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.store import Store
+from budgetsched.cli import main
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    """rex beats linear by 0.1 on every seed; cosine is 1 worse; two budgets, three seeds."""
+    path = tmp_path_factory.mktemp("cli") / "study.db"
+    with Store(path) as s:
+        for budget in (5.0, 25.0):
+            for name, extra in (("rex", 0.0), ("linear", 0.1), ("cosine", 1.0)):
+                for seed in range(3):
+                    v = 10.0 + 3 * seed + extra
+                    s.put(TrialConfig("digits-mlp", name, "sgdm", budget, 0.1, seed),
+                          dict(status="done", val_loss=1.0, val_metric=v, test_loss=1.0, test_metric=v, curves={},
+                               steps=3, wall_time=0.1))
+    return path
+
+
+def test_report_options(db, capsys):
+    assert main(["report", str(db), "--format", "json", "--reference", "cosine", "--subject", "linear",
+                 "--resamples", "500", "--seed", "7"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert (rep["reference"], rep["subject"]) == ("cosine", "linear")
+    assert rep["uncertainty"] == {"method": "t", "resamples": 500, "seed": 7, "confidence": 0.95,
+                                  "seeds_per_setting": [3]}
+    s = rep["settings"][0]
+    assert s["vs_reference"]["rex"]["value"] == pytest.approx(-1.0) and s["vs_reference"]["rex"]["clear"] == "better"
+    assert s["schedules"]["rex"]["p_top1"] == 1.0 and s["tied_within_noise"] is False
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--reference", "nope"], "reference schedule 'nope' is not in the study; choose from cosine, linear, rex"),
+    (["--subject", "nope"], "subject schedule 'nope' is not ranked in Table 1; choose from cosine, linear, rex"),
+    (["--resamples", "10"], "resamples must be an integer >= 200, got 10"),
+    (["--seed", "-2"], "resampling seed must be an integer >= 0, got -2"),
+])
+def test_bad_report_options_are_one_line_errors(db, capsys, args, needle):
+    assert main(["report", str(db), *args]) == 2
+    err = capsys.readouterr().err
+    assert err == f"budgetsched: error: {needle}\n"
+
+
+def test_report_md_with_figures(db, tmp_path):
+    out = tmp_path / "docs" / "results.md"
+    out.parent.mkdir()
+    figs = tmp_path / "docs" / "figures"
+    assert main(["report", str(db), "--format", "md", "--output", str(out), "--figures", str(figs),
+                 "--resamples", "500"]) == 0
+    md = out.read_text()
+    assert "![Figure 2: test metric vs budget (95 % intervals)](figures/figure2.png)" in md
+    assert "![Figure 3: test metric vs initial LR (95 % intervals)](figures/figure3.png)" in md
+    for stem in ("figure2", "figure3"):
+        assert (figs / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "## rex against linear and the best other schedule, per budget" in md
+
+
+def test_plot_options(db, tmp_path, capsys):
+    assert main(["plot", str(db), "--out", str(tmp_path), "--resamples", "300", "--seed", "1"]) == 0
+    assert (tmp_path / "figure2.png").exists()
+    assert main(["plot", str(db), "--out", str(tmp_path), "--resamples", "3"]) == 2
+    assert "resamples must be an integer >= 200, got 3" in capsys.readouterr().err
