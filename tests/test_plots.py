@@ -7,7 +7,8 @@ import warnings
 import pytest
 
 from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.plots import PlotSkipWarning, _closest, color_for, curves, figure1, figure2, figure3
+from budgetsched.bench.plots import (PlotSkipWarning, _closest, color_for, curves, figure1, figure2, figure2_paired,
+                                     figure3)
 from budgetsched.bench.report import build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,6 +69,16 @@ def test_figure2_3_and_curves(tmp_path):
     check_files(figure2(report, tmp_path), "figure2")
     check_files(figure3(rows, tmp_path), "figure3")
     check_files(curves(rows, tmp_path, task="toy", optimizer="adam", budget=5.0, report=report), "curves_toy_adam_5")
+
+
+def test_figure2_paired_against_the_reference(tmp_path):
+    rows = make_rows()
+    check_files(figure2_paired(build_report(rows, reference="rex"), tmp_path), "figure2_paired")
+    without = build_report([r for r in rows if r["label"] != "linear"])  # the default reference is absent
+    assert without.reference is None
+    with pytest.warns(PlotSkipWarning, match="no reference schedule; nothing written"):
+        assert figure2_paired(without, tmp_path / "none") == []
+    assert not (tmp_path / "none" / "figure2_paired.png").exists()
 
 
 def test_figure3_default_budgets_closest_to_5_and_25():

@@ -58,13 +58,14 @@ def test_report_md_with_figures(db, tmp_path):
     md = out.read_text()
     assert "![Figure 2: test metric vs budget (95 % intervals)](figures/figure2.png)" in md
     assert "![Figure 3: test metric vs initial LR (95 % intervals)](figures/figure3.png)" in md
-    for stem in ("figure2", "figure3"):
+    assert "![Figure 2 (paired): each schedule − linear vs budget (95 % intervals)](figures/figure2_paired.png)" in md
+    for stem in ("figure2", "figure2_paired", "figure3"):
         assert (figs / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## rex against linear and the best other schedule, per budget" in md
 
 
 def test_plot_options(db, tmp_path, capsys):
     assert main(["plot", str(db), "--out", str(tmp_path), "--resamples", "300", "--seed", "1"]) == 0
-    assert (tmp_path / "figure2.png").exists()
+    assert (tmp_path / "figure2.png").exists() and (tmp_path / "figure2_paired.png").exists()
     assert main(["plot", str(db), "--out", str(tmp_path), "--resamples", "3"]) == 2
     assert "resamples must be an integer >= 200, got 3" in capsys.readouterr().err

@@ -246,9 +246,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         from budgetsched.bench import plots
 
-        written = [*plots.figure2(r, args.figures), *plots.figure3(rows, args.figures)]
+        written = [*plots.figure2(r, args.figures), *plots.figure2_paired(r, args.figures),
+                   *plots.figure3(rows, args.figures)]
         base = Path(args.output).resolve().parent if args.output is not None else Path.cwd()
         captions = {"figure2": "Figure 2: test metric vs budget (95 % intervals)",
+                    "figure2_paired": f"Figure 2 (paired): each schedule − {r.reference} vs budget (95 % intervals)",
                     "figure3": "Figure 3: test metric vs initial LR (95 % intervals)"}
         figures = {captions[p.stem]: Path(os.path.relpath(p.resolve(), base)).as_posix()
                    for p in written if p.suffix == ".png"}
@@ -284,7 +286,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     report = build_report(rows, resamples=args.resamples, seed=args.seed)
     out = Path(args.out)
-    written = [*plots.figure2(report, out), *plots.figure3(rows, out)]
+    written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
     settings = {(s.task, s.optimizer) for s in report.settings}
     for task, opt in sorted(settings):
         # LR / loss curves of each task x optimizer at its largest budget (the longest runs show the most).
@@ -358,11 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                     help=f"resampling draws per setting for intervals and probabilities (default {DEFAULT_RESAMPLES})")
     rp.add_argument("--seed", type=int, default=0, help="seed of the resampling draws (default 0)")
-    rp.add_argument("--figures", metavar="DIR", help="also write Figures 2 and 3 (with 95 %% intervals) to DIR; "
-                                                     "the md report links them")
+    rp.add_argument("--figures", metavar="DIR", help="also write Figures 2, 2 (paired) and 3 (with 95 %% "
+                                                     "intervals) to DIR; the md report links them")
     rp.set_defaults(func=cmd_report)
 
-    pl = sub.add_parser("plot", help="Figures 2-3 and LR/loss curves of a study")
+    pl = sub.add_parser("plot", help="Figures 2-3 (with 95 %% intervals, and schedule − reference paired) and "
+                                     "LR/loss curves of a study")
     pl.add_argument("store", metavar="STORE")
     pl.add_argument("--out", required=True, help="output directory for the PNG files")
     pl.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,

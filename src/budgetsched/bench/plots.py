@@ -3,6 +3,9 @@
 * :func:`figure1` - profiles x sampling rates (paper, Figure 1).
 * :func:`figure2` - test metric vs % of epochs, log x, one panel per task x optimizer (paper, Figure 2), with the
   report's 95 % interval of each schedule's result as error bars.
+* :func:`figure2_paired` - each schedule minus the reference schedule (paired over seeds) vs % of epochs, with
+  95 % intervals: the comparison Figure 2's marginal error bars cannot show, since all schedules of a seed share
+  its data order and initialisation.
 * :func:`figure3` - test (or validation) metric vs initial LR, log x, one panel per task x optimizer x budget
   (paper, Figure 3), with the Student-t 95 % interval of each LR's mean over seeds as error bars.
 * :func:`curves` - LR, training loss and validation metric per epoch of the trials chosen for one setting.
@@ -15,6 +18,7 @@ every figure (:func:`color_for`; REX is always magenta, as the paper's pink line
 from __future__ import annotations
 
 import math
+import textwrap
 import warnings
 import zlib
 from pathlib import Path
@@ -28,7 +32,8 @@ from matplotlib.figure import Figure
 from budgetsched.bench.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
 from budgetsched.bench.status import Status
 
-__all__ = ["figure1", "figure2", "figure3", "curves", "color_for", "PlotSkipWarning", "FIGURE1_SAMPLINGS"]
+__all__ = ["figure1", "figure2", "figure2_paired", "figure3", "curves", "color_for", "PlotSkipWarning",
+           "FIGURE1_SAMPLINGS"]
 
 #: Sampling rates of the paper's Figure 1, from every step to the coarsest.
 FIGURE1_SAMPLINGS = ("every-step", "1-100", "5-25", "10-10", "25-50-75", "33-66", "50-75")
@@ -78,6 +83,22 @@ def color_for(label: str) -> str:
     if base in _COLORS:
         return _COLORS[base]
     return _EXTRA[zlib.crc32(label.encode()) % len(_EXTRA)]
+
+
+def _dodge(i: int, n: int) -> float:
+    """A small multiplicative x offset (log axes) so that the error bars of n lines at one x do not overlap."""
+    return 10.0 ** ((i - (n - 1) / 2) * 0.012)
+
+
+def _errorbars(ax: Any, x: np.ndarray, m: np.ndarray, lo: np.ndarray, hi: np.ndarray, label: str) -> None:
+    ax.errorbar(x, m, yerr=np.vstack([m - lo, hi - m]), marker="o", markersize=3.5, capsize=1.5, elinewidth=0.8,
+                label=label, **_style(label))
+
+
+def _suptitle(fig: Figure, text: str) -> None:
+    """A figure title wrapped to the figure's width (a one-panel figure would otherwise clip a long title)."""
+    width = max(30, int(fig.get_figwidth() * 13))
+    fig.suptitle("\n".join(textwrap.fill(part, width) for part in text.split("\n")), fontsize=10)
 
 
 def _style(label: str) -> dict[str, Any]:
@@ -190,10 +211,9 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
         return []
     fig, axes = _grid(len(panels), max_cols=3)
     for ax, (task, opt, lines) in zip(axes, panels):
-        for label, pts in lines.items():
+        for i, (label, pts) in enumerate(lines.items()):
             b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-            ax.errorbar(b, m, yerr=np.vstack([m - lo, hi - m]), marker="o", markersize=3.5, capsize=2, label=label,
-                        **_style(label))
+            _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
         ax.set_xscale("log")
         budgets = sorted({p[0] for pts in lines.values() for p in pts})
         ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
@@ -203,8 +223,57 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
         ax.set_title(f"{task} / {opt}")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.suptitle("Test metric vs training budget (LR chosen on validation; mean and 95 % interval over seeds)")
+    _suptitle(fig, "Test metric vs training budget (LR chosen on validation; mean and 95 % interval over seeds). "
+                   "The intervals include the seed effect all schedules share: compare schedules in figure2_paired.")
     return _save(fig, out, "figure2")
+
+
+def figure2_paired(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Each schedule minus the report's reference schedule (``Setting.vs_reference``: the test metric of each one's
+    validation-chosen LR, paired over seeds, LR re-chosen in every draw) vs % of epochs, log x, with its 95 %
+    interval as error bar (none with one seed) and a line at 0 (below = better than the reference). One panel per
+    task x optimizer; differences where either side diverged are left out. Writes ``figure2_paired.png`` /
+    ``.pdf``; nothing (with a warning) when the report has no reference."""
+    report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
+    out = _out_dir(out_dir)
+    if report.reference is None:
+        _skip("figure2_paired: the report has no reference schedule; nothing written")
+        return []
+    panels = []
+    for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings):
+        ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
+        lines = {}
+        for label in schedule_order({k for s in ss for k in s.vs_reference}):
+            pts = [(s.budget, d.value, d.value if d.lo is None else d.lo, d.value if d.hi is None else d.hi)
+                   for s in ss if (d := s.vs_reference.get(label)) is not None and math.isfinite(d.value)]
+            if pts:
+                lines[label] = pts
+        if lines:
+            panels.append((task, opt, lines))
+        else:
+            _skip(f"figure2_paired: no paired difference against {report.reference} for {task} / {opt}; "
+                  "panel skipped")
+    if not panels:
+        _skip("figure2_paired: no data to plot; nothing written")
+        return []
+    fig, axes = _grid(len(panels), max_cols=3)
+    for ax, (task, opt, lines) in zip(axes, panels):
+        ax.axhline(0.0, color=color_for(report.reference), linewidth=1.2, label=f"{report.reference} (reference)")
+        for i, (label, pts) in enumerate(lines.items()):
+            b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
+            _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
+        ax.set_xscale("log")
+        budgets = sorted({p[0] for pts in lines.values() for p in pts})
+        ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("budget (% of the task's maximum training, log scale)")
+        ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')} − {report.reference}")
+        ax.set_title(f"{task} / {opt}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    _suptitle(fig, f"Schedule − {report.reference}, paired over seeds (LR chosen on validation; 95 % interval; "
+                   "below 0 = better)")
+    return _save(fig, out, "figure2_paired")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -259,13 +328,12 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
         return []
     fig, axes = _grid(len(panels), max_cols=4)
     for ax, (task, opt, b, lines, diverged) in zip(axes, panels):
-        for label, pts in lines.items():
+        for i, (label, pts) in enumerate(lines.items()):
             lr = np.array([p.lr for p in pts])
             m = np.array([p.mean for p in pts])
             lo = np.array([p.mean if p.lo is None else p.lo for p in pts])
             hi = np.array([p.mean if p.hi is None else p.hi for p in pts])
-            ax.errorbar(lr, m, yerr=np.vstack([m - lo, hi - m]), marker="o", markersize=3.5, capsize=2, label=label,
-                        **_style(label))
+            _errorbars(ax, lr * _dodge(i, len(lines)), m, lo, hi, label)
         ax.set_xscale("log")
         grid_lrs = sorted({p.lr for pts in lines.values() for p in pts})
         ax.set_xticks(grid_lrs, [f"{x:g}" for x in grid_lrs])  # label the LRs of the grid, not log decades
@@ -278,8 +346,8 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
             ax.text(0.01, 0.99, f"diverged (not shown): {shown}", transform=ax.transAxes, fontsize=6, va="top")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{'Test' if metric == 'test' else 'Validation'} metric vs initial learning rate "
-                 "(mean and Student-t 95 % interval over seeds)")
+    _suptitle(fig, f"{'Test' if metric == 'test' else 'Validation'} metric vs initial learning rate "
+                   "(mean and Student-t 95 % interval over seeds)")
     return _save(fig, out, "figure3")
 
 
