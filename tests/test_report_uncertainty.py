@@ -231,13 +231,17 @@ def test_budgets_that_are_one_run_are_counted_once():
     assert ("T / sgdm: budgets 1%, 5%, 10% are one run (20 steps, 10 % of the 100 % run); Table 1 counts it once, "
             "as 10%.") in md
     assert "| 1% (= 10% run) |" in md  # per-task column header
+    assert "Budgets counted in epochs (whole epochs, rounded up)." in md
     assert sum(s["counted_in_table1"] for s in to_json(rep)["settings"]) == 3
 
 
 def test_rows_without_total_steps_are_never_merged():
     rows = seeds("rex", [1, 1], budget=1.0) + seeds("rex", [1, 1], budget=5.0)
+    for r in rows:  # a store that keeps the unit only in the config
+        r["budget_unit"], r["config"] = None, {"budget_unit": "steps"}
     rep = build_report(rows)
     assert all(s.counted for s in rep.settings) and rep.duplicates == []
+    assert [s.budget_unit for s in rep.settings] == ["steps", "steps"]
 
 
 # ------------------------------------------------------------------------------------------------ study level

@@ -465,7 +465,7 @@ def _analyse(task: str, opt: str, budget: float, grows: list[Mapping[str, Any]],
                       [x for x in labels if x not in results], n_seeds, ranking, best, runner_up, gap, tied,
                       vs_ref, vs_best)
     steps = {r.get("total_steps") for r in grows}
-    units = {r.get("budget_unit") for r in grows}
+    units = {r.get("budget_unit") or (r.get("config") or {}).get("budget_unit") for r in grows}
     setting.total_steps = int(next(iter(steps))) if len(steps) == 1 and None not in steps else None
     setting.budget_unit = next(iter(units)) if len(units) == 1 else None
     return setting, _Draws(top1, top3, rel_ref, rel_best)
@@ -806,6 +806,14 @@ def _seeds_text(report: Report) -> str:
     return f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
 
 
+def _unit_text(report: Report) -> str:
+    units = sorted({s.budget_unit for s in report.settings if s.budget_unit})
+    if not units:
+        return ""
+    what = {"steps": "a fraction of the 100 % run's optimizer steps", "epochs": "whole epochs, rounded up"}
+    return " Budgets counted in " + "; ".join(f"{u} ({what.get(u, u)})" for u in units) + "."
+
+
 def _method_text(report: Report) -> str:
     u = report.uncertainty
     how = ("a t-calibrated Gaussian multiplier over seeds (every fixed paired contrast gets the Student-t "
@@ -1104,7 +1112,7 @@ def to_markdown(report: Report, figures: Mapping[str, str] | None = None) -> str
         f"Trials: {report.n_trials_done} done, {report.n_trials_diverged} diverged, {report.n_trials_failed} failed. "
         f"Settings (task x optimizer x budget): {len(report.settings)} ({n_low} low budget < {report.low_limit:g} %, "
         f"{len(report.settings) - n_low} high); {n_counted} counted in Table 1. Seeds per setting: "
-        f"{_seeds_text(report)}.",
+        f"{_seeds_text(report)}.{_unit_text(report)}",
         "",
         "LR (and plateau patience) chosen per setting by mean validation metric over seeds; cells give the test "
         "metric of that choice as mean ± sample std (ddof=1) over seeds; lower is better. Ties share a rank "
@@ -1255,8 +1263,8 @@ def render_rich(report: Report, console: Any) -> None:
     console.print(f"[bold]Trials[/]: {report.n_trials_done} done, {report.n_trials_diverged} diverged, "
                   f"{report.n_trials_failed} failed; {len(report.settings)} settings ({n_low} low budget, "
                   f"{len(report.settings) - n_low} high; {sum(s.counted for s in report.settings)} counted in "
-                  f"Table 1); seeds per setting: {_seeds_text(report)}. LR chosen by validation; test metric mean ± "
-                  "sample std.")
+                  f"Table 1); seeds per setting: {_seeds_text(report)}.{_unit_text(report)} LR chosen by validation; "
+                  "test metric mean ± sample std.")
     if report.uncertainty:
         console.print(f"Uncertainty: {_method_text(report)}", markup=False)
     for line in _duplicate_lines(report):
