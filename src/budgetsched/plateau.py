@@ -9,7 +9,26 @@ two can differ only once the LR itself is below about 1e-7.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) > 10**18:
+        return f"an integer with {len(str(abs(int(value))))} digits"
+    return repr(value)
+
+
+def _number(name: str, value: Any) -> float:
+    """``value`` as a float (NaN allowed: the callers decide), else one ValueError naming it."""
+    if value is None or isinstance(value, (str, bytes, bool)):
+        raise ValueError(f"{name} must be a number, got {value!r}")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    except OverflowError:
+        raise ValueError(f"{name} must be a number within float range, got {_show(value)}") from None
 
 
 class Plateau:
@@ -22,18 +41,21 @@ class Plateau:
 
     def __init__(self, patience: int, factor: float = 0.1, threshold: float = 1e-4, mode: str = "min",
                  min_scale: float = 0.0) -> None:
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
-        if not (0.0 < float(factor) < 1.0):
+        if isinstance(patience, bool) or not isinstance(patience, numbers.Integral) or patience < 0:
+            raise ValueError(f"patience must be an integer >= 0, got {_show(patience)}")
+        factor_ = _number("factor", factor)
+        if not (0.0 < factor_ < 1.0):
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if not (float(threshold) >= 0.0):
-            raise ValueError(f"threshold must be >= 0, got {threshold!r}")
+        threshold_ = _number("threshold", threshold)
+        if not (threshold_ >= 0.0) or not math.isfinite(threshold_):
+            raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-        if not (0.0 <= float(min_scale) <= 1.0):
+        min_scale_ = _number("min_scale", min_scale)
+        if not (0.0 <= min_scale_ <= 1.0):
             raise ValueError(f"min_scale must be in [0, 1], got {min_scale!r}")
-        self.patience, self.factor, self.threshold = patience, float(factor), float(threshold)
-        self.mode, self.min_scale = mode, float(min_scale)
+        self.patience, self.factor, self.threshold = int(patience), factor_, threshold_
+        self.mode, self.min_scale = mode, min_scale_
         self.scale = 1.0
         self.best = math.inf if mode == "min" else -math.inf
         self.num_bad = 0
@@ -44,8 +66,12 @@ class Plateau:
         return value > self.best * (1.0 + self.threshold) if self.best != -math.inf else value > self.best
 
     def update(self, metric: float) -> float:
-        """Record one evaluation of the metric; return the LR scale to use from now on."""
-        value = float(metric)
+        """Record one evaluation of the metric; return the LR scale to use from now on.
+
+        A NaN metric (a diverged evaluation) never improves, as in ``ReduceLROnPlateau``; ``None``, text and numbers
+        beyond float range are a ValueError.
+        """
+        value = _number("metric", metric)
         if self._better(value):
             self.best, self.num_bad = value, 0
         else:

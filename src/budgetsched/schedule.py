@@ -2,8 +2,9 @@
 
 ``lr(t) = min_lr + (peak_lr - min_lr) * m(hold_S(z(t)))`` for t >= W, where m is the profile
 (:mod:`budgetsched.profiles`), hold_S the sampling rate's zero-order hold (:mod:`budgetsched.sampling`) and z(t)
-the progress of step t. During warmup (t < W) the LR ramps linearly: ``lr(t) = peak_lr * (t + 1) / W``, so the first
-step never runs at 0.
+the progress of step t. During warmup (t < W) the LR ramps linearly from ``warmup_start_lr`` (default peak_lr / W)
+at step 0 to peak_lr at step W - 1: ``lr(t) = start + (peak_lr - start) * t / (W - 1)``; with the default start this
+is ``peak_lr * (t + 1) / W``, so the first step never runs at 0.
 
 Progress. Without a budget change z(t) = (t - W) / (T - W). Steps t >= T hold the end value m_S(1).
 
@@ -15,40 +16,110 @@ remaining progress*. With z_a = z(a) the progress reached at a, the new progress
 and unchanged before a. So the LR is continuous at a (same z, same held sample point, same value), keeps
 following the same profile and sampling rate from where it was, and reaches the end value at T'. Steps before a
 are unchanged, so ``values()`` shows the run as it happened. A change during warmup keeps the warmup and simply
-runs the profile over [W, T'). Several changes chain (progress is a piecewise-linear map of the step).
+runs the profile over [W, T'); with a ``warmup_fraction`` f the rest of the warmup is re-mapped to end at
+ceil(f T') instead (from the LR it had at a, so again no jump). Several changes chain (progress is a
+piecewise-linear map of the step).
+
+Continuing a finished run (a >= T) keeps the end value (z_a = 1 already) and logs a warning. To train on, re-warm:
+``with_budget(T', at_step=a, rewarm_steps=K, rewarm_peak=P)`` ramps from the LR at a up to P over K steps (the same
+ramp as the warmup: step a keeps its LR, step a + K - 1 reaches P), then runs the profile from z = 0 with peak P,
+down to the floor at T'.
+
+Internally a schedule is a short list of *phases* (a warmup or re-warm ramp, or a decay over part of the run),
+each a closed form of the step; a budget change appends phases, so memory and time never depend on T.
 """
 from __future__ import annotations
 
+import bisect
+import logging
 import math
 import numbers
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
-from .profiles import canonical_name, get_momentum, get_profile
+from .profiles import NP, PY, Ops, canonical_name, momentum_formula, profile_formula
 from .sampling import Sampling, parse_sampling
 
+logger = logging.getLogger("budgetsched")
 
-def _check_int(name: str, value: Any, minimum: int) -> int:
+#: The largest step count or step: integers up to 2**53 are exact in float64.
+MAX_STEPS = 2**53
+
+
+class BudgetChange(NamedTuple):
+    """A budget change: from ``at_step`` on, the run ends at ``total_steps`` (compares equal to the plain pair)."""
+
+    at_step: int
+    total_steps: int
+
+
+class Rewarm(NamedTuple):
+    """A budget change with a re-warm: from the LR at ``at_step`` up to ``rewarm_peak`` over ``rewarm_steps``, then
+    the profile from its start down to the floor at ``total_steps``. ``rewarm_peak`` None means the schedule's peak."""
+
+    at_step: int
+    total_steps: int
+    rewarm_steps: int
+    rewarm_peak: float | None
+
+
+def _show(value: Any) -> str:
+    """A value for an error message: huge integers by their size, long reprs cut."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) > 10**18:
+        return f"an integer with {len(str(abs(int(value))))} digits"
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_STEPS) -> int:
+    """``value`` as an int in [minimum, maximum] (whole floats accepted), else one ValueError naming it."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
+        elif isinstance(value, (np.floating,)) and float(value).is_integer():
+            value = int(value)
         else:
-            raise ValueError(f"{name} must be an integer, got {value!r}")
+            raise ValueError(f"{name} must be an integer, got {_show(value)}")
     value = int(value)
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ValueError(f"{name} must be >= {minimum}, got {_show(value)}")
+    if value > maximum:
+        bound = "2**53" if maximum == MAX_STEPS else str(maximum)
+        raise ValueError(f"{name} must be <= {bound}, got {_show(value)}")
     return value
 
 
 def _check_lr(name: str, value: Any) -> float:
+    """``value`` as a finite float >= 0 (an LR), else one ValueError naming it."""
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise ValueError(f"{name} must be a number, got {value!r}")
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
+        raise ValueError(f"{name} must be a number, got {_show(value)}") from None
+    except OverflowError:
+        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}") from None
     if not math.isfinite(x) or x < 0.0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
     return x
+
+
+def _check_fraction(name: str, value: Any, hi_open: bool = True) -> float:
+    if isinstance(value, (str, bytes, bool)) or value is None:
+        raise ValueError(f"{name} must be a number in [0, 1{')' if hi_open else ']'}, got {value!r}")
+    try:
+        x = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{name} must be a number in [0, 1{')' if hi_open else ']'}, got {_show(value)}") from None
+    if not (0.0 <= x < 1.0 if hi_open else 0.0 <= x <= 1.0):
+        raise ValueError(f"{name} must be in [0, 1{')' if hi_open else ']'}, got {_show(value)}")
+    return x
+
+
+def warmup_from_fraction(fraction: float, total_steps: int) -> int:
+    """W = ceil(f T), as Hugging Face's ``warmup_ratio`` (rounded to 9 decimals first, so 0.07 x 100 gives 7, not 8)."""
+    return math.ceil(round(fraction * total_steps, 9))
 
 
 def default_sampling(profile: str, params: dict[str, Any]) -> Sampling:
@@ -58,16 +129,42 @@ def default_sampling(profile: str, params: dict[str, Any]) -> Sampling:
     return parse_sampling(None)
 
 
+# -- phases: the closed form of one stretch of the run ---------------------------------------------------------------
+
+class _Ramp(NamedTuple):
+    """Steps [start, end): lr = lo (1 - u) + hi u, u = (t - start) / (end - 1 - start) (u = 0 for a 1-step ramp)."""
+
+    start: int
+    end: int
+    lo: float
+    hi: float
+    warmup: bool  # the run's initial warmup (re-mapped on a budget change when given as a fraction)
+
+
+class _Decay(NamedTuple):
+    """Steps [start, ...): lr = floor + (peak - floor) m_S(z), z = z0 + (1 - z0)(t - start)/(end - start), 1 past end."""
+
+    start: int
+    z0: float
+    end: int
+    peak: float
+    floor: float
+
+
 class Schedule:
     """A budget-aware learning-rate schedule, evaluated in closed form at any step.
 
     Args:
         profile: a profile name from :func:`budgetsched.available` (e.g. ``"rex"``), or a callable m(z) with m(0)=1.
-        total_steps: T, the optimizer steps of this run's budget.
+        total_steps: T, the optimizer steps of this run's budget (an integer in [1, 2**53]).
         peak_lr: the initial (peak) learning rate, the only thing the REX paper tunes.
         sampling: sampling rate spec (see :mod:`budgetsched.sampling`); default every step (``step``: its milestones).
-        warmup_steps: W, linear warmup from peak_lr/W to peak_lr; the profile then runs over the remaining T - W steps.
-        min_lr: the floor the profile decays to.
+        warmup_steps: W, linear warmup to peak_lr; the profile then runs over the remaining T - W steps.
+        warmup_fraction: the warmup as a fraction f in [0, 1) of the budget, W = ceil(f T) (exclusive with
+            ``warmup_steps``). A budget change during the warmup re-maps its rest to end at ceil(f T').
+        warmup_start_lr: the LR of step 0 when warming up (default peak_lr / W); the ramp reaches peak_lr at W - 1.
+        min_lr: the floor the profile decays to (default 0).
+        min_lr_ratio: the floor as a fraction of peak_lr, in [0, 1] (exclusive with ``min_lr``).
         **profile_params: the profile's parameters (e.g. ``gamma=-3`` for ``exp``, ``delay=0.5`` for delayed-linear).
 
     >>> s = Schedule("rex", total_steps=1000, peak_lr=0.1)
@@ -85,75 +182,218 @@ class Schedule:
         peak_lr: float = 1.0,
         *,
         sampling: str | Sequence[float] | Sampling | None = None,
-        warmup_steps: int = 0,
-        min_lr: float = 0.0,
+        warmup_steps: int | None = None,
+        warmup_fraction: float | None = None,
+        warmup_start_lr: float | None = None,
+        min_lr: float | None = None,
+        min_lr_ratio: float | None = None,
         **profile_params: Any,
     ) -> None:
         self.total_steps = _check_int("total_steps", total_steps, 1)
-        self.warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
-        if self.warmup_steps >= self.total_steps:
-            raise ValueError(f"warmup_steps must be < total_steps ({self.total_steps}), got {warmup_steps!r}")
         self.peak_lr = _check_lr("peak_lr", peak_lr)
-        self.min_lr = _check_lr("min_lr", min_lr)
+        if warmup_steps is not None and warmup_fraction is not None:
+            raise ValueError(f"give warmup_steps ({warmup_steps!r}) or warmup_fraction ({warmup_fraction!r}), not both")
+        if warmup_fraction is not None:
+            self.warmup_fraction: float | None = _check_fraction("warmup_fraction", warmup_fraction)
+            w = warmup_from_fraction(self.warmup_fraction, self.total_steps)
+            if w >= self.total_steps:
+                raise ValueError(f"warmup_fraction {warmup_fraction!r} gives ceil({warmup_fraction!r} x "
+                                 f"{self.total_steps}) = {w} warmup steps; they must be < total_steps ({self.total_steps})")
+            self.warmup_steps = w
+        else:
+            self.warmup_fraction = None
+            self.warmup_steps = _check_int("warmup_steps", 0 if warmup_steps is None else warmup_steps, 0)
+            if self.warmup_steps >= self.total_steps:
+                raise ValueError(f"warmup_steps must be < total_steps ({self.total_steps}), got {warmup_steps!r}")
+        self._w0 = self.warmup_steps  # the warmup of the initial budget (warmup_steps is the current one)
+        if min_lr is not None and min_lr_ratio is not None:
+            raise ValueError(f"give min_lr ({min_lr!r}) or min_lr_ratio ({min_lr_ratio!r}), not both")
+        self.min_lr_ratio = None if min_lr_ratio is None else _check_fraction("min_lr_ratio", min_lr_ratio, False)
+        self.min_lr = (self.min_lr_ratio * self.peak_lr if self.min_lr_ratio is not None
+                       else _check_lr("min_lr", 0.0 if min_lr is None else min_lr))
         if self.min_lr > self.peak_lr:
             raise ValueError(f"min_lr ({min_lr!r}) must be <= peak_lr ({peak_lr!r})")
-        if callable(profile):
+        if warmup_start_lr is not None:
+            if self.warmup_steps == 0:
+                raise ValueError(f"warmup_start_lr ({warmup_start_lr!r}) needs a warmup: give warmup_steps >= 1 or "
+                                 "warmup_fraction > 0")
+            start = _check_lr("warmup_start_lr", warmup_start_lr)
+            if start > self.peak_lr:
+                raise ValueError(f"warmup_start_lr ({warmup_start_lr!r}) must be <= peak_lr ({peak_lr!r})")
+        self._start_given = None if warmup_start_lr is None else start
+        if callable(profile) and not isinstance(profile, str):
             if profile_params:
                 raise ValueError(f"a callable profile takes no parameters here, got {sorted(profile_params)}")
             self.name = getattr(profile, "__name__", "custom")
-            self._m = lambda z: np.asarray(profile(z), dtype=np.float64)
-            self._mom = None
+            user = profile
+            self._m: Callable[..., Any] = lambda z, xp, r=None: (float(user(z)) if xp is PY else
+                                                                  np.asarray(user(z), dtype=np.float64) if xp is NP
+                                                                  else user(z))
+            self._mom: Callable[..., Any] | None = None
         else:
             self.name = canonical_name(profile)
-            self._m = get_profile(self.name, **profile_params)
-            self._mom = get_momentum(self.name, **profile_params)
+            self._m = profile_formula(self.name, **profile_params)
+            self._mom = momentum_formula(self.name, **profile_params)
         self.params = dict(profile_params)
         self.sampling = (parse_sampling(sampling) if sampling is not None
                          else default_sampling(self.name, self.params) if not callable(profile) else parse_sampling(None))
-        # Progress is piecewise linear in the step. Segment i starts at step a_i with progress z_i and ends at
-        # total T_i: z = z_i + (1 - z_i)(t - a_i)/(T_i - a_i). A budget change appends a segment; earlier steps keep
-        # their own segment, so they are bit-for-bit unchanged.
-        self._seg_start = np.array([float(self.warmup_steps)])
-        self._seg_z = np.array([0.0])
-        self._seg_end = np.array([float(self.total_steps)])
         self.initial_total_steps = self.total_steps
-        self._history: tuple[tuple[int, int], ...] = ()
+        self._history: tuple[BudgetChange | Rewarm, ...] = ()
+        self._set_phases(self._initial_phases(self.total_steps))
+
+    # -- phases ---------------------------------------------------------------------------------------------------
+    @property
+    def warmup_start_lr(self) -> float | None:
+        """The LR of step 0 during warmup (None without warmup)."""
+        if not self._w0:
+            return None
+        return self._start(self._w0)
+
+    def _start(self, w: int) -> float:
+        return self._start_given if self._start_given is not None else self.peak_lr / w
+
+    def _initial_phases(self, total: int) -> list[_Ramp | _Decay]:
+        w = self._w0
+        decay = _Decay(w, 0.0, total, self.peak_lr, self.min_lr)
+        if not w:
+            return [decay]
+        return [_Ramp(0, w, self._start(w), self.peak_lr, True), decay]
+
+    def _set_phases(self, phases: Sequence[_Ramp | _Decay]) -> None:
+        self._phases = tuple(phases)
+        self._starts = [p.start for p in self._phases]
+        self._evals = [self._scalar_eval(p) for p in self._phases]
+        # lr = a * w0 + b * w1 with (w0, w1) = (1 - u, u) on a ramp and (1, m_S(z)) on a decay
+        self._coefs = [(p.lo, p.hi) if isinstance(p, _Ramp) else (p.floor, p.peak - p.floor) for p in self._phases]
+
+    def _scalar_eval(self, p: _Ramp | _Decay) -> Callable[[int], tuple[float, float]]:
+        """(w0, w1) of phase p at one integer step, on Python floats (the adapters' per-step path)."""
+        if isinstance(p, _Ramp):
+            start, span = p.start, max(p.end - 1 - p.start, 1)
+
+            def ramp(t: int) -> tuple[float, float]:
+                u = (t - start) / span
+                u = 0.0 if u < 0.0 else 1.0 if u > 1.0 else u
+                return 1.0 - u, u
+
+            return ramp
+        start, z0, end = p.start, p.z0, p.end
+        span, rest = end - start, 1.0 - z0
+        hold, m = self.sampling, self._m
+        every = hold.every_step
+
+        def decay(t: int) -> tuple[float, float]:
+            if t >= end:
+                z = 1.0
+            else:
+                z = z0 + rest * (t - start) / span
+                z = 0.0 if z < 0.0 else 1.0 if z > 1.0 else z
+            r = 1.0 - z  # float64: as the numpy path, so budget changes stay bit-for-bit continuous
+            if not every:
+                z, r = hold.hold_py(z, r)
+            return 1.0, m(z, PY, r)
+
+        return decay
+
+    def _locate(self, t: int) -> tuple[int, float, float]:
+        """(phase index, w0, w1) of integer step t >= 0: its LR is ``a * w0 + b * w1`` with (a, b) the phase's
+        coefficients. The per-step path of the adapters: Python floats, no arrays, O(1) in T."""
+        starts = self._starts
+        k = len(starts) - 1
+        if t < starts[k]:
+            k = bisect.bisect_right(starts, t) - 1
+        w0, w1 = self._evals[k](t)
+        return k, w0, w1
+
+    def _phase_at(self, t: int) -> int:
+        return bisect.bisect_right(self._starts, t) - 1
 
     # -- closed form ---------------------------------------------------------------------------------------------
+    def evaluate(self, steps: Any, xp: Ops = NP) -> Any:
+        """The LR at ``steps`` (an ``xp`` float array of steps >= 0), built from ``xp``'s operations only.
+
+        This is the closed form the optax and Keras adapters trace (one ``where`` per phase, no table), and what
+        :meth:`values` computes with numpy.
+        """
+        lr = None
+        for p in self._phases:
+            if isinstance(p, _Ramp):
+                u = xp.clip((steps - p.start) / max(p.end - 1 - p.start, 1), 0.0, 1.0)
+                val = p.lo * (1.0 - u) + p.hi * u
+            else:
+                z, r = self.sampling.hold_with(*self._zr(p, steps, xp), xp)
+                val = p.floor + (p.peak - p.floor) * self._m(z, xp, r)
+            lr = val if lr is None else xp.where(steps >= p.start, val, lr)
+        return lr
+
+    def evaluate_momentum(self, steps: Any, xp: Ops = NP) -> Any:
+        """OneCycle's momentum / beta1 at ``steps`` (see :meth:`evaluate`); max momentum on ramps. None otherwise."""
+        if self._mom is None:
+            return None
+        out = None
+        for p in self._phases:
+            if isinstance(p, _Ramp):
+                val = self._mom(steps * 0.0, xp)
+            else:
+                z, r = self.sampling.hold_with(*self._zr(p, steps, xp), xp)
+                val = self._mom(z, xp, r)
+            out = val if out is None else xp.where(steps >= p.start, val, out)
+        return out
+
+    @staticmethod
+    def _z(p: _Decay, steps: Any, xp: Ops) -> Any:
+        z = xp.clip(p.z0 + (1.0 - p.z0) * (steps - p.start) / (p.end - p.start), 0.0, 1.0)
+        return xp.where(steps >= p.end, 1.0, z)  # exactly 1 at and after the end, whatever the rounding
+
+    @staticmethod
+    def _zr(p: _Decay, steps: Any, xp: Ops) -> tuple[Any, Any]:
+        """z and r = 1 - z of decay phase p. In float32 (``xp.low_precision``) r is computed from the steps left, so
+        it keeps its relative precision near the end of the run (see ``profiles._rest``)."""
+        z = Schedule._z(p, steps, xp)
+        if not xp.low_precision:
+            return z, 1.0 - z
+        r = xp.clip((1.0 - p.z0) * ((p.end - steps) / (p.end - p.start)), 0.0, 1.0)
+        return z, xp.where(steps >= p.end, 0.0, r)
+
+    def _steps(self, step: Any) -> np.ndarray:
+        t = np.asarray(step)
+        if t.dtype == object or not (np.issubdtype(t.dtype, np.integer) or np.issubdtype(t.dtype, np.floating)):
+            raise ValueError(f"step must be an integer >= 0, got {_show(step)}")
+        if t.size and (np.any(~np.isfinite(t)) if np.issubdtype(t.dtype, np.floating) else False):
+            raise ValueError(f"step must be an integer >= 0, got {_show(step)}")
+        if np.any(t < 0):
+            raise ValueError(f"step must be >= 0, got {int(np.min(t))}")
+        return t.astype(np.float64)
+
     def progress(self, step: Any) -> np.ndarray:
-        """z(t) in [0, 1] after warmup (0 during warmup); steps past the end give 1."""
-        t = np.asarray(step, dtype=np.float64)
-        i = np.clip(np.searchsorted(self._seg_start, t, side="right") - 1, 0, None)
-        a, z0, end = self._seg_start[i], self._seg_z[i], self._seg_end[i]
-        z = np.clip(z0 + (1.0 - z0) * (t - a) / (end - a), 0.0, 1.0)
-        return np.where(t >= end, 1.0, z)  # exactly 1 at and after the end, whatever the rounding
+        """z(t) in [0, 1] after warmup (0 during a warmup or re-warm); steps past the end give 1."""
+        t = self._steps(step)
+        out = None
+        for p in self._phases:
+            val = t * 0.0 if isinstance(p, _Ramp) else self._z(p, t, NP)
+            out = val if out is None else np.where(t >= p.start, val, out)
+        return out
 
     def multiplier(self, step: Any) -> np.ndarray:
         """The sampled profile value m_S(z(t)) (warmup not applied)."""
-        return np.asarray(self._m(self.sampling.hold(self.progress(step))), dtype=np.float64)
+        return np.asarray(self._m(self.sampling.hold(self.progress(step)), NP), dtype=np.float64)
 
     def _lr(self, step: Any) -> np.ndarray:
-        t = np.asarray(step)
-        if np.any(t < 0):
-            raise ValueError(f"step must be >= 0, got {int(np.min(t))}")
-        lr = self.min_lr + (self.peak_lr - self.min_lr) * self.multiplier(t)
-        if self.warmup_steps:
-            lr = np.where(t < self.warmup_steps, self.peak_lr * (t + 1.0) / self.warmup_steps, lr)
-        return lr
+        return np.asarray(self.evaluate(self._steps(step), NP), dtype=np.float64)
 
     def __call__(self, step: int) -> float:
-        """Learning rate at optimizer step ``step`` (0-based)."""
-        return float(self._lr(step))
+        """Learning rate at optimizer step ``step`` (an integer in [0, 2**53]; 0-based)."""
+        t = _check_int("step", step, 0)
+        k, w0, w1 = self._locate(t)
+        a, b = self._coefs[k]
+        return a * w0 + b * w1
 
     def values(self) -> np.ndarray:
         """The learning rate of every step 0..T-1 (float64 array of length ``total_steps``)."""
         return self._lr(np.arange(self.total_steps))
 
     def table(self) -> np.ndarray:
-        """The LR of steps 0..T (T + 1 values): :meth:`values` plus the end value every later step holds.
-
-        This is what the framework adapters index: a step clamped to [0, T] reads its exact closed-form LR.
-        """
+        """The LR of steps 0..T (T + 1 values): :meth:`values` plus the end value every later step holds."""
         return self._lr(np.arange(self.total_steps + 1))
 
     def momentum_table(self) -> np.ndarray | None:
@@ -166,7 +406,14 @@ class Schedule:
         """OneCycle's momentum / Adam beta1 at ``step`` (max momentum during warmup); None for other profiles."""
         if self._mom is None:
             return None
-        return float(self._momentum(np.asarray(step)))
+        return self._scalar_momentum(_check_int("step", step, 0))
+
+    def _scalar_momentum(self, t: int) -> float:
+        p = self._phases[self._phase_at(t)]
+        if isinstance(p, _Ramp):
+            return float(self._mom(0.0, PY))
+        z = 1.0 if t >= p.end else min(max(p.z0 + (1.0 - p.z0) * (t - p.start) / (p.end - p.start), 0.0), 1.0)
+        return float(self._mom(self.sampling.hold_py(z, 1.0 - z)[0], PY))
 
     def momentum_values(self) -> np.ndarray | None:
         """Momentum / beta1 of every step for ``onecycle``; None for other profiles."""
@@ -175,10 +422,7 @@ class Schedule:
         return self._momentum(np.arange(self.total_steps))
 
     def _momentum(self, t: np.ndarray) -> np.ndarray:
-        mom = np.asarray(self._mom(self.sampling.hold(self.progress(t))), dtype=np.float64)
-        if self.warmup_steps:
-            mom = np.where(t < self.warmup_steps, self._mom(0.0), mom)
-        return mom
+        return np.asarray(self.evaluate_momentum(self._steps(t), NP), dtype=np.float64)
 
     # -- derived schedules ---------------------------------------------------------------------------------------
     def _copy(self) -> "Schedule":
@@ -186,44 +430,137 @@ class Schedule:
         new.__dict__.update(self.__dict__)
         return new
 
-    def with_budget(self, new_total_steps: int, at_step: int) -> "Schedule":
+    def with_budget(self, new_total_steps: int, at_step: int, *, rewarm_steps: int | None = None,
+                    rewarm_peak: float | None = None) -> "Schedule":
         """The same run with its budget changed to ``new_total_steps`` at step ``at_step``, with no LR jump.
 
         Re-maps the remaining progress (module docstring): z'(t) = z_a + (1 - z_a)(t - a)/(T' - a) for t >= a.
         ``s.with_budget(T2, a)(t) == s(t)`` for every t <= a, and the LR reaches the end value at T2.
+
+        A finished run (``at_step >= total_steps``) stays at its end value, and a warning is logged
+        (logger ``"budgetsched"``). ``rewarm_steps=K`` re-warms instead, at any step: a linear ramp from the LR at
+        ``at_step`` up to ``rewarm_peak`` (default: this schedule's ``peak_lr``) over K steps, then the profile
+        from its start, with that peak, down to the floor at ``new_total_steps``.
         """
+        return self._rebudget(new_total_steps, at_step, rewarm_steps, rewarm_peak, warn=True)
+
+    def with_budget_history(self, changes: Sequence[Sequence[Any]]) -> "Schedule":
+        """Apply budget changes in order, each ``(at_step, new_total_steps)`` or ``(at_step, new_total_steps,
+        rewarm_steps[, rewarm_peak])`` (plain data, as :attr:`budget_changes` lists and checkpoints store them).
+
+        >>> s = Schedule("linear", total_steps=100).with_budget_history([(50, 150)])
+        >>> s(50), s(100), s(150)
+        (0.5, 0.25, 0.0)
+        """
+        new = self
+        for i, change in enumerate(changes):
+            if isinstance(change, (str, bytes)) or not hasattr(change, "__len__") or not 2 <= len(change) <= 4:
+                raise ValueError(f"budget_changes[{i}] must be (at_step, new_total_steps[, rewarm_steps[, "
+                                 f"rewarm_peak]]), got {_show(change)}")
+            at, total, *rest = change
+            steps = rest[0] if rest else None
+            peak = rest[1] if len(rest) > 1 else None
+            new = new.with_budget(total, at_step=at, rewarm_steps=steps, rewarm_peak=peak)
+        return new
+
+    def _rebudget(self, new_total_steps: Any, at_step: Any, rewarm_steps: Any, rewarm_peak: Any, *,
+                  warn: bool) -> "Schedule":
         a = _check_int("at_step", at_step, 0)
         new_t = _check_int("new_total_steps", new_total_steps, 1)
         if new_t <= a:
             raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > at_step ({at_step!r})")
-        if new_t <= self.warmup_steps:
-            raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > warmup_steps ({self.warmup_steps})")
-        new = self._copy()
-        if a <= self.warmup_steps:  # the profile has not started: it simply runs over [W, T')
-            new._seg_start, new._seg_z = np.array([float(self.warmup_steps)]), np.array([0.0])
-            new._seg_end = np.array([float(new_t)])
+        if rewarm_steps is None and rewarm_peak is not None:
+            raise ValueError(f"rewarm_peak ({rewarm_peak!r}) needs rewarm_steps (the length of the re-warm ramp)")
+        k = self._phase_at(a)
+        cur = self._phases[k]
+        keep = [p for p in self._phases if p.start < a]
+        if rewarm_steps is not None:
+            steps = _check_int("rewarm_steps", rewarm_steps, 1)
+            peak = self.peak_lr if rewarm_peak is None else _check_lr("rewarm_peak", rewarm_peak)
+            if peak < self.min_lr:
+                raise ValueError(f"rewarm_peak ({rewarm_peak!r}) must be >= min_lr ({self.min_lr!r})")
+            if new_t <= a + steps:
+                raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > at_step + rewarm_steps "
+                                 f"({a} + {steps} = {a + steps}): the profile needs at least one step after the re-warm")
+            phases = [*keep, _Ramp(a, a + steps, self(a), peak, False), _Decay(a + steps, 0.0, new_t, peak, self.min_lr)]
+            change: BudgetChange | Rewarm = Rewarm(a, new_t, steps, None if rewarm_peak is None else peak)
+        elif isinstance(cur, _Ramp):
+            end, ramp = cur.end, cur
+            if cur.warmup and self.warmup_fraction is not None:
+                end = max(warmup_from_fraction(self.warmup_fraction, new_t), a + 1)
+                if end != cur.end and a == 0:  # nothing has run yet: exactly the schedule built for the new budget
+                    ramp = _Ramp(0, end, self._start(end), cur.hi, True)
+                elif end != cur.end:  # the rest of the warmup is re-mapped to end at ceil(f T'), from the LR at a
+                    ramp = _Ramp(a, end, self(a), cur.hi, True)
+            if new_t <= end:
+                what = f"warmup_steps ({end})" if cur.warmup else f"the end of the re-warm (step {end})"
+                raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > {what}")
+            before = [p for p in self._phases if p.start < ramp.start]
+            phases = [*before, ramp, _Decay(end, 0.0, new_t, cur.hi, self.min_lr)]
+            change = BudgetChange(a, new_t)
         else:
-            z_a = float(self.progress(a))
-            keep = self._seg_start < a
-            new._seg_start = np.append(self._seg_start[keep], float(a))
-            new._seg_z = np.append(self._seg_z[keep], z_a)
-            new._seg_end = np.append(self._seg_end[keep], float(new_t))
+            z_a = 1.0 if a >= cur.end else float(self._z(cur, np.float64(a), NP))
+            if warn and z_a >= 1.0:
+                logger.warning(
+                    "budgetsched: continuing a finished run: step %d is at or past the end of the budget "
+                    "(total_steps=%d), so the learning rate stays at its end value %g until the new total %d. To "
+                    "train on, re-warm: with_budget(..., rewarm_steps=K[, rewarm_peak=P]) "
+                    "(set_total_steps(..., rewarm_steps=K) in the adapters).", a, self.total_steps, self(a), new_t)
+            phases = [*keep, _Decay(a, z_a, new_t, cur.peak, cur.floor)]
+            change = BudgetChange(a, new_t)
+        new = self._copy()
+        new._set_phases(phases)
         new.total_steps = new_t
-        new._history = self._history + ((a, new_t),)
+        new.warmup_steps = next((p.end for p in phases if isinstance(p, _Ramp) and p.warmup), 0)
+        new._history = self._history + (change,)
         return new
 
-    def with_peak(self, peak_lr: float, min_lr: float | None = None) -> "Schedule":
-        """The same schedule (same budget history) for another peak LR and floor, e.g. another parameter group."""
+    def with_peak(self, peak_lr: float, min_lr: float | None = None, *,
+                  warmup_start_lr: float | None = None) -> "Schedule":
+        """The same schedule (same budget history) for another peak LR and floor, e.g. another parameter group.
+
+        ``min_lr`` None keeps the floor (``min_lr_ratio`` x the new peak if the schedule was given a ratio);
+        ``warmup_start_lr`` None keeps a given start LR, or the default new peak / W. Re-warm peaks that were given
+        explicitly scale with the peak.
+        """
+        peak = _check_lr("peak_lr", peak_lr)
+        if min_lr is not None:
+            floor = _check_lr("min_lr", min_lr)
+        else:
+            floor = self.min_lr_ratio * peak if self.min_lr_ratio is not None else self.min_lr
+        if warmup_start_lr is not None:
+            if not self._w0:
+                raise ValueError(f"warmup_start_lr ({warmup_start_lr!r}) needs a warmup")
+            start = _check_lr("warmup_start_lr", warmup_start_lr)
+        else:
+            start = self._start_given
+        return self._derive(peak, floor, start, ratio=self.min_lr_ratio if min_lr is None else None)
+
+    def _derive(self, peak: float, floor: float, start: float | None, ratio: float | None = None) -> "Schedule":
+        """This schedule's profile, sampling, warmup and budget history with exactly this peak, floor and warmup
+        start (None: peak / W). Checked values in; O(number of budget changes)."""
+        if floor > peak:
+            raise ValueError(f"min_lr ({floor!r}) must be <= peak_lr ({peak!r})")
+        if start is not None and start > peak:
+            raise ValueError(f"warmup_start_lr ({start!r}) must be <= peak_lr ({peak!r})")
         new = self._copy()
-        new.peak_lr = _check_lr("peak_lr", peak_lr)
-        new.min_lr = self.min_lr if min_lr is None else _check_lr("min_lr", min_lr)
-        if new.min_lr > new.peak_lr:
-            raise ValueError(f"min_lr ({new.min_lr!r}) must be <= peak_lr ({peak_lr!r})")
+        new.peak_lr, new.min_lr, new.min_lr_ratio, new._start_given = peak, floor, ratio, start
+        new.total_steps, new.warmup_steps = self.initial_total_steps, self._w0
+        new._history = ()
+        new._set_phases(new._initial_phases(self.initial_total_steps))
+        scale = peak / self.peak_lr if self.peak_lr > 0 else 1.0
+        for c in self._history:
+            if isinstance(c, Rewarm):
+                rewarm_peak = None if c.rewarm_peak is None else c.rewarm_peak * scale
+                new = new._rebudget(c.total_steps, c.at_step, c.rewarm_steps, rewarm_peak, warn=False)
+            else:
+                new = new._rebudget(c.total_steps, c.at_step, None, None, warn=False)
         return new
 
     @property
-    def budget_changes(self) -> list[tuple[int, int]]:
-        """(at_step, new_total_steps) of every budget change so far, oldest first."""
+    def budget_changes(self) -> list[BudgetChange | Rewarm]:
+        """Every budget change so far, oldest first: ``(at_step, new_total_steps)`` pairs (:class:`BudgetChange`),
+        and :class:`Rewarm` records for re-warms."""
         return list(self._history)
 
     def __repr__(self) -> str:
