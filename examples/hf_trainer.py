@@ -6,8 +6,9 @@ the example self-contained (no download):
 
     python examples/hf_trainer.py
 
-``plateau`` needs ``step(metric)``, which the Trainer never calls for a custom scheduler: drive it from a
-``TrainerCallback.on_evaluate`` instead, or use a profile schedule here.
+``BudgetScheduler(optimizer, "plateau", patience=...)`` is a ``PlateauScheduler``, a ``ReduceLROnPlateau``: the
+Trainer then steps it with the evaluation metric (``metric_for_best_model``) after each evaluation, and not after
+each optimizer step. ``train(profile="plateau", eval_steps=5, patience=0)`` shows it.
 """
 from __future__ import annotations
 
@@ -56,11 +57,13 @@ class RecordLR(TrainerCallback):
 
 
 def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "rex", *, save_steps: int | None = None,
-          resume_from_checkpoint: str | None = None, **schedule_args) -> tuple:
+          eval_steps: int | None = None, resume_from_checkpoint: str | None = None, **schedule_args) -> tuple:
     """Train the tiny model for ``max_steps`` optimizer steps under ``profile``; return (trainer, scheduler, lrs).
 
     With ``save_steps`` the Trainer checkpoints (optimizer and scheduler state included) to ``output_dir``;
     ``resume_from_checkpoint`` continues such a run: the scheduler resumes from its saved step and budget.
+    With ``eval_steps`` it evaluates on a held-out set every ``eval_steps`` steps (``eval_loss`` is the metric a
+    plateau scheduler receives).
     """
     torch.manual_seed(0)
     model = TinyRegressor()
@@ -68,12 +71,15 @@ def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "re
     scheduler = BudgetScheduler(optimizer, profile, total_steps=max_steps, **schedule_args)
     recorder = RecordLR(optimizer)
     with tempfile.TemporaryDirectory() as tmp:
+        evaluating = eval_steps is not None
         args = TrainingArguments(output_dir=output_dir or tmp, max_steps=max_steps, per_device_train_batch_size=16,
                                  logging_steps=10, report_to=[],
                                  save_strategy="steps" if save_steps else "no", save_steps=save_steps or 500, use_cpu=True,
+                                 eval_strategy="steps" if evaluating else "no", eval_steps=eval_steps,
+                                 metric_for_best_model="loss" if evaluating else None,
                                  disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=Pairs(), optimizers=(optimizer, scheduler),
-                          callbacks=[recorder])
+                          eval_dataset=Pairs(n=64, seed=1) if evaluating else None, callbacks=[recorder])
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer, scheduler, recorder.lrs
 
@@ -82,3 +88,5 @@ if __name__ == "__main__":
     trainer, scheduler, lrs = train(max_steps=40, warmup_steps=4)
     print("LR per step:", " ".join(f"{x:.4f}" for x in lrs))
     print("final train loss:", trainer.state.log_history[-1].get("train_loss"))
+    trainer, scheduler, lrs = train(max_steps=40, profile="plateau", eval_steps=5, patience=0, factor=0.5)
+    print("plateau, LR per step:", " ".join(f"{x:.4f}" for x in lrs))

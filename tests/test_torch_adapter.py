@@ -209,6 +209,8 @@ def test_plateau_state_round_trip_and_budget_record():
     o2 = _opt((0.1,))
     s2 = BudgetScheduler(o2, "plateau", total_steps=10, patience=1, factor=0.1)
     s2.load_state_dict(_checkpoint(s1.state_dict()))
+    assert o2.param_groups[0]["lr"] == 0.1  # torch's convention: a scheduler's load_state_dict never writes LRs
+    o2.load_state_dict(_checkpoint(o1.state_dict()))  # the optimizer's state carries them (HF loads both)
     assert o2.param_groups[0]["lr"] == o1.param_groups[0]["lr"] == pytest.approx(0.01)
     assert _run(o1, s1, 5, metrics[5:]) == _run(o2, s2, 5, metrics[5:])
     ref = Plateau(patience=1, factor=0.1)
