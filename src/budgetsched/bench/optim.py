@@ -19,6 +19,7 @@ included, so the engines never need ``torch.optim`` themselves; :meth:`torch_opt
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, NamedTuple
 
@@ -88,20 +89,24 @@ class OptimizerSpec:
                weight_decay: float = 0.0) -> None:
         """One optimizer step of every member (row) of ``flat`` in place, with step ``i`` of ``cols``.
 
-        ``grad`` may be overwritten (it becomes the weight-decayed gradient). Call it under ``torch.no_grad()``.
+        ``grad`` is overwritten (it serves as scratch space). Call it under ``torch.no_grad()``. Every pass writes
+        into an existing buffer: a fresh ``[K, N]`` temporary per step costs more than the arithmetic on a CPU
+        (its pages are faulted in anew each time).
         """
+        import torch
+
         if weight_decay:
             grad.add_(flat, alpha=weight_decay)
         if self.name == "sgdm":
             buf = state[0]
-            buf.mul_(cols.b[i]).add_(grad)
+            torch.addcmul(grad, buf, cols.b[i], out=buf)  # buf = mu * buf + g, one pass
             flat.addcmul_(buf, cols.a[i])
         else:
             m, v = state
             m.lerp_(grad, cols.b[i])
             v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)  # type: ignore[operator]
-            denom = v.sqrt().div_(cols.c[i]).add_(self.eps)
-            flat.addcdiv_(m * cols.a[i], denom)
+            denom = torch.sqrt(v, out=grad).div_(cols.c[i]).add_(self.eps)  # the gradient is no longer needed
+            flat.addcdiv_(torch.mul(m, cols.a[i], out=_scratch(flat)), denom)
 
     def torch_optimizer(self, params: Iterable[torch.nn.Parameter], lr: float,
                         weight_decay: float = 0.0) -> torch.optim.Optimizer:
@@ -112,6 +117,19 @@ class OptimizerSpec:
             return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=weight_decay)
         return torch.optim.Adam(params, lr=lr, betas=(self.momentum, self.beta2), eps=self.eps,  # type: ignore[arg-type]
                                 weight_decay=weight_decay)
+
+
+_SCRATCH = threading.local()
+
+
+def _scratch(like: torch.Tensor) -> torch.Tensor:
+    """A scratch tensor shaped like ``like``, kept between calls (one per thread)."""
+    import torch
+
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or buf.device != like.device:
+        buf = _SCRATCH.buf = torch.empty_like(like)
+    return buf
 
 
 #: The protocol's optimizers by name.
