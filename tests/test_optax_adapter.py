@@ -11,7 +11,7 @@ optax = pytest.importorskip("optax")
 import jax.numpy as jnp  # noqa: E402
 
 from budgetsched import Schedule  # noqa: E402
-from budgetsched.optax import momentum_schedule, schedule  # noqa: E402
+from budgetsched.optax import from_schedule, momentum_schedule, schedule  # noqa: E402
 
 T = 200
 STEPS = np.array([0, 1, 2, 7, 49, 50, 99, 100, 101, 149, 150, 151, 198, 199, 200, 201, 1000, 2**31 - 1])
@@ -90,3 +90,44 @@ def test_errors():
         schedule("rex", T, 0.1, min_lr=-1)
     with pytest.raises(ValueError, match="only 'onecycle' has a momentum curve, got profile 'rex'"):
         momentum_schedule("rex", T)
+
+
+# -- budget history, the shared vocabulary, counts (issue 10) -------------------------------------------------------
+
+def test_budget_history_gives_a_new_pure_function_with_the_schedule_rule():
+    ref = (Schedule("rex", T, 0.3, warmup_steps=10).with_budget(350, at_step=120)
+           .with_budget(300, at_step=200, rewarm_steps=20, rewarm_peak=0.1))
+    fn = schedule("rex", T, 0.3, warmup_steps=10, budget_changes=[(120, 350), (200, 300, 20, 0.1)])
+    counts = jnp.arange(0, 320)
+    want = [ref(t) for t in range(320)]
+    np.testing.assert_allclose(np.asarray(jax.jit(fn)(counts)), want, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(np.asarray(jax.jit(from_schedule(ref))(counts)), want, rtol=1e-5, atol=1e-8)
+    assert fn.schedule.budget_changes == ref.budget_changes  # the history to keep in a checkpoint
+    # the unchanged past: the function with the history equals the one without it before the change, and at the
+    # change step within float32 rounding (float64 is bit-for-bit continuous there, see test_schedule)
+    before = schedule("rex", T, 0.3, warmup_steps=10)
+    np.testing.assert_array_equal(np.asarray(fn(jnp.arange(120))), np.asarray(before(jnp.arange(120))))
+    assert float(fn(120)) == pytest.approx(float(before(120)), rel=2e-7)
+
+
+def test_momentum_follows_the_budget_history():
+    fn = momentum_schedule("onecycle", T, budget_changes=[(50, 400)])
+    ref = Schedule("onecycle", T).with_budget(400, at_step=50)
+    np.testing.assert_allclose(np.asarray(fn(jnp.arange(410))), [ref.momentum(t) for t in range(410)], rtol=1e-6)
+
+
+def test_warmup_fraction_start_lr_and_floor_ratio():
+    kw = dict(warmup_fraction=0.05, warmup_start_lr=0.0, min_lr_ratio=0.1)
+    fn, ref = schedule("cosine", T, 0.3, **kw), Schedule("cosine", T, 0.3, **kw)
+    np.testing.assert_allclose(np.asarray(fn(jnp.arange(T + 5))), [ref(t) for t in range(T + 5)], rtol=1e-6,
+                               atol=1e-9)
+
+
+def test_counts_are_clamped_or_rejected():
+    fn = schedule("linear", T, 0.3)
+    assert float(fn(-5)) == float(fn(0)) == pytest.approx(0.3)
+    assert float(fn(2**40)) == 0.0
+    with pytest.raises(ValueError, match="count must be a step in \\[0, 2\\*\\*53\\], got an integer with 401 digits"):
+        fn(10**400)
+    with pytest.raises(ValueError, match="count must be a step in \\[0, 2\\*\\*53\\], got nan"):
+        fn(float("nan"))
