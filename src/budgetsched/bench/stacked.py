@@ -3,9 +3,10 @@ of one ``[K, N]`` buffer, a per-member loss and gradient for one batch, and a pe
 
 * :class:`SingleModel` - one ``nn.Module`` (K = 1), any architecture (BatchNorm, dropout): the sequential engine.
   Its parameters are views of the buffer's single row.
-* :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs run as batched
-  matmuls, with the first layer of the members that share a seed (hence an input batch) as one wide matmul;
-  any other model runs through ``torch.func.vmap(functional_call)``.
+* :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs run through the
+  hand-written kernel :class:`budgetsched.bench.kernels.StackedMLP` (batched matmuls in a feature-major layout, the
+  first layer of the members that share a seed, hence an input batch, as one wide matmul, no autograd); any other
+  model runs through ``torch.func.vmap(functional_call)`` and autograd.
 
 Batches arrive per *seed group*: ``xb`` is ``[G, B, ...]`` for the G distinct seeds, and member k reads group
 ``group[k]`` (members are ordered by seed, so each group is a contiguous range of rows).
@@ -20,13 +21,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from budgetsched.bench.models import MLP
+from budgetsched.bench.kernels import StackedMLP, mlp_layers
 
 __all__ = ["SingleModel", "StackedModel", "STACKINGS"]
 
-#: Forward implementations for the stacked model; "auto" uses "bmm" where the model allows it.
+#: Implementations of the stacked model: "bmm" is the MLP kernel (MLPs only), "vmap" works for any stateless
+#: model, "auto" picks the fastest one the model allows. Results agree up to floating-point reduction order.
 STACKINGS = ("auto", "bmm", "vmap")
-_ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Identity, nn.Softplus)
 
 
 class SingleModel:
@@ -66,7 +67,7 @@ class SingleModel:
 
 
 class StackedModel:
-    """K copies of one architecture as one model: a flat ``[K, N]`` buffer, ``[K, *shape]`` views, one forward.
+    """K copies of one architecture as one model: a flat ``[K, N]`` buffer, ``[K, *shape]`` views, one step.
 
     Args:
         models: the K members' initial models (same architecture, no buffers updated by ``forward``).
@@ -82,37 +83,73 @@ class StackedModel:
             raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
         if list(group) != sorted(group):
             raise ValueError("members must be ordered by seed group")
+        mlp = mlp_layers(models[0]) if stacking in ("auto", "bmm") else None
+        if stacking == "bmm" and mlp is None:
+            raise ValueError("stacking 'bmm' needs an MLP (or nn.Sequential of Linear / elementwise / Flatten layers)")
         named = [dict(m.named_parameters()) for m in models]
         self.names = list(named[0])
         self.K, self.task = len(models), task
         shapes = [named[0][n].shape for n in self.names]
         self.flat = torch.cat([torch.stack([p[n].detach().reshape(-1) for p in named]) for n in self.names],
                               dim=1).to(device)
-        self.params: dict[str, torch.Tensor] = {}
-        off = 0
-        for n, shape in zip(self.names, shapes):
-            size = math.prod(shape)
-            self.params[n] = self.flat[:, off:off + size].view(self.K, *shape).requires_grad_(True)
-            off += size
-        self._views = list(self.params.values())
-        self.buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
-                        for n, _ in models[0].named_buffers()}
+        self.params = self._views(self.flat, shapes)
         self.group = torch.as_tensor(list(group), device=device)
         bounds = [0] + [k for k in range(1, self.K) if group[k] != group[k - 1]] + [self.K]
         self._ranges = list(zip(bounds[:-1], bounds[1:]))  # rows of each seed group
-        self.ops = _mlp_ops(models[0]) if stacking in ("auto", "bmm") else None
-        if stacking == "bmm" and self.ops is None:
-            raise ValueError("stacking 'bmm' needs an MLP (or nn.Sequential of Linear / elementwise / Flatten layers)")
-        if self.ops is None:
-            base = copy.deepcopy(models[0]).to("meta")
-            fn = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
-            self._vm_stacked = vmap(fn, in_dims=(0, 0, 0))
-            self._vm_shared = vmap(fn, in_dims=(0, 0, None))
+        if mlp is not None:
+            self.stacking = "bmm"
+            self.grad = torch.zeros_like(self.flat)
+            self._impl: Any = StackedMLP(*mlp, self.params, self._views(self.grad, shapes), self._ranges,
+                                         task.loss, task.metric)
+        else:
+            self.stacking = "vmap"
+            buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
+                       for n, _ in models[0].named_buffers()}
+            self._impl = _VmapImpl(models[0], self.params, buffers, self.group, self._ranges, task)
+
+    def _views(self, flat: torch.Tensor, shapes: Sequence[torch.Size]) -> dict[str, torch.Tensor]:
+        out, off = {}, 0
+        for n, shape in zip(self.names, shapes):
+            size = math.prod(shape)
+            out[n] = flat[:, off:off + size].view(self.K, *shape)
+            off += size
+        return out
+
+    # -- the loop's interface -------------------------------------------------------------------------------------
+    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.stacking == "bmm":
+            return self._impl.loss_and_grad(xb, yb), self.grad
+        return self._impl.loss_and_grad(xb, yb)
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
+        from budgetsched.bench.train import EVAL_BATCH
+
+        loss = metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        for s in range(0, len(y), EVAL_BATCH):
+            l_, m_ = self._impl.evaluate(x[s:s + EVAL_BATCH], y[s:s + EVAL_BATCH])
+            loss, metric = loss + l_, metric + m_
+        n = len(y)
+        return [v / n for v in loss.tolist()], [v / n for v in metric.tolist()]
+
+
+class _VmapImpl:
+    """Any stateless model through ``torch.func.vmap(functional_call)`` and autograd."""
+
+    def __init__(self, model: nn.Module, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                 group: torch.Tensor, ranges: list[tuple[int, int]], task: Any) -> None:
+        self.params = {n: p.requires_grad_(True) for n, p in params.items()}
+        self._views = list(self.params.values())
+        self.buffers, self.group, self._ranges = buffers, group, ranges
+        self.K = group.numel()
+        base = copy.deepcopy(model).to("meta")
+        fn = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
+        self._vm_stacked = vmap(fn, in_dims=(0, 0, 0))
+        self._vm_shared = vmap(fn, in_dims=(0, 0, None))
         self._loss = _member_loss(task.loss)
         self._eval_loss: Callable = vmap(task.loss, in_dims=(0, None))
         self._eval_metric: Callable = vmap(task.metric, in_dims=(0, None))
 
-    # -- forward -----------------------------------------------------------------------------------------------
     def _per_member(self, t: torch.Tensor) -> torch.Tensor:
         """[G, B, ...] per seed group -> [K, B, ...] per member (a view when there is one group)."""
         if len(self._ranges) == 1:
@@ -121,80 +158,21 @@ class StackedModel:
 
     def forward(self, x: torch.Tensor, shared: bool = False) -> torch.Tensor:
         """Outputs [K, B, ...] for inputs x [G, B, ...] per seed group (or [B, ...] shared by all if ``shared``)."""
-        if self.ops is None:
-            if shared:
-                return self._vm_shared(self.params, self.buffers, x)
-            if len(self._ranges) == 1:
-                return self._vm_shared(self.params, self.buffers, x[0])
-            return self._vm_stacked(self.params, self.buffers, self._per_member(x))
-        h, first = x, True
-        for op, arg in self.ops:
-            if op == "linear":
-                w, b = self.params[arg + ".weight"], self.params.get(arg + ".bias")
-                h = self._first_linear(h, w, b, shared) if first else (
-                    torch.bmm(h, w.transpose(1, 2)) if b is None else torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2)))
-                first = False
-            elif op == "flatten":
-                h = h.flatten(2) if (first and not shared) or not first else h.flatten(1)
-            else:
-                h = arg(h)
-        return h
+        if shared:
+            return self._vm_shared(self.params, self.buffers, x)
+        if len(self._ranges) == 1:
+            return self._vm_shared(self.params, self.buffers, x[0])
+        return self._vm_stacked(self.params, self.buffers, self._per_member(x))
 
-    def _first_linear(self, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, shared: bool) -> torch.Tensor:
-        """The first layer of the members of each seed group as one wide matmul of their shared input:
-        [B, in] x [in, k*out] -> [k, B, out]."""
-        out_f = w.shape[1]
-        ranges = [(0, self.K)] if shared else self._ranges
-        parts = []
-        for g, (lo, hi) in enumerate(ranges):
-            xg = x if shared else x[g]
-            h = xg @ w[lo:hi].reshape((hi - lo) * out_f, -1).t()  # [B, k*out]
-            h = h.view(len(xg), hi - lo, out_f).transpose(0, 1)
-            parts.append(h if b is None else h + b[lo:hi].unsqueeze(1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-    # -- the loop's interface -------------------------------------------------------------------------------------
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         losses = self._loss(self.forward(xb), self._per_member(yb))
         grads = torch.autograd.grad(losses.sum(), self._views)
         return losses.detach(), torch.cat([g.reshape(self.K, -1) for g in grads], dim=1)
 
     @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        from budgetsched.bench.train import EVAL_BATCH
-
-        loss = metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
-        for s in range(0, len(y), EVAL_BATCH):
-            out, yb = self.forward(x[s:s + EVAL_BATCH], shared=True), y[s:s + EVAL_BATCH]
-            loss = loss + self._eval_loss(out, yb).double() * len(yb)
-            metric = metric + self._eval_metric(out, yb).double().sum(-1)
-        n = len(y)
-        return [v / n for v in loss.tolist()], [v / n for v in metric.tolist()]
-
-
-def _mlp_ops(model: nn.Module) -> list[tuple[str, Any]] | None:
-    """The layers of an MLP (the project's ``MLP`` or an ``nn.Sequential`` of Linear / elementwise / Flatten
-    layers) as (op, arg) pairs, or None if the model is anything else."""
-    if any(True for _ in model.buffers()):
-        return None
-    if type(model) is MLP:
-        ops: list[tuple[str, Any]] = [("flatten", None)]
-        for i in range(len(model.layers)):
-            ops += [("linear", f"layers.{i}")] + ([("fn", torch.relu)] if i < len(model.layers) - 1 else [])
-        return ops
-    if not isinstance(model, nn.Sequential):
-        return None
-    ops = []
-    for name, m in model.named_children():
-        if isinstance(m, nn.Linear):
-            ops.append(("linear", name))
-        elif isinstance(m, nn.Flatten) and m.start_dim == 1 and m.end_dim == -1:
-            ops.append(("flatten", None))
-        elif isinstance(m, _ELEMENTWISE):
-            ops.append(("fn", m))
-        else:
-            return None
-    return ops
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.forward(x, shared=True)
+        return self._eval_loss(out, y).double() * len(y), self._eval_metric(out, y).double().sum(-1)
 
 
 def _member_loss(loss: Callable) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
