@@ -1,4 +1,5 @@
-"""A plain PyTorch loop with BudgetScheduler: REX over the run's budget, a budget change mid-run, a checkpoint.
+"""A plain PyTorch loop with BudgetScheduler: REX over the run's budget, a budget change mid-run, a checkpoint, and
+a re-warm to train on after the budget has run out.
 
     python examples/torch_loop.py
 
@@ -36,7 +37,7 @@ def main() -> None:
                                 min_lr=[1e-3, 0.0])
     loss_fn = nn.BCEWithLogitsLoss()
 
-    for epoch in range(epochs + 5):  # the run is extended by 5 epochs below, at the end of epoch 5
+    def train_one_epoch(epoch: int) -> None:
         perm = torch.randperm(len(x))
         for i in range(steps_per_epoch):
             idx = perm[i * batch:(i + 1) * batch]
@@ -46,6 +47,9 @@ def main() -> None:
             optimizer.step()
             scheduler.step()
         print(f"epoch {epoch:2d}  loss {loss.item():.4f}  lr {scheduler.get_last_lr()[0]:.5f}")
+
+    for epoch in range(epochs + 5):  # the run is extended by 5 epochs below, at the end of epoch 5
+        train_one_epoch(epoch)
         if epoch == 5:
             # More budget became available: no LR jump, the schedule now decays to the floor at the new end.
             scheduler.set_total_steps((epochs + 5) * steps_per_epoch)
@@ -59,6 +63,13 @@ def main() -> None:
             optimizer.load_state_dict(state["opt"])
             scheduler.load_state_dict(state["sched"])
             print(f"  budget changes so far: {scheduler.budget_changes}")
+
+    # The budget is spent: the LR sits at the floor. set_total_steps alone would keep it there (and log a warning);
+    # re-warm instead: back up to each group's peak over 10 steps, then REX down to the floor over 3 more epochs.
+    scheduler.set_total_steps(scheduler.last_epoch + 3 * steps_per_epoch, rewarm_steps=10)
+    for epoch in range(epochs + 5, epochs + 8):
+        train_one_epoch(epoch)
+    print(f"  budget changes: {scheduler.budget_changes}")
 
     # plateau: one step(metric) per evaluation.
     opt2 = torch.optim.SGD(model.parameters(), lr=0.1)
