@@ -123,3 +123,11 @@ def test_vocabulary_errors():
         BudgetSchedule("rex", T, 0.1, min_lr=0.0, min_lr_ratio=0.1)
     with pytest.raises(ValueError, match=r"new_total_steps \(5\) must be > at_step \(10\)"):
         BudgetSchedule("rex", T, 0.1).set_total_steps(5, at_step=10)
+
+
+def test_doctests_of_the_adapter_run():
+    import doctest
+
+    import budgetsched.keras as module
+    res = doctest.testmod(module)
+    assert res.failed == 0 and res.attempted > 0

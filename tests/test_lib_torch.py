@@ -391,3 +391,11 @@ def test_no_warning_and_no_private_torch_reads_in_the_normal_loop():
         warnings.simplefilter("error")
         _run(o, s, 5)
     assert math.isclose(o.param_groups[0]["lr"], 0.0, abs_tol=1e-15)
+
+
+def test_doctests_of_the_adapter_run():
+    import doctest
+
+    import budgetsched.torch as module
+    res = doctest.testmod(module)
+    assert res.failed == 0 and res.attempted > 0

@@ -131,3 +131,11 @@ def test_counts_are_clamped_or_rejected():
         fn(10**400)
     with pytest.raises(ValueError, match="count must be a step in \\[0, 2\\*\\*53\\], got nan"):
         fn(float("nan"))
+
+
+def test_doctests_of_the_adapter_run():
+    import doctest
+
+    import budgetsched.optax as module
+    res = doctest.testmod(module)
+    assert res.failed == 0 and res.attempted > 0

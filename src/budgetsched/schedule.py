@@ -355,11 +355,12 @@ class Schedule:
         r = xp.clip((1.0 - p.z0) * ((p.end - steps) / (p.end - p.start)), 0.0, 1.0)
         return z, xp.where(steps >= p.end, 0.0, r)
 
-    def _steps(self, step: Any) -> np.ndarray:
+    @staticmethod
+    def _steps(step: Any) -> np.ndarray:
+        """An array of steps as float64, checked: numbers (not NaN or inf), none negative."""
         t = np.asarray(step)
-        if t.dtype == object or not (np.issubdtype(t.dtype, np.integer) or np.issubdtype(t.dtype, np.floating)):
-            raise ValueError(f"step must be an integer >= 0, got {_show(step)}")
-        if t.size and (np.any(~np.isfinite(t)) if np.issubdtype(t.dtype, np.floating) else False):
+        numeric = np.issubdtype(t.dtype, np.integer) or np.issubdtype(t.dtype, np.floating)
+        if not numeric or (np.issubdtype(t.dtype, np.floating) and not np.all(np.isfinite(t))):
             raise ValueError(f"step must be an integer >= 0, got {_show(step)}")
         if np.any(t < 0):
             raise ValueError(f"step must be >= 0, got {int(np.min(t))}")
