@@ -248,3 +248,12 @@ def test_valid_extremes_still_work():
     p = Plateau(0)
     assert p.update(1.0) == 1.0 and p.update(float("nan")) == 0.1  # a NaN evaluation never improves (as torch)
     assert math.isfinite(Schedule("uba", 10**8, phi=5.0)(10**8 - 1))
+
+
+def test_schedules_pickle_with_their_history():
+    import pickle
+    s = (Schedule("step", 100, 0.3, warmup_fraction=0.1, milestones=(0.3, 0.6))
+         .with_budget(200, at_step=50, rewarm_steps=5))
+    again = pickle.loads(pickle.dumps(s))
+    np.testing.assert_array_equal(again.values(), s.values())
+    assert again(120) == s(120) and again.budget_changes == s.budget_changes

@@ -399,3 +399,12 @@ def test_doctests_of_the_adapter_run():
     import budgetsched.torch as module
     res = doctest.testmod(module)
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_scheduler_pickles_like_torch_schedulers():
+    import pickle
+    o = _opt((0.1, 0.02))
+    s = BudgetScheduler(o, "onecycle", total_steps=T)
+    _run(o, s, 3)
+    copy = pickle.loads(pickle.dumps(s))
+    assert _run(copy.optimizer, copy, 10) == _run(o, s, 10)

@@ -547,8 +547,8 @@ def profile_formula(name: str, **params: Any) -> Callable[..., Any]:
 
         return interp
     fn = _REGISTRY[key].fn
-    if not params:
-        return lambda z, xp, r=None: fn(z, xp=xp, r=r)
+    if not params and list(inspect.signature(fn).parameters) == ["z", "xp", "r"]:
+        return lambda z, xp, r=None: fn(z, xp, r)  # positional: the per-step path calls this once per step
     return lambda z, xp, r=None: fn(z, xp=xp, r=r, **params)
 
 

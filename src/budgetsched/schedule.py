@@ -225,21 +225,41 @@ class Schedule:
             if profile_params:
                 raise ValueError(f"a callable profile takes no parameters here, got {sorted(profile_params)}")
             self.name = getattr(profile, "__name__", "custom")
-            user = profile
-            self._m: Callable[..., Any] = lambda z, xp, r=None: (float(user(z)) if xp is PY else
-                                                                  np.asarray(user(z), dtype=np.float64) if xp is NP
-                                                                  else user(z))
-            self._mom: Callable[..., Any] | None = None
+            self._user: Callable[[Any], Any] | None = profile
         else:
             self.name = canonical_name(profile)
-            self._m = profile_formula(self.name, **profile_params)
-            self._mom = momentum_formula(self.name, **profile_params)
+            self._user = None
+            profile_formula(self.name, **profile_params)  # checks the parameters (ValueError naming them)
         self.params = dict(profile_params)
+        self._bind_formulas()
         self.sampling = (parse_sampling(sampling) if sampling is not None
                          else default_sampling(self.name, self.params) if not callable(profile) else parse_sampling(None))
         self.initial_total_steps = self.total_steps
         self._history: tuple[BudgetChange | Rewarm, ...] = ()
         self._set_phases(self._initial_phases(self.total_steps))
+
+    def _bind_formulas(self) -> None:
+        """The profile (and momentum) formulas as closures; rebuilt after unpickling, since closures do not pickle."""
+        if self._user is not None:
+            user = self._user
+            self._m: Callable[..., Any] = lambda z, xp, r=None: (float(user(z)) if xp is PY else
+                                                                  np.asarray(user(z), dtype=np.float64) if xp is NP
+                                                                  else user(z))
+            self._mom: Callable[..., Any] | None = None
+        else:
+            self._m = profile_formula(self.name, **self.params)
+            self._mom = momentum_formula(self.name, **self.params)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        for key in ("_m", "_mom", "_evals"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._bind_formulas()
+        self._set_phases(self._phases)
 
     # -- phases ---------------------------------------------------------------------------------------------------
     @property

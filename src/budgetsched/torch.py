@@ -21,6 +21,7 @@ True
 """
 from __future__ import annotations
 
+import bisect
 import inspect
 import logging
 import numbers
@@ -237,6 +238,17 @@ class BudgetScheduler(LRScheduler):
         super().__init__(optimizer, last_epoch)  # torch's bookkeeping, then the initial step through step()
         self.base_lrs = list(self._peaks)
 
+    def __getstate__(self) -> dict[str, Any]:  # picklable like torch's own schedulers (the hook is re-registered)
+        state = dict(self.__dict__)
+        state["_watch"] = self._watch.stepped
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        stepped = state.pop("_watch")
+        self.__dict__.update(state)
+        self._watch = _StepWatch(self.optimizer)
+        self._watch.stepped = stepped
+
     # -- building --------------------------------------------------------------------------------------------------
     @staticmethod
     def _build(config: dict[str, Any], peaks: list[float], floors: list[float], starts: list[float | None],
@@ -325,7 +337,11 @@ class BudgetScheduler(LRScheduler):
         groups = self.optimizer.param_groups
         if len(groups) != len(self._peaks):
             self._adopt(groups)
-        k, w0, w1 = self._lead._locate(t)
+        starts = self._lead._starts  # Schedule._locate, inlined: this runs once per optimizer step
+        k = len(starts) - 1
+        if t < starts[k]:
+            k = bisect.bisect_right(starts, t) - 1
+        w0, w1 = self._lead._evals[k](t)
         lrs = [a * w0 + b * w1 for a, b in self._coefs[k]]
         for group, lr in zip(groups, lrs):
             if type(group["lr"]) is float:
