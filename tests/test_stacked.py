@@ -1,5 +1,6 @@
-"""The stacked model containers: every fast path (the hand-written MLP kernel, its tiles, seed groups, losses and
-activations) gives each member exactly what one model alone gives (float64), and what the vmap path gives.
+"""The stacked model containers: every fast path (the hand-written kernel for MLPs and 1-D CNNs, its tiles, seed
+groups, losses and activations) gives each member exactly what one model alone gives (float64), and what the vmap
+path gives.
 
 The engines' end-to-end equality (batched == sequential per epoch) is tested in tests/test_batched.py; these tests
 check one step's losses and gradients and one evaluation, member by member, for cases the tasks do not cover.
@@ -12,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from budgetsched.bench.kernels import mlp_layers
-from budgetsched.bench.models import MLP
+from budgetsched.bench.kernels import stack_layers
+from budgetsched.bench.models import CNN1d, MLP
 from budgetsched.bench.stacked import SingleModel, StackedModel
 from budgetsched.bench.tasks import cross_entropy, error_percent
 
@@ -75,13 +76,13 @@ def reference(models, seeds, task, x, y):
     return torch.cat(losses), torch.cat(grads)
 
 
-def check_step(make, seeds, task, x, y, **kw):
+def check_step(make, seeds, task, x, y, tile=None):
     ref_loss, ref_grad = reference(build(make, seeds), seeds, task, x, y)
-    for stacking in ("bmm", "vmap"):
+    for stacking in ("auto", "vmap"):
         stack = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", stacking)
-        if "tile" in kw and stacking == "bmm":
-            stack._impl.tile = kw["tile"]
-        assert stack.stacking == stacking
+        assert stack.kernel == (stacking == "auto")
+        if stack.kernel:
+            stack._impl.tile = tile
         for _ in range(2):  # the second call reuses the cached tiles and buffers
             loss, grad = stack.loss_and_grad(x, y)
             torch.testing.assert_close(loss, ref_loss, rtol=RTOL, atol=1e-12)
@@ -120,35 +121,91 @@ def test_any_loss_through_its_vjp(float64):
                make_task(mse, per_example_mse), x, y)
 
 
+SMALL_CNN = dict(length=12, channels=4, n_classes=5)
+
+
+@pytest.mark.parametrize("seeds", SEED_MIXES, ids=str)
+@pytest.mark.parametrize("tile", [None, 1, 2])
+def test_cnn_kernel_equals_each_model_alone(float64, seeds, tile):
+    x, y = batch(seeds, (12,), n_classes=5)
+    check_step(lambda: CNN1d(**SMALL_CNN), seeds, make_task(), x, y, tile=tile)
+
+
+@pytest.mark.parametrize("k,stride,padding", [(3, 1, 0), (3, 2, 1), (5, 2, 2), (4, 3, 3), (1, 1, 0), (2, 2, 0)])
+def test_sequential_convnets(float64, k, stride, padding):
+    """Any kernel / stride / padding (padding wider than the reach of some taps included), channels in the input."""
+    seeds = (0, 1, 1)
+    L = 11
+    L1 = (L + 2 * padding - k) // stride + 1
+    L2 = (L1 + 2 * 1 - 3) // 1 + 1
+
+    def make():
+        return nn.Sequential(nn.Conv1d(2, 3, k, stride, padding), nn.Tanh(), nn.Conv1d(3, 4, 3, 1, 1, bias=False),
+                             nn.ReLU(), nn.Flatten(), nn.Linear(4 * L2, 6), nn.ReLU(), nn.Linear(6, 3))
+    x, y = batch(seeds, (2, L), n_classes=3)
+    check_step(make, seeds, make_task(), x, y)
+
+
 @pytest.mark.parametrize("tile", [None, 3])
-def test_evaluation_equals_each_model_alone(float64, tile):
+@pytest.mark.parametrize("net", ["mlp", "cnn"])
+def test_evaluation_equals_each_model_alone(float64, tile, net):
     seeds = (0, 0, 1, 2, 2, 2, 4)
     task = make_task()
     gen = torch.Generator().manual_seed(2)
-    x, y = torch.randn(37, 40, generator=gen), torch.randint(0, 10, (37,), generator=gen)
-    make = lambda: MLP((40, 16, 10))  # noqa: E731
+    x = torch.randn(37, 40 if net == "mlp" else 12, generator=gen)
+    y = torch.randint(0, 10 if net == "mlp" else 5, (37,), generator=gen)
+    make = (lambda: MLP((40, 16, 10))) if net == "mlp" else (lambda: CNN1d(**SMALL_CNN))
     expected = [SingleModel(m, task, "cpu").evaluate(x, y) for m in build(make, seeds)]
-    for stacking in ("bmm", "vmap"):
+    for stacking in ("auto", "vmap"):
         stack = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", stacking)
-        if stacking == "bmm":
+        if stack.kernel:
             stack._impl.tile = tile
         loss, metric = stack.evaluate(x, y)
         assert loss == pytest.approx([e[0][0] for e in expected], rel=RTOL)
         assert metric == pytest.approx([e[1][0] for e in expected], rel=RTOL)
 
 
-def test_mlp_layers_accepts_mlps_and_rejects_the_rest():
-    flatten, layers = mlp_layers(MLP((4, 3, 2)))
-    assert flatten and [(s.n_in, s.n_out, s.act) for s in layers] == [(4, 3, "relu"), (3, 2, None)]
-    _, layers = mlp_layers(nn.Sequential(nn.Linear(4, 3, bias=False), nn.Sigmoid(), nn.Linear(3, 2)))
+def test_stack_layers_accepts_mlps_and_1d_cnns_and_rejects_the_rest():
+    op, layers = stack_layers(MLP((4, 3, 2)))
+    assert op == "flatten" and [(s.kind, s.n_in, s.n_out, s.act) for s in layers] == [
+        ("linear", 4, 3, "relu"), ("linear", 3, 2, None)]
+    op, layers = stack_layers(CNN1d())
+    assert op == "unsqueeze" and [(s.kind, s.kernel, s.stride, s.padding, s.act) for s in layers] == [
+        ("conv1d", 5, 1, 2, "relu"), ("conv1d", 3, 2, 1, "relu"), ("conv1d", 3, 2, 1, "relu"),
+        ("linear", 1, 1, 0, None)]
+    _, layers = stack_layers(nn.Sequential(nn.Linear(4, 3, bias=False), nn.Sigmoid(), nn.Linear(3, 2), nn.Identity()))
     assert [(s.bias, s.act) for s in layers] == [(None, "sigmoid"), ("2.bias", None)]
-    assert mlp_layers(nn.Sequential(nn.ReLU(), nn.Linear(3, 2))) is None  # activation first
-    assert mlp_layers(nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Tanh())) is None  # two in a row
-    assert mlp_layers(nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))) is None
-    assert mlp_layers(nn.Sequential(nn.Flatten(2), nn.Linear(3, 2))) is None
-    assert mlp_layers(nn.Sequential()) is None
-    conv = nn.Sequential(nn.Conv1d(1, 2, 3))
-    assert mlp_layers(conv) is None
+    assert stack_layers(nn.Sequential(nn.Flatten(), nn.Linear(3, 2)))[0] == "flatten"
+    assert stack_layers(nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2)))[0] is None
+    rejected = [
+        nn.Sequential(nn.ReLU(), nn.Linear(3, 2)),  # activation first
+        nn.Sequential(nn.Linear(3, 2), nn.ReLU(), nn.Tanh()),  # two in a row
+        nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2)),  # buffers
+        nn.Sequential(nn.Flatten(2), nn.Linear(3, 2)),
+        nn.Sequential(),
+        nn.Sequential(nn.Conv1d(1, 2, 3)),  # must end in a linear layer
+        nn.Sequential(nn.Conv1d(1, 2, 3), nn.Linear(2, 2)),  # no flatten between
+        nn.Sequential(nn.Conv1d(2, 2, 3, groups=2), nn.Flatten(), nn.Linear(2, 2)),
+        nn.Sequential(nn.Conv1d(1, 2, 3, dilation=2), nn.Flatten(), nn.Linear(2, 2)),
+        nn.Sequential(nn.Conv1d(1, 2, 3, padding="same"), nn.Flatten(), nn.Linear(2, 2)),
+        nn.Sequential(nn.Conv1d(1, 2, 3, padding=1, padding_mode="circular"), nn.Flatten(), nn.Linear(2, 2)),
+        nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(2, 2)),
+    ]
+    assert all(stack_layers(m) is None for m in rejected)
+
+
+def test_bmm_means_mlps_only():
+    task = make_task()
     with pytest.raises(ValueError, match="stacking 'bmm' needs an MLP"):
-        StackedModel([conv], [0], make_task(), "cpu", "bmm")
-    assert StackedModel([conv], [0], make_task(), "cpu", "auto").stacking == "vmap"
+        StackedModel([CNN1d()], [0], task, "cpu", "bmm")
+    assert StackedModel([CNN1d()], [0], task, "cpu", "auto").kernel
+    assert StackedModel([MLP((3, 2))], [0], task, "cpu", "bmm").kernel
+    bn = nn.Sequential(nn.Linear(3, 2), nn.BatchNorm1d(2))
+    with pytest.raises(ValueError, match="stacking 'bmm' needs an MLP"):
+        StackedModel([bn], [0], task, "cpu", "bmm")
+
+
+def test_inputs_of_the_wrong_shape_are_rejected():
+    stack = StackedModel([MLP((4, 2))], [0], make_task(), "cpu")
+    with pytest.raises(ValueError, match="cannot take examples of shape .5,."):
+        stack.loss_and_grad(torch.zeros(1, 3, 5), torch.zeros(1, 3, dtype=torch.long))

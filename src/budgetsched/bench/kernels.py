@@ -1,25 +1,33 @@
-"""Hand-written stacked kernels: forward and backward of K members at once without autograd or ``vmap``.
+"""Hand-written stacked kernels: forward and backward of K members at once, without autograd or ``vmap``.
 
-:class:`StackedMLP` trains K copies of an MLP (``Linear`` layers with elementwise activations between them).
-What makes it fast on a CPU, measured on ``mnist1d-mlp`` (K = 32, 2 cores; see docs/benchmarks.md):
+:class:`StackedNet` trains K copies of a feed-forward net of ``Conv1d`` layers, a flatten, and ``Linear`` layers,
+each followed by at most one elementwise activation: the tasks' MLPs and ``CNN1d``. What makes it fast on a CPU
+(measured in docs/benchmarks.md):
 
-* **Feature-major layout.** Activations are ``[K, features, batch]``: every product is ``W @ h`` with both operands
-  contiguous (``bmm`` of ``[K, out, in] x [K, in, B]``), the weight gradient ``dz @ h^T`` and the input gradient
-  ``W^T @ dz`` use transposed *operands* (free in BLAS), and every elementwise pass (ReLU, its backward, the bias
-  sums) runs over contiguous memory. Autograd's row-major layout (``h @ W^T``) made the 10-wide output layer's
-  products and the transposed ReLU backward 3-10x slower.
-* **Few, large operations.** Each step is about 25 tensor operations for all K members (per tile of members, see
-  :data:`TILE_BYTES`), each on preallocated buffers (``out=``), with the gradients written straight into the
+* **Feature-major layout.** A member's activations are ``[features, batch]`` (``[channels, length, batch]`` for
+  convolutions), stacked to ``[K, ..., batch]``. Every product is ``W @ h`` with contiguous (or transposed) operands
+  (``bmm`` of ``[K, out, in] x [K, in, B]``); the weight gradient ``dz @ h^T`` and the input gradient ``W^T @ dz``
+  use transposed operands (free in BLAS); every elementwise pass (ReLU, its backward, the bias sums) runs over
+  contiguous memory. Autograd's row-major layout (``h @ W^T``) made the 10-wide output layer's products and the
+  transposed ReLU backward 3-10x slower.
+* **Convolutions as batched matmuls.** A ``Conv1d`` is ``W [K, out, in * k] @ cols [K, in * k, L_out * B]``, with
+  ``cols`` built by k strided copies (im2col) and the input gradient scattered back by k strided adds. One
+  ``bmm`` per layer for all members, instead of a K-group convolution (oneDNN's grouped convolutions, which the
+  vmap path ends in, were ~20x slower here).
+* **Few, large operations.** A step is a few dozen tensor operations for all K members (per tile of members, see
+  :data:`TILE_BYTES`), each writing into a preallocated buffer (``out=``), the gradients straight into the
   ``[K, N]`` gradient buffer's views: no large temporaries (whose pages a CPU faults in anew every step) and no
   per-member Python work. The views of every tile are built once and cached.
 * **The loss gradient in closed form** for the tasks' cross-entropy (``(softmax - onehot) / B``); any other loss
   goes through ``torch.func.vjp`` on the (small) output only.
 
-Every result equals the autograd / ``vmap`` path up to floating-point reduction order (float64 tests in
-tests/test_stacked.py and tests/test_batched.py).
+Members of one seed share their input batch (``[G, B, ...]`` per seed group); a tile reads its members' inputs as
+a view when it lies within one group. Every result equals the autograd / ``vmap`` path up to floating-point
+reduction order (float64 tests in tests/test_stacked.py and tests/test_batched.py).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -27,68 +35,101 @@ import torch
 from torch import nn
 from torch.func import vjp, vmap
 
-__all__ = ["StackedMLP", "mlp_layers", "LinearSpec"]
+__all__ = ["StackedNet", "LayerSpec", "stack_layers"]
 
-#: Most bytes of activations (and their gradients) per tile of members; a chunk of K members runs as
-#: ceil(K * per-member bytes / TILE_BYTES) tiles of near-equal size. Measured on mnist1d-mlp (1 thread): tiles small
-#: enough for L2 were no faster than one tile for K = 32, and cost ~100 us of per-operation overhead each.
-TILE_BYTES = 8 << 20
-
-
-@dataclass(frozen=True)
-class LinearSpec:
-    """One ``Linear`` layer of an MLP and the elementwise activation that follows it (None: none)."""
-
-    weight: str  # parameter name of the weight [out, in]
-    bias: str | None  # parameter name of the bias [out], if any
-    n_in: int
-    n_out: int
-    act: Any  # "relu", "tanh", "sigmoid", a callable (elementwise module or function), or None
-
+#: Most bytes of buffers (activations, im2col columns and their gradients) per tile of members; a chunk of K
+#: members runs as ceil(K * per-member bytes / TILE_BYTES) tiles of near-equal size. Measured on mnist1d-mlp
+#: (1 thread): tiles small enough for L2 were no faster than one tile for K = 32, and each tile costs ~100 us of
+#: per-operation overhead.
+TILE_BYTES = 32 << 20
 
 _NATIVE = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: None}
 _ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Identity, nn.Softplus)
 
 
-def mlp_layers(model: nn.Module) -> tuple[bool, list[LinearSpec]] | None:
-    """``(flatten_input, layers)`` if ``model`` is an MLP this kernel can run, else None.
+@dataclass(frozen=True)
+class LayerSpec:
+    """One ``Linear`` or ``Conv1d`` layer and the elementwise activation that follows it (None: none)."""
 
-    Accepted: the project's :class:`budgetsched.bench.models.MLP`, or an ``nn.Sequential`` of an optional leading
-    ``Flatten()`` and ``Linear`` layers each followed by at most one elementwise activation, with no buffers.
+    kind: str  # "linear" or "conv1d"
+    weight: str  # parameter names
+    bias: str | None
+    n_in: int  # features or channels
+    n_out: int
+    act: Any  # "relu", "tanh", "sigmoid", an elementwise module, or None
+    kernel: int = 1
+    stride: int = 1
+    padding: int = 0
+
+
+def _act(m: nn.Module) -> Any:
+    return _NATIVE[type(m)] if type(m) in _NATIVE else m
+
+
+def _linear(name: str, m: nn.Linear, act: Any) -> LayerSpec:
+    return LayerSpec("linear", f"{name}.weight", f"{name}.bias" if m.bias is not None else None,
+                     m.in_features, m.out_features, act)
+
+
+def _conv(name: str, m: nn.Module, act: Any) -> LayerSpec | None:
+    if (not isinstance(m, nn.Conv1d) or m.groups != 1 or m.dilation != (1,) or m.padding_mode != "zeros"
+            or not isinstance(m.padding, tuple)):
+        return None
+    return LayerSpec("conv1d", f"{name}.weight", f"{name}.bias" if m.bias is not None else None, m.in_channels,
+                     m.out_channels, act, m.kernel_size[0], m.stride[0], m.padding[0])
+
+
+def stack_layers(model: nn.Module) -> tuple[str | None, list[LayerSpec]] | None:
+    """``(input_op, layers)`` if :class:`StackedNet` can run ``model``, else None. ``input_op`` is "flatten"
+    (inputs flattened to features), "unsqueeze" (``[N, L]`` -> one channel) or None (inputs used as they are).
+
+    Accepted: the project's ``MLP`` and ``CNN1d``, and an ``nn.Sequential`` of ``Conv1d`` layers, then a
+    ``Flatten()`` (required after convolutions, optional first otherwise), then ``Linear`` layers, each layer
+    followed by at most one elementwise activation; no buffers.
     """
-    from budgetsched.bench.models import MLP
+    from budgetsched.bench.models import MLP, CNN1d
 
     if any(True for _ in model.buffers()):
         return None
     if type(model) is MLP:
         n = len(model.layers)
-        return True, [LinearSpec(f"layers.{i}.weight", f"layers.{i}.bias" if m.bias is not None else None,
-                                 m.in_features, m.out_features, "relu" if i < n - 1 else None)
-                      for i, m in enumerate(model.layers)]
+        return "flatten", [_linear(f"layers.{i}", m, "relu" if i < n - 1 else None) for i, m in enumerate(model.layers)]
+    if type(model) is CNN1d:
+        convs = [_conv(name, getattr(model, name), "relu") for name in ("conv1", "conv2", "conv3")]
+        if any(c is None for c in convs):
+            return None
+        return "unsqueeze", [*convs, _linear("head", model.head, None)]  # type: ignore[list-item]
     if not isinstance(model, nn.Sequential):
         return None
     children = list(model.named_children())
-    flatten = bool(children) and isinstance(children[0][1], nn.Flatten)
-    if flatten:
-        f = children[0][1]
-        if (f.start_dim, f.end_dim) != (1, -1):
-            return None
-        children = children[1:]
-    layers: list[LinearSpec] = []
+    layers: list[LayerSpec] = []
+    flattened = False
+    input_op = None
     i = 0
     while i < len(children):
         name, m = children[i]
-        if not isinstance(m, nn.Linear):
-            return None
-        act = None
-        if i + 1 < len(children) and isinstance(children[i + 1][1], _ELEMENTWISE):
-            a = children[i + 1][1]
-            act = _NATIVE.get(type(a), a) if type(a) in _NATIVE else a
-            i += 1
-        layers.append(LinearSpec(f"{name}.weight", f"{name}.bias" if m.bias is not None else None,
-                                 m.in_features, m.out_features, act))
         i += 1
-    return (flatten, layers) if layers else None
+        if isinstance(m, nn.Flatten):
+            if flattened or (m.start_dim, m.end_dim) != (1, -1):
+                return None
+            flattened, input_op = True, input_op if layers else "flatten"
+            continue
+        act = None
+        if i < len(children) and isinstance(children[i][1], _ELEMENTWISE):
+            act = _act(children[i][1])
+            i += 1
+        if isinstance(m, nn.Linear):
+            if layers and layers[-1].kind == "conv1d" and not flattened:
+                return None
+            layers.append(_linear(name, m, act))
+            continue
+        spec = _conv(name, m, act)
+        if spec is None or flattened:
+            return None
+        layers.append(spec)
+    if not layers or layers[-1].kind != "linear":
+        return None
+    return input_op, layers
 
 
 def _act_forward(act: Any, z: torch.Tensor) -> Callable[[torch.Tensor], Any] | None:
@@ -109,33 +150,105 @@ def _act_forward(act: Any, z: torch.Tensor) -> Callable[[torch.Tensor], Any] | N
     return lambda g: g.copy_(back(g)[0])
 
 
+# ---------------------------------------------------------------------------------------------------- layers
+class _Layer:
+    """One layer of one tile: parameter / gradient views, buffers, forward and backward.
+
+    Shapes per member: the input ``h`` and output ``z`` are ``[features, n]`` (linear) or ``[channels, L, n]``
+    (conv1d); stacked, ``[t, ...]``.
+    """
+
+    def __init__(self, spec: LayerSpec, W: torch.Tensor, b: torch.Tensor | None, gW: torch.Tensor,
+                 gb: torch.Tensor | None, in_shape: tuple[int, ...], n: int, train: bool, first: bool,
+                 dtype: torch.dtype, device: torch.device) -> None:
+        t = W.shape[0]
+        self.spec, self.first = spec, first
+        new = lambda *s: torch.empty(t, *s, dtype=dtype, device=device)  # noqa: E731
+        self.gb = gb
+        self.b = b.unsqueeze(-1) if b is not None else None
+        if spec.kind == "linear":
+            self.W, self.gW = W, gW
+            self.out_shape: tuple[int, ...] = (spec.n_out, n)
+            self.z = new(spec.n_out, n)
+            self.dh = new(*in_shape) if train and not first else None
+            return
+        C, L = in_shape[0], in_shape[1]
+        k, s, p = spec.kernel, spec.stride, spec.padding
+        Lo = (L + 2 * p - k) // s + 1
+        self.W, self.gW = W.view(t, spec.n_out, C * k), gW.view(t, spec.n_out, C * k)
+        self.out_shape = (spec.n_out, Lo, n)
+        self.z = new(spec.n_out, Lo, n)
+        self.cols = torch.zeros(t, C, k, Lo, n, dtype=dtype, device=device)  # zero where the padding reads
+        # tap j reads input positions s * l + j - p for output positions l in [lo, hi)
+        self.taps = []
+        for j in range(k):
+            lo = max(0, -(-(p - j) // s))
+            hi = min(Lo, (L - 1 - j + p) // s + 1)
+            if hi > lo:
+                self.taps.append((j, lo, hi, s * lo + j - p, s * (hi - 1) + j - p + 1))
+        self.dcols = new(C * k, Lo * n) if train and not first else None
+        self.dh = new(C, L, n) if train and not first else None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """Output [t, *out_shape] (into ``self.z``) of input h [t, *in_shape]."""
+        if self.spec.kind == "linear":
+            a = h
+        else:
+            s = self.spec.stride
+            for j, lo, hi, i0, i1 in self.taps:
+                self.cols[:, :, j, lo:hi].copy_(h[:, :, i0:i1:s])
+            a = self.cols.view(self.cols.shape[0], -1, self.z[0, 0].numel())
+        z = self.z.view(self.z.shape[0], self.z.shape[1], -1)
+        if self.b is None:
+            torch.bmm(self.W, a, out=z)
+        else:
+            torch.baddbmm(self.b, self.W, a, out=z)
+        self._a = a
+        return self.z
+
+    def backward(self, d: torch.Tensor) -> torch.Tensor | None:
+        """Write the parameter gradients for d = d loss / d z [t, *out_shape]; return d loss / d input (None for
+        the first layer)."""
+        d2 = d.view(d.shape[0], d.shape[1], -1)
+        if self.gb is not None:
+            torch.sum(d2, -1, out=self.gb)
+        torch.bmm(d2, self._a.transpose(1, 2), out=self.gW)
+        if self.first:
+            return None
+        if self.spec.kind == "linear":
+            return torch.bmm(self.W.transpose(1, 2), d2, out=self.dh)
+        torch.bmm(self.W.transpose(1, 2), d2, out=self.dcols)
+        dcols = self.dcols.view(self.cols.shape)
+        dh, s = self.dh, self.spec.stride
+        dh.zero_()  # type: ignore[union-attr]
+        for j, lo, hi, i0, i1 in self.taps:
+            dh[:, :, i0:i1:s].add_(dcols[:, :, j, lo:hi])  # type: ignore[index]
+        return dh
+
+
 @dataclass
 class _Tile:
-    """Members [a, e) of a stacked MLP: views of their parameters and gradients, buffers of their activations."""
+    """Members [a, e) of a stacked net and their layers."""
 
     a: int
     e: int
-    group: torch.Tensor | None  # seed group of each member, or None when the tile is within one group
+    group: torch.Tensor | None  # seed group of each member, or None when the tile lies within one group
     g0: int  # the tile's first group
-    W: list[torch.Tensor]  # [t, out, in]
-    b: list[torch.Tensor | None]  # [t, out, 1]
-    gW: list[torch.Tensor]
-    gb: list[torch.Tensor | None]  # [t, out]
-    h: list[torch.Tensor]  # activations [t, out, n]
-    d: list[torch.Tensor]  # gradients of the hidden activations [t, out, n] (training only)
+    layers: list[_Layer]
 
     def inputs(self, xs: torch.Tensor) -> torch.Tensor:
-        """Per-member inputs [t, n, in] of per-group inputs xs [G, n, in] (a view when the tile is in one group)."""
+        """Per-member tensors [t, ...] of per-group ones xs [G, ...] (a view when the tile is in one group)."""
         if self.group is None:
             return xs[self.g0].expand(self.e - self.a, *xs.shape[1:])
         return xs.index_select(0, self.group)
 
 
-class StackedMLP:
-    """K members of one MLP in feature-major layout (see the module docstring).
+# ------------------------------------------------------------------------------------------------------ net
+class StackedNet:
+    """K members of one feed-forward net in feature-major layout (see the module docstring).
 
     Args:
-        flatten, layers: from :func:`mlp_layers`.
+        input_op, layers: from :func:`stack_layers`.
         params: ``name -> [K, *shape]`` views of the flat parameter buffer (no autograd).
         grads: the same views of the gradient buffer.
         ranges: the ``[lo, hi)`` member rows of each seed group, in order.
@@ -143,12 +256,12 @@ class StackedMLP:
         tile: members per tile (default: from :data:`TILE_BYTES`).
     """
 
-    def __init__(self, flatten: bool, layers: Sequence[LinearSpec], params: dict[str, torch.Tensor],
+    def __init__(self, input_op: str | None, layers: Sequence[LayerSpec], params: dict[str, torch.Tensor],
                  grads: dict[str, torch.Tensor], ranges: Sequence[tuple[int, int]], loss: Callable,
                  metric: Callable, tile: int | None = None) -> None:
         from budgetsched.bench.tasks import cross_entropy
 
-        self.flatten, self.layers = flatten, list(layers)
+        self.input_op, self.layers = input_op, list(layers)
         self._W = [params[s.weight] for s in layers]
         self._b = [params[s.bias] if s.bias else None for s in layers]
         self._gW = [grads[s.weight] for s in layers]
@@ -163,50 +276,87 @@ class StackedMLP:
         self.tile = tile
         self._plans: dict[tuple, list[_Tile]] = {}
 
-    def _plan(self, n: int, dtype: torch.dtype, train: bool) -> list[_Tile]:
-        """The tiles for batches of n examples (built once per (n, dtype, train))."""
-        key = (n, dtype, train)
+    # -- inputs ---------------------------------------------------------------------------------------------------
+    def _example_shape(self, x: torch.Tensor, lead: int) -> torch.Size:
+        """One example's shape as the first layer reads it."""
+        shape = x.shape[lead:]
+        if self.input_op == "flatten":
+            return torch.Size([math.prod(shape)])
+        if self.input_op == "unsqueeze":
+            return torch.Size([1, *shape])
+        return shape
+
+    def _operand(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-member examples x [t, n, *example] -> the first layer's input [t, features, n] or [t, C, L, n]."""
+        if self.input_op == "flatten":
+            x = x.flatten(2)
+        elif self.input_op == "unsqueeze":
+            x = x.unsqueeze(2)
+        return x.movedim(1, -1)
+
+    def _check(self, shape: torch.Size) -> None:
+        spec = self.layers[0]
+        want = 1 if spec.kind == "linear" else 2
+        if len(shape) != want or shape[0] != spec.n_in:
+            raise ValueError(f"the stacked {spec.kind} layer {spec.weight!r} cannot take examples of shape "
+                             f"{tuple(shape)}")
+
+    # -- tiles ----------------------------------------------------------------------------------------------------
+    def _plan(self, example: torch.Size, n: int, dtype: torch.dtype, train: bool) -> list[_Tile]:
+        """The tiles for batches of n examples (built once per (example shape, n, dtype, train))."""
+        key = (tuple(example), n, dtype, train)
         plan = self._plans.get(key)
         if plan is not None:
             return plan
-        width = sum(s.n_out for s in self.layers) * (2 if train else 1)
-        t = self.tile or max(1, TILE_BYTES // (width * n * torch.finfo(dtype).bits // 8))
+        self._check(example)
+        t = self.tile or max(1, TILE_BYTES // max(1, self._member_bytes(example, n, dtype, train)))
         count = -(-self.K // t)
         bounds = [round(i * self.K / count) for i in range(count + 1)]
         plan = []
         for a, e in zip(bounds[:-1], bounds[1:]):
             groups = self.group[a:e]
-            one = groups[0] == groups[-1]
-            new = lambda c: torch.empty(e - a, c, n, dtype=dtype, device=self.device)  # noqa: E731
-            plan.append(_Tile(
-                a, e, None if one else torch.tensor(groups, device=self.device), groups[0],
-                [W[a:e] for W in self._W], [b[a:e].unsqueeze(-1) if b is not None else None for b in self._b],
-                [g[a:e] for g in self._gW], [g[a:e] if g is not None else None for g in self._gb],
-                [new(s.n_out) for s in self.layers],
-                [new(s.n_out) for s in self.layers[:-1]] if train else []))
+            layers, shape = [], tuple(example) + (n,)
+            for i, spec in enumerate(self.layers):
+                if spec.kind == "linear" and len(shape) > 2:  # flatten [C, L, n] -> [C * L, n]
+                    shape = (math.prod(shape[:-1]), n)
+                    if shape[0] != spec.n_in:
+                        raise ValueError(f"the stacked linear layer {spec.weight!r} expects {spec.n_in} features, "
+                                         f"got {shape[0]}")
+                b, gb = self._b[i], self._gb[i]
+                layer = _Layer(spec, self._W[i][a:e], b[a:e] if b is not None else None, self._gW[i][a:e],
+                               gb[a:e] if gb is not None else None, shape, n, train, i == 0, dtype, self.device)
+                layers.append(layer)
+                shape = layer.out_shape
+            plan.append(_Tile(a, e, None if groups[0] == groups[-1] else torch.tensor(groups, device=self.device),
+                              groups[0], layers))
         self._plans[key] = plan
         return plan
 
-    def _forward(self, tile: _Tile, x: torch.Tensor) -> list[Callable | None]:
-        """Fill ``tile.h`` for per-member inputs x [t, n, in]; return the activations' backwards."""
-        h = x.transpose(1, 2)
-        backs = []
-        for W, b, z, spec in zip(tile.W, tile.b, tile.h, self.layers):
-            if b is None:
-                torch.bmm(W, h, out=z)
+    def _member_bytes(self, example: torch.Size, n: int, dtype: torch.dtype, train: bool) -> int:
+        size, shape = 0, tuple(example)
+        for spec in self.layers:
+            if spec.kind == "linear":
+                shape = (math.prod(shape),)
+                out: tuple[int, ...] = (spec.n_out,)
+                cols = 0
             else:
-                torch.baddbmm(b, W, h, out=z)
-            backs.append(_act_forward(spec.act, z))
-            h = z
+                Lo = (shape[1] + 2 * spec.padding - spec.kernel) // spec.stride + 1
+                out, cols = (spec.n_out, Lo), shape[0] * spec.kernel * Lo
+            size += math.prod(out) + cols + (cols + math.prod(shape) if train else 0)
+            shape = out
+        return size * n * torch.finfo(dtype).bits // 8
+
+    def _forward(self, tile: _Tile, h: torch.Tensor) -> list[Callable | None]:
+        """Run the tile's layers on its first input h; return the activations' backwards."""
+        backs = []
+        for layer in tile.layers:
+            if layer.spec.kind == "linear" and h.dim() > 3:
+                h = h.reshape(h.shape[0], -1, h.shape[-1])
+            h = layer.forward(h)
+            backs.append(_act_forward(layer.spec.act, h))
         return backs
 
-    def _input(self, x: torch.Tensor, lead: int) -> torch.Tensor:
-        if self.flatten and x.dim() > lead + 1:
-            x = x.flatten(lead)
-        if x.dim() != lead + 1:
-            raise ValueError(f"StackedMLP expects inputs with {lead + 1} dimensions, got shape {tuple(x.shape)}")
-        return x
-
+    # -- the loss -------------------------------------------------------------------------------------------------
     def _loss_grad(self, out: torch.Tensor, y: torch.Tensor, losses: torch.Tensor) -> None:
         """Per-member mean loss (into ``losses`` [t]) of outputs [t, C, B] for targets y [t, B]; ``out`` becomes
         d(sum of losses) / d(out)."""
@@ -228,38 +378,32 @@ class StackedMLP:
     @torch.no_grad()
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Per-member losses [K] of one batch (xb [G, B, ...], yb [G, B, ...]); the gradients go to ``grads``."""
-        xs = self._input(xb, 2)
-        losses = torch.empty(self.K, dtype=xs.dtype, device=xs.device)
-        L = len(self.layers)
-        for tile in self._plan(xs.shape[1], xs.dtype, True):
-            x = tile.inputs(xs)
-            backs = self._forward(tile, x)
-            d = tile.h[-1] if backs[-1] is None else tile.h[-1].clone()  # becomes d loss / d output
+        plan = self._plan(self._example_shape(xb, 2), xb.shape[1], xb.dtype, True)
+        losses = torch.empty(self.K, dtype=xb.dtype, device=xb.device)
+        for tile in plan:
+            backs = self._forward(tile, self._operand(tile.inputs(xb)))
+            out = tile.layers[-1].z
+            d = out if backs[-1] is None else out.clone()  # becomes d loss / d output
             self._loss_grad(d, tile.inputs(yb), losses[tile.a:tile.e])
-            if backs[-1] is not None:
-                backs[-1](d)
-            for i in range(L - 1, -1, -1):
-                if tile.gb[i] is not None:
-                    torch.sum(d, -1, out=tile.gb[i])
-                torch.bmm(d, tile.h[i - 1].transpose(1, 2) if i else x, out=tile.gW[i])
-                if i:
-                    torch.bmm(tile.W[i].transpose(1, 2), d, out=tile.d[i - 1])
-                    d = tile.d[i - 1]
-                    if backs[i - 1] is not None:
-                        backs[i - 1](d)
+            for i in range(len(tile.layers) - 1, -1, -1):
+                if backs[i] is not None:
+                    backs[i](d)
+                dh = tile.layers[i].backward(d)
+                if dh is None:
+                    break
+                d = dh if dh.dim() == tile.layers[i - 1].z.dim() else dh.view(tile.layers[i - 1].z.shape)
         return losses
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member sums over the examples of (x, y), shared by all members: (loss x n [K], metric sum [K]),
         float64; each member's loss is ``loss(out, y)`` on this whole batch, as the sequential engine computes it."""
-        xs = self._input(x, 1)
-        n = xs.shape[0]
+        n = x.shape[0]
         loss = torch.empty(self.K, dtype=torch.float64, device=x.device)
         metric = torch.empty(self.K, dtype=torch.float64, device=x.device)
-        for tile in self._plan(n, xs.dtype, False):
-            self._forward(tile, xs.expand(tile.e - tile.a, *xs.shape))
-            out = tile.h[-1].transpose(1, 2)
+        for tile in self._plan(self._example_shape(x, 1), n, x.dtype, False):
+            self._forward(tile, self._operand(x.expand(tile.e - tile.a, *x.shape)))
+            out = tile.layers[-1].z.transpose(1, 2)
             loss[tile.a:tile.e] = self._eval_loss(out, y).double() * n
             metric[tile.a:tile.e] = self._eval_metric(out, y).double().sum(-1)
         return loss, metric

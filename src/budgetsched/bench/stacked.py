@@ -3,10 +3,10 @@ of one ``[K, N]`` buffer, a per-member loss and gradient for one batch, and a pe
 
 * :class:`SingleModel` - one ``nn.Module`` (K = 1), any architecture (BatchNorm, dropout): the sequential engine.
   Its parameters are views of the buffer's single row.
-* :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs run through the
-  hand-written kernel :class:`budgetsched.bench.kernels.StackedMLP` (batched matmuls in a feature-major layout, the
-  first layer of the members that share a seed, hence an input batch, as one wide matmul, no autograd); any other
-  model runs through ``torch.func.vmap(functional_call)`` and autograd.
+* :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs and 1-D CNNs run
+  through the hand-written kernel :class:`budgetsched.bench.kernels.StackedNet` (batched matmuls in a feature-major
+  layout, convolutions as im2col + batched matmul, no autograd); any other model runs through
+  ``torch.func.vmap(functional_call)`` and autograd.
 
 Batches arrive per *seed group*: ``xb`` is ``[G, B, ...]`` for the G distinct seeds, and member k reads group
 ``group[k]`` (members are ordered by seed, so each group is a contiguous range of rows).
@@ -21,12 +21,13 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from budgetsched.bench.kernels import StackedMLP, mlp_layers
+from budgetsched.bench.kernels import StackedNet, stack_layers
 
 __all__ = ["SingleModel", "StackedModel", "STACKINGS"]
 
-#: Implementations of the stacked model: "bmm" is the MLP kernel (MLPs only), "vmap" works for any stateless
-#: model, "auto" picks the fastest one the model allows. Results agree up to floating-point reduction order.
+#: Implementations of the stacked model: "bmm" is the hand-written kernel for MLPs only, "vmap" works for any
+#: stateless model, "auto" picks the fastest one the model allows (the kernel for MLPs and 1-D CNNs, see
+#: :func:`budgetsched.bench.kernels.stack_layers`). Results agree up to floating-point reduction order.
 STACKINGS = ("auto", "bmm", "vmap")
 
 
@@ -83,8 +84,8 @@ class StackedModel:
             raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
         if list(group) != sorted(group):
             raise ValueError("members must be ordered by seed group")
-        mlp = mlp_layers(models[0]) if stacking in ("auto", "bmm") else None
-        if stacking == "bmm" and mlp is None:
+        net = stack_layers(models[0]) if stacking in ("auto", "bmm") else None
+        if stacking == "bmm" and (net is None or any(spec.kind != "linear" for spec in net[1])):
             raise ValueError("stacking 'bmm' needs an MLP (or nn.Sequential of Linear / elementwise / Flatten layers)")
         named = [dict(m.named_parameters()) for m in models]
         self.names = list(named[0])
@@ -96,13 +97,13 @@ class StackedModel:
         self.group = torch.as_tensor(list(group), device=device)
         bounds = [0] + [k for k in range(1, self.K) if group[k] != group[k - 1]] + [self.K]
         self._ranges = list(zip(bounds[:-1], bounds[1:]))  # rows of each seed group
-        if mlp is not None:
-            self.stacking = "bmm"
+        if net is not None:
+            self.kernel = True
             self.grad = torch.zeros_like(self.flat)
-            self._impl: Any = StackedMLP(*mlp, self.params, self._views(self.grad, shapes), self._ranges,
+            self._impl: Any = StackedNet(*net, self.params, self._views(self.grad, shapes), self._ranges,
                                          task.loss, task.metric)
         else:
-            self.stacking = "vmap"
+            self.kernel = False
             buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
                        for n, _ in models[0].named_buffers()}
             self._impl = _VmapImpl(models[0], self.params, buffers, self.group, self._ranges, task)
@@ -117,7 +118,7 @@ class StackedModel:
 
     # -- the loop's interface -------------------------------------------------------------------------------------
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.stacking == "bmm":
+        if self.kernel:
             return self._impl.loss_and_grad(xb, yb), self.grad
         return self._impl.loss_and_grad(xb, yb)
 
