@@ -13,10 +13,11 @@ import pytest
 import torch
 from torch import nn
 
-from budgetsched.bench.kernels import stack_layers
-from budgetsched.bench.models import CNN1d, MLP
+from budgetsched.bench import kernels
+from budgetsched.bench.kernels import stack_layers, transformer_spec
+from budgetsched.bench.models import CNN1d, MLP, CharTransformer
 from budgetsched.bench.stacked import SingleModel, StackedModel
-from budgetsched.bench.tasks import cross_entropy, error_percent
+from budgetsched.bench.tasks import bits_per_char, cross_entropy, error_percent
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RTOL = 1e-10
@@ -146,9 +147,10 @@ def test_sequential_convnets(float64, k, stride, padding):
     check_step(make, seeds, make_task(), x, y)
 
 
-@pytest.mark.parametrize("tile", [None, 3])
+@pytest.mark.parametrize("tile,eval_pass", [(None, 250), (3, 10)])
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
-def test_evaluation_equals_each_model_alone(float64, tile, net):
+def test_evaluation_equals_each_model_alone(float64, tile, eval_pass, net, monkeypatch):
+    monkeypatch.setattr(kernels, "EVAL_PASS", eval_pass)  # 37 examples in 1 or 4 passes
     seeds = (0, 0, 1, 2, 2, 2, 4)
     task = make_task()
     gen = torch.Generator().manual_seed(2)
@@ -163,6 +165,67 @@ def test_evaluation_equals_each_model_alone(float64, tile, net):
         loss, metric = stack.evaluate(x, y)
         assert loss == pytest.approx([e[0][0] for e in expected], rel=RTOL)
         assert metric == pytest.approx([e[1][0] for e in expected], rel=RTOL)
+
+
+def test_evaluation_of_any_loss_and_metric(float64, monkeypatch):
+    monkeypatch.setattr(kernels, "EVAL_PASS", 8)
+    seeds = (0, 1, 1)
+    task = make_task(mse, per_example_mse)
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(21, 6, generator=gen), torch.randn(21, 3, generator=gen)
+    make = lambda: nn.Sequential(nn.Linear(6, 5), nn.GELU(), nn.Linear(5, 3))  # noqa: E731
+    expected = [SingleModel(m, task, "cpu").evaluate(x, y) for m in build(make, seeds)]
+    stack = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu")
+    assert stack.kernel
+    loss, metric = stack.evaluate(x, y)
+    assert loss == pytest.approx([e[0][0] for e in expected], rel=RTOL)
+    assert metric == pytest.approx([e[1][0] for e in expected], rel=RTOL)
+
+
+SMALL_TRANSFORMER = dict(vocab=11, block_size=8, dim=16, n_layers=2, n_heads=2)
+
+
+def tokens(G, B, T, seed=4):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 11, (G, B, T), generator=gen), torch.randint(0, 11, (G, B, T), generator=gen)
+
+
+@pytest.mark.parametrize("seeds", [(0, 0, 0), (0, 0, 1, 2, 2)], ids=str)
+@pytest.mark.parametrize("tile", [None, 2])
+def test_transformer_kernel_equals_each_model_alone(float64, seeds, tile):
+    x, y = tokens(len(set(seeds)), 3, 7)  # sequences shorter than the block
+    check_step(lambda: CharTransformer(**SMALL_TRANSFORMER), seeds, make_task(cross_entropy, bits_per_char), x, y,
+               tile=tile)
+
+
+@pytest.mark.parametrize("eval_pass", [64, 3])
+def test_transformer_evaluation_equals_each_model_alone(float64, eval_pass, monkeypatch):
+    monkeypatch.setattr(kernels, "EVAL_PASS_SEQ", eval_pass)
+    seeds = (0, 1, 1)
+    task = make_task(cross_entropy, bits_per_char)
+    x, y = (t[0] for t in tokens(1, 10, 8))
+    make = lambda: CharTransformer(**SMALL_TRANSFORMER)  # noqa: E731
+    expected = [SingleModel(m, task, "cpu").evaluate(x, y) for m in build(make, seeds)]
+    for stacking in ("auto", "vmap"):
+        stack = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", stacking)
+        assert stack.kernel == (stacking == "auto")
+        loss, metric = stack.evaluate(x, y)
+        assert loss == pytest.approx([e[0][0] for e in expected], rel=RTOL)
+        assert metric == pytest.approx([e[1][0] for e in expected], rel=RTOL)
+
+
+def test_transformer_spec_accepts_the_char_model_only():
+    spec = transformer_spec(CharTransformer(**SMALL_TRANSFORMER))
+    assert spec == {"dim": 16, "block_size": 8, "n_layers": 2, "n_heads": 2, "vocab": 11, "eps": 1e-5}
+    m = CharTransformer(**SMALL_TRANSFORMER)
+    m.blocks[1].mlp[1] = nn.GELU(approximate="tanh")
+    assert transformer_spec(m) is None
+    m = CharTransformer(**SMALL_TRANSFORMER)
+    m.ln_f = nn.LayerNorm(16, elementwise_affine=False)
+    assert transformer_spec(m) is None
+    assert transformer_spec(MLP((3, 2))) is None
+    with pytest.raises(ValueError, match="stacking 'bmm' needs an MLP"):
+        StackedModel([CharTransformer(**SMALL_TRANSFORMER)], [0], make_task(), "cpu", "bmm")
 
 
 def test_stack_layers_accepts_mlps_and_1d_cnns_and_rejects_the_rest():

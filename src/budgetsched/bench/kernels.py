@@ -43,6 +43,9 @@ __all__ = ["StackedNet", "LayerSpec", "stack_layers"]
 #: per-operation overhead.
 TILE_BYTES = 32 << 20
 
+#: Most examples per evaluation pass: bounds the buffers, so that evaluation runs in large tiles of members.
+EVAL_PASS = 250
+
 _NATIVE = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid", nn.Identity: None}
 _ELEMENTWISE = (nn.ReLU, nn.GELU, nn.Tanh, nn.Sigmoid, nn.SiLU, nn.LeakyReLU, nn.ELU, nn.Identity, nn.Softplus)
 
@@ -259,7 +262,7 @@ class StackedNet:
     def __init__(self, input_op: str | None, layers: Sequence[LayerSpec], params: dict[str, torch.Tensor],
                  grads: dict[str, torch.Tensor], ranges: Sequence[tuple[int, int]], loss: Callable,
                  metric: Callable, tile: int | None = None) -> None:
-        from budgetsched.bench.tasks import cross_entropy
+        from budgetsched.bench.tasks import cross_entropy, error_percent
 
         self.input_op, self.layers = input_op, list(layers)
         self._W = [params[s.weight] for s in layers]
@@ -270,6 +273,7 @@ class StackedNet:
         self.device = self._W[0].device
         self.group = [g for g, (lo, hi) in enumerate(ranges) for _ in range(lo, hi)]
         self._ce = loss is cross_entropy
+        self._fast_eval = self._ce and metric is error_percent
         self._vloss = vmap(loss)
         self._eval_loss = vmap(loss, in_dims=(0, None))
         self._eval_metric = vmap(metric, in_dims=(0, None))
@@ -397,13 +401,181 @@ class StackedNet:
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-member sums over the examples of (x, y), shared by all members: (loss x n [K], metric sum [K]),
-        float64; each member's loss is ``loss(out, y)`` on this whole batch, as the sequential engine computes it."""
+        float64. The examples go through in passes of at most :data:`EVAL_PASS` (small buffers, large tiles of
+        members); a pass's loss counts ``loss(out, y) x its examples`` (the task's loss is a mean over examples)."""
         n = x.shape[0]
-        loss = torch.empty(self.K, dtype=torch.float64, device=x.device)
-        metric = torch.empty(self.K, dtype=torch.float64, device=x.device)
-        for tile in self._plan(self._example_shape(x, 1), n, x.dtype, False):
-            self._forward(tile, self._operand(x.expand(tile.e - tile.a, *x.shape)))
-            out = tile.layers[-1].z.transpose(1, 2)
-            loss[tile.a:tile.e] = self._eval_loss(out, y).double() * n
-            metric[tile.a:tile.e] = self._eval_metric(out, y).double().sum(-1)
+        loss = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        passes = -(-n // EVAL_PASS)
+        bounds = [round(i * n / passes) for i in range(passes + 1)]
+        example = self._example_shape(x, 1)
+        for s, e in zip(bounds[:-1], bounds[1:]):
+            xs, ys, m = x[s:e], y[s:e], e - s
+            for tile in self._plan(example, m, x.dtype, False):
+                self._forward(tile, self._operand(xs.expand(tile.e - tile.a, *xs.shape)))
+                out = tile.layers[-1].z  # [t, C, m]
+                if self._fast_eval and ys.dim() == 1:
+                    yk = ys.view(1, 1, m).expand(out.shape[0], 1, m)
+                    loss[tile.a:tile.e] -= torch.log_softmax(out, 1).gather(1, yk).sum((1, 2), dtype=torch.float64)
+                    metric[tile.a:tile.e] += (out.argmax(1) != ys).sum(-1, dtype=torch.float64) * 100.0
+                else:
+                    rows = out.transpose(1, 2)
+                    loss[tile.a:tile.e] += self._eval_loss(rows, ys).double() * m
+                    metric[tile.a:tile.e] += self._eval_metric(rows, ys).double().sum(-1)
+        return loss, metric
+
+
+# ---------------------------------------------------------------------------------------------- transformer
+#: Most bytes of saved activations per tile of transformer members (training); evaluation runs EVAL_PASS_SEQ
+#: sequences per pass.
+TRANSFORMER_TILE_BYTES = 256 << 20
+EVAL_PASS_SEQ = 64
+
+
+def transformer_spec(model: nn.Module) -> dict[str, Any] | None:
+    """The shape of the project's ``CharTransformer`` (dims, heads, layers, LayerNorm eps) if ``model`` is one
+    built from the standard parts, else None."""
+    from budgetsched.bench.models import Block, CharTransformer
+
+    if type(model) is not CharTransformer or any(True for _ in model.buffers()):
+        return None
+    norms = [model.ln_f] + [ln for b in model.blocks for ln in (b.ln1, b.ln2)]
+    if any(type(b) is not Block for b in model.blocks) or any(
+            type(ln) is not nn.LayerNorm or not ln.elementwise_affine or ln.bias is None for ln in norms):
+        return None
+    eps = {ln.eps for ln in norms}
+    for b in model.blocks:
+        mlp = b.mlp
+        if (len(mlp) != 3 or type(mlp[0]) is not nn.Linear or type(mlp[1]) is not nn.GELU
+                or mlp[1].approximate != "none" or type(mlp[2]) is not nn.Linear):
+            return None
+    if len(eps) != 1:
+        return None
+    return {"dim": model.pos.shape[1], "block_size": model.block_size, "n_layers": len(model.blocks),
+            "n_heads": model.blocks[0].attn.n_heads if len(model.blocks) else 1, "vocab": model.tok.num_embeddings,
+            "eps": eps.pop()}
+
+
+class StackedTransformer:
+    """K members of the project's ``CharTransformer``: a hand-stacked forward (``baddbmm`` for every linear layer,
+    ``scaled_dot_product_attention`` for the causal attention of all members at once, per-member LayerNorm
+    affine) and autograd for the backward. Same mathematics as the model's ``forward`` (the explicit masked
+    softmax there equals the fused causal attention here up to rounding).
+
+    Args:
+        spec: from :func:`transformer_spec`.
+        params, grads: ``name -> [K, *shape]`` views of the flat parameter / gradient buffers.
+        ranges: the ``[lo, hi)`` member rows of each seed group.
+        loss, metric: the task's.
+    """
+
+    def __init__(self, spec: dict[str, Any], params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
+                 ranges: Sequence[tuple[int, int]], loss: Callable, metric: Callable, tile: int | None = None) -> None:
+        from budgetsched.bench.tasks import bits_per_char, cross_entropy
+
+        self.spec, self.params, self.grads = spec, params, grads
+        self.K = params["pos"].shape[0]
+        self.device = params["pos"].device
+        self.group = [g for g, (lo, hi) in enumerate(ranges) for _ in range(lo, hi)]
+        self._ce, self._bpc = loss is cross_entropy, metric is bits_per_char
+        self._vloss = vmap(loss)
+        self._eval_loss = vmap(loss, in_dims=(0, None))
+        self._eval_metric = vmap(metric, in_dims=(0, None))
+        self.tile = tile
+        self._names = list(params)
+
+    def _tiles(self, per_member: int, budget: int) -> list[tuple[int, int, torch.Tensor | None, int]]:
+        t = self.tile or max(1, budget // max(1, per_member))
+        count = -(-self.K // t)
+        bounds = [round(i * self.K / count) for i in range(count + 1)]
+        out = []
+        for a, e in zip(bounds[:-1], bounds[1:]):
+            g = self.group[a:e]
+            out.append((a, e, None if g[0] == g[-1] else torch.tensor(g, device=self.device), g[0]))
+        return out
+
+    @staticmethod
+    def _members(xs: torch.Tensor, a: int, e: int, group: torch.Tensor | None, g0: int) -> torch.Tensor:
+        if group is None:
+            return xs[g0].expand(e - a, *xs.shape[1:])
+        return xs.index_select(0, group)
+
+    def _linear(self, p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
+        """x [t, n, in] -> [t, n, out] with each member's weight and bias."""
+        return torch.baddbmm(p[name + ".bias"].unsqueeze(1), x, p[name + ".weight"].transpose(1, 2))
+
+    def _norm(self, p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
+        h = torch.nn.functional.layer_norm(x, x.shape[-1:], eps=self.spec["eps"])
+        return torch.addcmul(p[name + ".bias"].unsqueeze(1), h, p[name + ".weight"].unsqueeze(1))
+
+    def _forward(self, p: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+        """Logits [t, n * T, vocab] of token ids idx [t, n, T]."""
+        F = torch.nn.functional
+        t, n, T = idx.shape
+        D, H, V = self.spec["dim"], self.spec["n_heads"], self.spec["vocab"]
+        if T > self.spec["block_size"]:
+            raise ValueError(f"sequence length {T} exceeds block_size {self.spec['block_size']}")
+        offsets = torch.arange(t, device=idx.device).view(t, 1, 1) * V
+        x = F.embedding((idx + offsets).view(t, n * T), p["tok.weight"].reshape(t * V, D))  # [t, n*T, D]
+        x = (x.view(t, n, T, D) + p["pos"][:, :T].unsqueeze(1)).view(t, n * T, D)
+        for i in range(self.spec["n_layers"]):
+            b = f"blocks.{i}"
+            qkv = self._linear(p, b + ".attn.qkv", self._norm(p, b + ".ln1", x))
+            q, k, v = (z.view(t * n, T, H, D // H).transpose(1, 2) for z in qkv.split(D, dim=2))
+            att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [t*n, H, T, D/H]
+            x = x + self._linear(p, b + ".attn.proj", att.transpose(1, 2).reshape(t, n * T, D))
+            h = F.gelu(self._linear(p, b + ".mlp.0", self._norm(p, b + ".ln2", x)))
+            x = x + self._linear(p, b + ".mlp.2", h)
+        return self._linear(p, "head", self._norm(p, "ln_f", x))
+
+    def _per_member_bytes(self, n: int, T: int, train: bool, itemsize: int) -> int:
+        D, V, L = self.spec["dim"], self.spec["vocab"], self.spec["n_layers"]
+        per_token = L * (16 * D + 4 * D) + 2 * V + 4 * D if train else 4 * D + 2 * V
+        return n * T * per_token * itemsize
+
+    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Per-member losses [K] of one batch (xb, yb [G, B, T]); the gradients go to ``grads``."""
+        _, n, T = xb.shape
+        losses = torch.empty(self.K, dtype=self.params["pos"].dtype, device=self.device)
+        for a, e, group, g0 in self._tiles(self._per_member_bytes(n, T, True, self.params["pos"].element_size()),
+                                           TRANSFORMER_TILE_BYTES):
+            p = {k: v[a:e].detach().requires_grad_(True) for k, v in self.params.items()}
+            with torch.enable_grad():
+                logits = self._forward(p, self._members(xb, a, e, group, g0))
+                y = self._members(yb, a, e, group, g0)
+                if self._ce:
+                    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                            reduction="none").view(e - a, -1).mean(1)
+                else:
+                    per = self._vloss(logits.view(e - a, n, T, -1), y)
+                grads = torch.autograd.grad(per.sum(), list(p.values()))
+            for name, g in zip(p, grads):
+                self.grads[name][a:e].copy_(g)
+            losses[a:e] = per.detach()
+        return losses
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member (loss x n, metric sum) over sequences (x, y) [n, T] shared by all members, float64, in
+        passes of at most :data:`EVAL_PASS_SEQ` sequences."""
+        n, T = x.shape
+        loss = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        passes = -(-n // EVAL_PASS_SEQ)
+        bounds = [round(i * n / passes) for i in range(passes + 1)]
+        per_member = self._per_member_bytes(bounds[1], T, False, self.params["pos"].element_size())
+        for s, e_ in zip(bounds[:-1], bounds[1:]):
+            xs, ys, m = x[s:e_], y[s:e_], e_ - s
+            for a, e, _, _ in self._tiles(per_member, TRANSFORMER_TILE_BYTES):
+                p = {k: v[a:e] for k, v in self.params.items()}
+                logits = self._forward(p, xs.expand(e - a, m, T)).view(e - a, m, T, -1)
+                if self._ce and self._bpc:
+                    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
+                                                            ys.expand(e - a, m, T).reshape(-1), reduction="none")
+                    nll = nll.view(e - a, m, T).double()
+                    loss[a:e] += nll.mean(2).sum(1)
+                    metric[a:e] += nll.mean(2).sum(1) / math.log(2.0)
+                else:
+                    loss[a:e] += self._eval_loss(logits, ys).double() * m
+                    metric[a:e] += self._eval_metric(logits, ys).double().sum(-1)
         return loss, metric

@@ -5,8 +5,9 @@ of one ``[K, N]`` buffer, a per-member loss and gradient for one batch, and a pe
   Its parameters are views of the buffer's single row.
 * :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs and 1-D CNNs run
   through the hand-written kernel :class:`budgetsched.bench.kernels.StackedNet` (batched matmuls in a feature-major
-  layout, convolutions as im2col + batched matmul, no autograd); any other model runs through
-  ``torch.func.vmap(functional_call)`` and autograd.
+  layout, convolutions as im2col + batched matmul, no autograd), the project's ``CharTransformer`` through a
+  hand-stacked forward (:class:`budgetsched.bench.kernels.StackedTransformer`) and autograd; any other model runs
+  through ``torch.func.vmap(functional_call)`` and autograd.
 
 Batches arrive per *seed group*: ``xb`` is ``[G, B, ...]`` for the G distinct seeds, and member k reads group
 ``group[k]`` (members are ordered by seed, so each group is a contiguous range of rows).
@@ -21,7 +22,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from budgetsched.bench.kernels import StackedNet, stack_layers
+from budgetsched.bench.kernels import StackedNet, StackedTransformer, stack_layers, transformer_spec
 
 __all__ = ["SingleModel", "StackedModel", "STACKINGS"]
 
@@ -97,11 +98,14 @@ class StackedModel:
         self.group = torch.as_tensor(list(group), device=device)
         bounds = [0] + [k for k in range(1, self.K) if group[k] != group[k - 1]] + [self.K]
         self._ranges = list(zip(bounds[:-1], bounds[1:]))  # rows of each seed group
-        if net is not None:
+        transformer = transformer_spec(models[0]) if stacking == "auto" and net is None else None
+        if net is not None or transformer is not None:
             self.kernel = True
             self.grad = torch.zeros_like(self.flat)
-            self._impl: Any = StackedNet(*net, self.params, self._views(self.grad, shapes), self._ranges,
-                                         task.loss, task.metric)
+            grads = self._views(self.grad, shapes)
+            self._impl: Any = (
+                StackedNet(*net, self.params, grads, self._ranges, task.loss, task.metric) if net is not None else
+                StackedTransformer(transformer, self.params, grads, self._ranges, task.loss, task.metric))
         else:
             self.kernel = False
             buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
