@@ -1,8 +1,13 @@
 """Fixtures shared by the test modules."""
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+
+os.environ.setdefault("KERAS_BACKEND", "torch")  # TensorFlow is not installed; keras runs on torch here
+os.environ.setdefault("MPLBACKEND", "Agg")
 
 
 @pytest.fixture
@@ -14,19 +19,30 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture
+def sigint_default():
+    """Ctrl-C delivered as in a foreground terminal: the default KeyboardInterrupt handler, whatever this test
+    process inherited (a background job, or nohup, starts with SIGINT ignored)."""
+    import signal
+
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 class InterruptingStore:
     """A store whose (after+1)-th put raises KeyboardInterrupt, as Ctrl-C would between two writes."""
 
     def __init__(self, store, after: int) -> None:
         self.store, self.after, self.puts = store, after, 0
 
-    def finished_keys(self):
-        return self.store.finished_keys()
+    def __getattr__(self, name):  # everything else is the real store's
+        return getattr(self.store, name)
 
-    def put(self, config, result, meta=None):
+    def put(self, config, result, meta=None, **kw):
         if self.puts == self.after:
             raise KeyboardInterrupt
-        self.store.put(config, result, meta)
+        self.store.put(config, result, meta, **kw)
         self.puts += 1
 
 

@@ -176,7 +176,7 @@ BAD = {
     "negative lr": (dict(lrs="-0.1"), ["-0.1"]),
     "per-optimizer lr unknown": (dict(lrs="sgdm=0.1;nadam=0.01"), ["nadam"]),
     "per-optimizer lr missing": (dict(optimizers="sgdm,adam", lrs="sgdm=0.1"), ["adam"]),
-    "empty schedules": (dict(schedules=","), ["empty grid", "schedules"]),
+    "empty schedules": (dict(schedules=","), ["schedules", "non-empty"]),
     "zero seeds": (dict(seeds="0"), ["0"]),
     "bad workers": (dict(workers="0"), ["0", "workers"]),
     "missing data dir": (dict(**{"data-dir": "/nonexistent/data"}), ["/nonexistent/data"]),
@@ -249,7 +249,9 @@ def test_parsers():
 def test_ctrl_c_keeps_written_trials_exits_130_and_resumes(tmp_path):
     db = tmp_path / "i.db"
     args = ["run", *KILL_GRID, "--engine", "sequential", "--workers", "2", "--store", str(db), "--quiet"]
+    # SIGINT is ignored in a background job's children; the user's Ctrl-C reaches a foreground process: restore it
     proc = subprocess.Popen([sys.executable, "-m", "budgetsched.cli", *args], env=ENV, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 90
     try:

@@ -32,7 +32,7 @@ def test_ray_engine_writes_every_row_via_cli(tmp_path):
     with Store(db) as s:
         rows = s.rows()
     assert sorted(r["key"] for r in rows) == sorted(c.key for c in GRID)
-    assert all(r["status"] == "done" and r["engine"] == "ray" for r in rows)
+    assert all(r["status"] == "done" and r["engine"] == "batched" and r["run_meta"]["executor"] == "ray" for r in rows)
     assert ray.is_initialized()  # a running instance is reused, not shut down
 
 

@@ -127,7 +127,7 @@ def test_data_loads_once_per_process(tmp_path, monkeypatch):
     assert len(calls) == 1
 
 
-def test_ctrl_c_during_a_store_write_is_held_until_the_write_ends(tmp_path):
+def test_ctrl_c_during_a_store_write_is_held_until_the_write_ends(tmp_path, sigint_default):
     """SIGINT arriving inside ``put`` is raised after the row is committed: the row is kept, nothing is torn."""
     import os
     import signal
@@ -136,12 +136,12 @@ def test_ctrl_c_during_a_store_write_is_held_until_the_write_ends(tmp_path):
         def __init__(self, store):
             self.store = store
 
-        def finished_keys(self):
-            return self.store.finished_keys()
+        def __getattr__(self, name):
+            return getattr(self.store, name)
 
-        def put(self, config, result, meta=None):
+        def put(self, config, result, meta=None, **kw):
             os.kill(os.getpid(), signal.SIGINT)  # delivered while the write is in progress
-            self.store.put(config, result, meta)
+            self.store.put(config, result, meta, **kw)
 
     with Store(tmp_path / "s.db") as store:
         with pytest.raises(StudyInterrupted) as info:

@@ -9,20 +9,25 @@
     budgetsched plot study.db --out figures/
     budgetsched schedules --out figures/
 
-Every mistake a user can make (unknown name, bad number, unusable store, missing data) ends with one line
-``budgetsched: error: ...`` on stderr and exit code 2; Ctrl-C during ``run`` keeps the finished trials and exits
-with 130 (rerun the same command to resume).
+Errors by kind (``budgetsched.errors``; docs/cli.md has the table): a mistake in what the user typed or gave
+(unknown name, bad number, a file that is not a store, missing data files) ends with one line
+``budgetsched: error: ...`` and exit code 2; a failure of the environment (disk full, permissions, a locked
+store, an unreachable Ray cluster) with one line and exit code 1; anything else is a bug and keeps its traceback.
+Ctrl-C during ``run`` keeps the finished trials and exits with 130, SIGTERM with 143 (rerun the same command to
+resume).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
-from budgetsched.bench.grid import OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand, parse_list
+from budgetsched.bench.grid import BUDGET_UNITS, OPTIMIZERS, parse_list
+from budgetsched.errors import BudgetschedError, UsageError
 
 __all__ = ["main", "build_parser", "parse_schedules", "parse_lrs", "parse_seeds"]
 
@@ -115,119 +120,116 @@ def parse_seeds(text: str) -> list[int]:
     return list(range(seeds[0]))
 
 
-def _study_spec(args: argparse.Namespace) -> dict[str, Any]:
-    """The preset (if any) with every given flag applied over it, parsed and validated."""
+def study_spec(args: argparse.Namespace) -> Any:
+    """The study of ``budgetsched run``: a preset or a ``--config`` file (not both), with every flag applied over
+    it, validated once (:class:`budgetsched.bench.study.StudySpec`)."""
     from budgetsched.bench.presets import get_preset
-    from budgetsched.bench.tasks import get_task
+    from budgetsched.bench.study import StudySpec, load_config
 
-    spec: dict[str, Any] = get_preset(args.preset) if args.preset else {}
+    if args.preset is not None and args.config is not None:
+        raise UsageError("give --preset or --config, not both")
+    base: dict[str, Any] = {}
+    source = "command line"
+    if args.preset is not None:
+        base, source = get_preset(args.preset), f"preset {args.preset!r}"
+    elif args.config is not None:
+        base, source = load_config(args.config), f"--config {args.config!r}"
+    flags: dict[str, Any] = {}
     if args.task is not None:
-        spec["tasks"] = parse_list(args.task)
+        flags["tasks"] = parse_list(args.task)
     if args.schedules is not None:
-        spec["schedules"] = parse_schedules(args.schedules)
+        flags["schedules"] = parse_schedules(args.schedules)
     if args.optimizers is not None:
-        spec["optimizers"] = parse_list(args.optimizers)
+        flags["optimizers"] = parse_list(args.optimizers)
     if args.budgets is not None:
-        spec["budgets"] = _float_list(args.budgets, "--budgets")
+        flags["budgets"] = _float_list(args.budgets, "--budgets")
     if args.lrs is not None:
-        spec["lrs"] = parse_lrs(args.lrs)
+        flags["lrs"] = parse_lrs(args.lrs)
     if args.seeds is not None:
-        spec["seeds"] = parse_seeds(args.seeds)
+        flags["seeds"] = parse_seeds(args.seeds)
     if args.plateau_patience is not None:
         try:
-            spec["plateau_patience"] = parse_list(args.plateau_patience, int)
+            flags["plateau_patience"] = parse_list(args.plateau_patience, int)
         except ValueError as e:
-            raise ValueError(f"--plateau-patience: {e}") from None
-    # Defaults for what neither a preset nor a flag gave: the paper's optimizers, budgets and 3 seeds.
-    spec.setdefault("optimizers", list(OPTIMIZERS))
-    spec.setdefault("budgets", list(PAPER_BUDGETS))
-    spec.setdefault("seeds", [0, 1, 2])
-    spec.setdefault("plateau_patience", [5, 10])
+            raise UsageError(f"--plateau-patience: {e}") from None
+    if args.budget_unit is not None:
+        flags["budget_unit"] = args.budget_unit
+    if args.diverge_factor is not None:
+        flags["diverge_factor"] = args.diverge_factor
+    if args.refine:
+        flags["refine"] = True
+    merged = {**base, **flags}
     for field_, flag in (("tasks", "--task"), ("schedules", "--schedules"), ("lrs", "--lrs")):
-        if field_ not in spec:
-            raise ValueError(f"no {field_} given: pass {flag} or --preset")
-
-    for t in spec["tasks"]:
-        get_task(t)  # ValueError listing the valid tasks
-    for o in spec["optimizers"]:
-        if o not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
-    for b in spec["budgets"]:
-        if not (0.0 < b <= 100.0):
-            raise ValueError(f"budget {b:g} is outside (0, 100] (percent of the task's maximum epochs)")
-    lrs = spec["lrs"]
-    for opt, vals in (lrs.items() if isinstance(lrs, dict) else [("every optimizer", lrs)]):
-        for v in vals:
-            if not (v > 0 and v != float("inf")):
-                raise ValueError(f"learning rate {v!r} for {opt} must be a positive finite number")
-    if isinstance(lrs, dict):
-        lacking = [o for o in spec["optimizers"] if o not in lrs]
-        if lacking:
-            raise ValueError(f"--lrs gives no learning rates for optimizer(s) {', '.join(lacking)}")
-    for p in spec["plateau_patience"]:
-        if p < 1:
-            raise ValueError(f"plateau patience {p!r} must be >= 1 epoch")
-    return spec
-
-
-def study_configs(spec: dict[str, Any]) -> list[TrialConfig]:
-    """The grid of a study spec (``lrs`` per optimizer expands one optimizer at a time)."""
-    lrs = spec["lrs"]
-    common = dict(tasks=spec["tasks"], schedules=spec["schedules"], budgets=spec["budgets"], seeds=spec["seeds"],
-                  plateau_patience=spec["plateau_patience"])
-    if not isinstance(lrs, dict):
-        return expand(optimizers=spec["optimizers"], lrs=lrs, **common)
-    out: list[TrialConfig] = []
-    for opt in spec["optimizers"]:
-        out += expand(optimizers=[opt], lrs=lrs[opt], **common)
-    return out
+        if field_ not in merged:
+            raise UsageError(f"no {field_} given: pass {flag}, --preset or --config")
+    return StudySpec.from_mapping(merged, source if not flags else f"{source} with flags")
 
 
 # ----------------------------------------------------------------------------------------------- commands
 def _open_existing_store(path: str) -> Any:
+    """An existing store, opened read-only (``report`` and ``plot`` never write to it)."""
     from budgetsched.bench.store import Store
 
-    if not Path(path).is_file():
-        raise ValueError(f"no results store at {path!r}; create one with 'budgetsched run --store {path} ...'")
-    return Store(path)
+    return Store(path, readonly=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from budgetsched.bench.runners import StudyInterrupted, check_device, run_study
+    from budgetsched.bench.runners import StudyInterrupted, check_options, run_study
     from budgetsched.bench.store import Store
+    from budgetsched.bench.study import refinement
 
-    spec = _study_spec(args)
-    configs = study_configs(spec)
-    device = check_device(args.device)
-    for flag, v in (("--workers", args.workers), ("--chunk-size", args.chunk_size)):
-        if v < 1:
-            raise ValueError(f"{flag} must be >= 1, got {v}")
-    if args.ray_address is not None and args.engine != "ray":
-        raise ValueError(f"--ray-address {args.ray_address!r} needs --engine ray (got --engine {args.engine})")
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise ValueError(f"--data-dir {args.data_dir!r} is not a directory")
+    try:  # everything the user typed is read and checked before the store is touched
+        spec = study_spec(args)
+        configs = spec.configs()
+        check_options(args.engine, args.workers, args.chunk_size, args.ray_address, args.device)
+        if args.data_dir is not None and not Path(args.data_dir).is_dir():
+            raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e)) from None
     created = not Path(args.store).exists()
     store = Store(args.store)
+    kw = dict(engine=args.engine, workers=args.workers, device=args.device, data_dir=args.data_dir,
+              cache_dir=args.cache_dir, chunk_size=args.chunk_size, progress=not args.quiet,
+              ray_address=args.ray_address)
     try:
-        summary = run_study(configs, store, engine=args.engine, workers=args.workers, device=device,
-                            data_dir=args.data_dir, cache_dir=args.cache_dir, chunk_size=args.chunk_size,
-                            progress=not args.quiet, ray_address=args.ray_address)
-    except Exception:
-        # e.g. a missing data file: a store this command created and never wrote to is not left behind
-        if created and not store.rows():
-            store.close()
-            for suffix in ("", "-wal", "-shm"):
-                Path(args.store + suffix).unlink(missing_ok=True)
-        raise
+        summary = run_study(configs, store, **kw)
+        rounds = 0
+        while spec.refine:
+            extra = refinement(spec, configs, store.rows())
+            if not extra:
+                break
+            rounds += 1
+            configs = configs + extra
+            if not args.quiet:
+                sys.stderr.write(f"{PROG}: refinement round {rounds}: {len(extra)} trials at new LRs\n")
+            more = run_study(configs, store, **kw)
+            summary.ran += more.ran
+            summary.total, summary.wall_time = more.total, summary.wall_time + more.wall_time
+            for k, v in more.counts.items():
+                summary.counts[k] = summary.counts.get(k, 0) + v
     except StudyInterrupted as e:
         s = e.summary
-        sys.stderr.write(f"{PROG}: interrupted: {s.ran} trials written by this run, {s.skipped + s.ran} of "
+        how = "terminated" if s.signal == signal.SIGTERM else "interrupted"
+        sys.stderr.write(f"{PROG}: {how}: {s.ran} trials written by this run, {s.skipped + s.ran} of "
                          f"{s.total} in {args.store}; rerun the same command to resume\n")
-        return 130
+        return 143 if s.signal == signal.SIGTERM else 130
+    except BaseException:
+        # e.g. a missing data file: a store this command created and never wrote to is not left behind
+        store.close()
+        if created:
+            store.remove_if_empty()
+        raise
     finally:
         store.close()
     print(summary.line())
     return 0
+
+
+def _report(rows: list[dict[str, Any]], **options: Any) -> Any:
+    """``build_report`` with the user's options (a bad option raises UsageError: one line, exit 2)."""
+    from budgetsched.bench.report import build_report
+
+    return build_report(rows, **options)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -238,7 +240,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         rows = store.rows()
     finally:
         store.close()
-    r = rep.build_report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples,
+    r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples,
                          seed=args.seed)
     figures = None
     if args.figures is not None:
@@ -281,10 +283,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if not rows:
-        raise ValueError(f"store {args.store!r} holds no trials yet; run a study first")
+        raise UsageError(f"store {args.store!r} holds no trials yet; run a study first")
     from budgetsched.bench.report import build_report
 
-    report = build_report(rows, resamples=args.resamples, seed=args.seed)
+    report = _report(rows, resamples=args.resamples, seed=args.seed)
     out = Path(args.out)
     written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
     settings = {(s.task, s.optimizer) for s in report.settings}
@@ -302,7 +304,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
     n = args.total_steps
     if n < 1:
-        raise ValueError(f"--total-steps must be >= 1, got {n}")
+        raise UsageError(f"--total-steps must be >= 1, got {n}")
     print(f"multiplier m at progress z (total_steps={n}, peak_lr=1):")
     print(f"{'schedule':<16}" + "".join(f"{'z=' + format(z, 'g'):>9}" for z in SHOW_Z))
     for name in available():
@@ -322,20 +324,36 @@ def cmd_schedules(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
+    import budgetsched
+
     p = _Parser(prog=PROG, description="Budget-aware learning-rate schedules and the REX paper's benchmark.")
+    p.add_argument("--version", action="version", version=f"{PROG} {budgetsched.__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="{run,report,plot,schedules}")
 
     r = sub.add_parser("run", help="run (or resume) a study into a results store",
                        description="Run every trial of the grid not yet finished in STORE. Flags override the "
-                                   "preset's fields.")
-    r.add_argument("--preset", help="start from a preset: demo, paper, smoke (see budgetsched.bench.presets)")
+                                   "preset's or the config file's fields.")
+    from budgetsched.bench.presets import available_presets
+
+    r.add_argument("--preset", help=f"start from a preset: {', '.join(available_presets())} "
+                                    "(see budgetsched.bench.presets)")
+    r.add_argument("--config", help="start from a TOML study file (keys as in docs/studies.md)")
     r.add_argument("--task", help="task name(s), comma-separated, e.g. mnist1d-mlp,digits-mlp")
     r.add_argument("--schedules", help="schedule names, comma-separated; parameters as name:key=value")
     r.add_argument("--optimizers", help="sgdm and/or adam (default: both)")
-    r.add_argument("--budgets", help="percents of the maximum epochs, in (0,100] (default 1,5,10,25,50,100)")
+    r.add_argument("--budgets", help="percents of the task's 100%% run, in (0,100] (default 1,5,10,25,50,100)")
+    r.add_argument("--budget-unit", choices=BUDGET_UNITS,
+                   help="steps (default: a budget is that fraction of the 100%% run's optimizer steps) or epochs "
+                        "(rounded up to whole epochs, as the REX paper does)")
     r.add_argument("--lrs", help="initial LRs: 0.01,0.03 or per optimizer sgdm=0.01,0.03;adam=0.001,0.003")
     r.add_argument("--seeds", help="a count (3 -> seeds 0,1,2) or a list (0,1,2 or 7,) (default 3)")
-    r.add_argument("--plateau-patience", help="plateau patience grid in epochs (default 5,10)")
+    r.add_argument("--plateau-patience", help="plateau patience grid in evaluations (default 5,10)")
+    r.add_argument("--diverge-factor", type=float,
+                   help="a trial diverges when its training loss exceeds this multiple of its first loss "
+                        "(default 10), or is not finite")
+    r.add_argument("--refine", action="store_true",
+                   help="after the grid, add LRs around each schedule's best (x/÷ sqrt 3) and extend the grid "
+                        "where the best sits at its edge")
     r.add_argument("--store", required=True, help="results store file (SQLite); rerunning resumes")
     r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     r.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
@@ -381,19 +399,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``budgetsched`` command; returns the exit code (0, 2 on a usage error, 130 on Ctrl-C)."""
+    """Entry point of the ``budgetsched`` command; returns the exit code (0; 2 on a usage error; 1 on an
+    environment failure; 130 on Ctrl-C; 143 on SIGTERM)."""
     args = build_parser().parse_args(argv)
-    from budgetsched.bench.store import StoreError
+    from budgetsched.bench.data import DatasetNotFoundError
 
     try:
         with warnings.catch_warnings():
-            # Library warnings (e.g. a figure panel skipped for lack of data) as one plain line each.
+            # Library warnings (a duplicate budget, a figure panel skipped for lack of data) as one line each.
             warnings.showwarning = lambda message, *a, **k: sys.stderr.write(f"{PROG}: note: {message}\n")
             return int(args.func(args))
-    except (ValueError, StoreError, OSError) as e:  # OSError: missing data files, unwritable output
-        msg = " ".join(str(e).split()) or type(e).__name__
-        sys.stderr.write(f"{PROG}: error: {msg}\n")
+    except BudgetschedError as e:
+        sys.stderr.write(f"{PROG}: error: {' '.join(str(e).split()) or type(e).__name__}\n")
+        return e.exit_code
+    except DatasetNotFoundError as e:  # data files the user has to provide
+        sys.stderr.write(f"{PROG}: error: {' '.join(str(e).split())}\n")
         return 2
+    except OSError as e:  # e.g. an output file that cannot be written
+        sys.stderr.write(f"{PROG}: error: {' '.join(str(e).split()) or type(e).__name__}\n")
+        return 1
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130

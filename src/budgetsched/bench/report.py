@@ -60,6 +60,7 @@ import numpy as np
 from budgetsched.bench import stats
 from budgetsched.bench.grid import LOW_BUDGET_LIMIT, OPTIMIZERS
 from budgetsched.bench.status import FINISHED, STATUSES, Status
+from budgetsched.errors import UsageError
 
 __all__ = ["Choice", "Ranked", "Difference", "Setting", "Report", "LrPoint", "build_report", "to_json",
            "to_markdown", "to_csv", "render_rich", "schedule_order", "metric_name", "metric_value", "patience_of",
@@ -521,7 +522,7 @@ def _resolve(name: str | None, default: str, pool: list[str], what: str, hint: s
     if name is None:
         return default if default in pool else None
     if name not in pool:
-        raise ValueError(f"{what} {name!r} is not {hint or 'in the study'}; choose from "
+        raise UsageError(f"{what} {name!r} is not {hint or 'in the study'}; choose from "
                          f"{', '.join(pool) if pool else 'none (the study has no schedules)'}")
     return name
 
@@ -545,7 +546,7 @@ def build_report(rows: Sequence[Mapping[str, Any]], low_limit: float = LOW_BUDGE
     ``n_clear_top1``: Top-1 finishes in settings not tied within noise.
     """
     if not (isinstance(low_limit, (int, float)) and 0 < low_limit <= 100):
-        raise ValueError(f"low_limit must be a budget percent in (0, 100], got {low_limit!r}")
+        raise UsageError(f"low_limit must be a budget percent in (0, 100], got {low_limit!r}")
     stats.check_options(method, resamples, seed)
     rows = list(rows)
     for r in rows:
@@ -562,7 +563,7 @@ def build_report(rows: Sequence[Mapping[str, Any]], low_limit: float = LOW_BUDGE
     else:
         unknown = sorted(set(rank_labels) - set(labels) - {"step"})
         if unknown:
-            raise ValueError(f"rank_labels {unknown} are not in the study; labels present: {', '.join(labels)}")
+            raise UsageError(f"rank_labels {unknown} are not in the study; labels present: {', '.join(labels)}")
         ranked = schedule_order(x for x in rank_labels if x != "plateau")
     reference = _resolve(reference, DEFAULT_REFERENCE, labels, "reference schedule")
     subject = _resolve(subject, DEFAULT_SUBJECT, ranked, "subject schedule", "ranked in Table 1")

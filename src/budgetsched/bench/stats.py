@@ -61,6 +61,8 @@ from typing import Sequence
 
 import numpy as np
 
+from budgetsched.errors import UsageError
+
 __all__ = ["METHODS", "DEFAULT_RESAMPLES", "CONFIDENCE", "MIN_RESAMPLES", "SeedDraws", "check_options",
            "point_means", "interval", "setting_weights", "rng_for", "mean_interval"]
 
@@ -77,11 +79,11 @@ CONFIDENCE = 0.95
 def check_options(method: str, resamples: int, seed: int) -> None:
     """ValueError naming the bad value and the valid ones."""
     if method not in METHODS:
-        raise ValueError(f"unknown resampling method {method!r}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"unknown resampling method {method!r}; choose from {', '.join(METHODS)}")
     if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < MIN_RESAMPLES:
-        raise ValueError(f"resamples must be an integer >= {MIN_RESAMPLES}, got {resamples!r}")
+        raise UsageError(f"resamples must be an integer >= {MIN_RESAMPLES}, got {resamples!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"resampling seed must be an integer >= 0, got {seed!r}")
+        raise UsageError(f"resampling seed must be an integer >= 0, got {seed!r}")
 
 
 def rng_for(seed: int, *key: object) -> np.random.Generator:
@@ -99,7 +101,7 @@ class SeedDraws:
 
     def __init__(self, n_seeds: int, resamples: int, rng: np.random.Generator, method: str = "t") -> None:
         if method not in METHODS:
-            raise ValueError(f"unknown resampling method {method!r}; choose from {', '.join(METHODS)}")
+            raise UsageError(f"unknown resampling method {method!r}; choose from {', '.join(METHODS)}")
         self.n_seeds, self.resamples, self.method = int(n_seeds), int(resamples), method
         if method == "t":
             self._z = rng.standard_normal((self.resamples, self.n_seeds))

@@ -1,19 +1,30 @@
 """Results store: one SQLite file (WAL mode), one row per trial keyed by ``TrialConfig.key``.
 
 Why SQLite: a study is thousands of small trials that finish one by one and must survive a crash; SQLite gives
-durable single-row transactions, needs no server and is readable by any tool. Each ``put`` is one transaction
-with ``synchronous=FULL``, so a trial whose ``put`` has returned survives even a SIGKILL of the writer.
+durable single-row transactions, needs no server and is readable by any tool. Each write is one transaction
+(:meth:`Store._tx`) with ``synchronous=FULL``, so a trial whose ``put`` has returned survives even a SIGKILL.
 
-The file is marked with ``PRAGMA application_id`` (:data:`APPLICATION_ID`) and ``PRAGMA user_version``
-(:data:`SCHEMA_VERSION`), and keeps both in a ``meta`` table too, so that opening some other SQLite file, a text
-file or random bytes fails at once with :class:`StoreError` instead of mixing results into it.
+Identity and version. The file is marked with ``PRAGMA application_id`` (:data:`APPLICATION_ID`); its layout
+version is ``PRAGMA user_version`` and nothing else. Opening checks both: a foreign or damaged file is refused,
+an older layout is migrated in one transaction (:data:`MIGRATIONS`), a newer one is refused naming both
+versions. Creating a new store is one exclusive transaction, so processes racing to create it all succeed.
+
+Readers. ``Store(path, readonly=True)`` (``report``, ``plot``) opens with ``mode=ro`` and never writes, not even
+to a file it cannot use; writers checkpoint the write-ahead log when they close, so a store in a directory the
+reader cannot write is still readable. A row that cannot be decoded is skipped with a warning naming its key.
+
+Concurrent runs. Before training, a run *claims* its trials (:meth:`Store.claim`): a lease row naming the run,
+kept alive by :meth:`Store.heartbeat`; two runs on one store split the work, and a crashed run's claims expire
+after ``lease_s`` and are taken over. Writing a trial's result releases its claim in the same transaction.
 
 Every row carries the full config (JSON), the package / torch / python versions, the host, the engine and the
 device, so any number in a report can be traced to what produced it.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import errno
 import importlib.metadata
 import json
 import math
@@ -23,24 +34,26 @@ import socket
 import sqlite3
 import sys
 import threading
+import time
+import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.status import FINISHED, STATUSES, Status
+from budgetsched.errors import EnvironmentFailure, UsageError
 
-__all__ = ["Store", "StoreError", "STATUSES", "SCHEMA_VERSION", "APPLICATION_ID"]
+__all__ = ["Store", "StoreError", "StoreIOError", "StoreWarning", "STATUSES", "SCHEMA_VERSION", "APPLICATION_ID"]
 
-#: The on-disk layout version; bump (and migrate) when the tables change.
-SCHEMA_VERSION = 1
+#: The on-disk layout version (``PRAGMA user_version``); older stores are migrated by :data:`MIGRATIONS`.
+SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of a budgetsched store: the ASCII bytes "BSCH".
 APPLICATION_ID = 0x42534348
-#: Allowed trial statuses. ``failed`` trials are retried by the runner; the others are finished.
-STATUSES = ("done", "diverged", "failed")
 #: Result attributes a trial result must provide (``TrialResult`` in ``bench/train.py``).
 RESULT_FIELDS = ("status", "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error")
 _METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_BUSY_TIMEOUT_MS = 5000
+_BUSY_TIMEOUT_MS = 30_000
 
 _SCHEMA = """
 CREATE TABLE meta (
@@ -75,21 +88,53 @@ CREATE TABLE trials (
     engine          TEXT,
     device          TEXT,
     run_meta        TEXT NOT NULL DEFAULT '{}',
-    config          TEXT NOT NULL
+    config          TEXT NOT NULL,
+    budget_unit     TEXT NOT NULL DEFAULT 'epochs',
+    total_steps     INTEGER,
+    stand_in        TEXT
 );
 CREATE INDEX trials_by_setting ON trials (task, optimizer, budget);
+CREATE TABLE claims (
+    key       TEXT PRIMARY KEY,
+    owner     TEXT NOT NULL,
+    heartbeat REAL NOT NULL
+);
 """
+
+
+def _migrate_1_to_2(c: sqlite3.Connection) -> None:
+    """v2: budget unit (v1 rounded budgets up to whole epochs), planned steps, plateau stand-ins, claims; the
+    version lives in ``user_version`` only."""
+    c.execute("ALTER TABLE trials ADD COLUMN budget_unit TEXT NOT NULL DEFAULT 'epochs'")
+    c.execute("ALTER TABLE trials ADD COLUMN total_steps INTEGER")
+    c.execute("ALTER TABLE trials ADD COLUMN stand_in TEXT")
+    c.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat REAL NOT NULL)")
+    c.execute("DELETE FROM meta WHERE key = 'schema_version'")
+
+
+#: ``from_version -> migration`` to ``from_version + 1``; each runs inside the opening transaction.
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
 
 _COLUMNS = (
     "key", "task", "schedule", "schedule_params", "label", "optimizer", "budget", "lr", "seed", "status",
     "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error",
     "started", "finished", "package_version", "torch_version", "python_version", "hostname", "engine", "device",
-    "run_meta", "config",
+    "run_meta", "config", "budget_unit", "total_steps", "stand_in",
 )
+_V1_DEFAULTS = {"budget_unit": "epochs", "total_steps": None, "stand_in": None}
+_JSON_COLUMNS = ("schedule_params", "curves", "run_meta", "config")
 
 
-class StoreError(ValueError):
-    """The store file cannot be used: not a budgetsched store, corrupt, newer schema, or not writable."""
+class StoreError(UsageError):
+    """The file cannot be used as a store: not a budgetsched store, damaged, newer schema, closed."""
+
+
+class StoreIOError(EnvironmentFailure):
+    """The store cannot be read or written right now: disk full, I/O error, permissions, locked."""
+
+
+class StoreWarning(UserWarning):
+    """Something in the store was skipped or could not be read (the message says what)."""
 
 
 def _package_version() -> str:
@@ -137,7 +182,7 @@ def _opt_float(name: str, value: Any) -> float | None:
         return None
     try:
         return float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"result field {name} must be a number or None, got {value!r}") from None
 
 
@@ -154,8 +199,7 @@ def _result_fields(result: Any) -> dict[str, Any]:
             f"trial result lacks field(s) {', '.join(missing)}; a result needs {', '.join(RESULT_FIELDS)}"
         )
     out = {f: get(f) for f in RESULT_FIELDS}
-    if out["status"] not in STATUSES:
-        raise ValueError(f"unknown trial status {out['status']!r}; choose from {', '.join(STATUSES)}")
+    out["status"] = Status.parse(out["status"]).value
     for m in _METRICS:
         out[m] = _opt_float(m, out[m])
     out["wall_time"] = _opt_float("wall_time", out["wall_time"])
@@ -170,6 +214,25 @@ def _result_fields(result: Any) -> dict[str, Any]:
     return out
 
 
+def _io_error(path: Path, e: sqlite3.Error, doing: str) -> Exception:
+    """One clear error for an SQLite failure: the environment's (StoreIOError) or the file's (StoreError)."""
+    msg = str(e).lower()
+    where = f"store {str(path)!r}"
+    if "locked" in msg or "busy" in msg:
+        return StoreIOError(f"cannot {doing} {where}: it is locked by another process ({e}); try again")
+    if "readonly" in msg or "read-only" in msg or "permission" in msg:
+        return StoreIOError(f"cannot {doing} {where}: it is read-only here ({e}); check the file's permissions")
+    if "disk is full" in msg or "disk i/o" in msg or "full" in msg:
+        return StoreIOError(f"cannot {doing} {where}: the disk is full or failing ({e}); free space and rerun")
+    if "unable to open" in msg:
+        return StoreIOError(f"cannot {doing} {where}: the file or its directory cannot be opened ({e})")
+    if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
+        return StoreError(f"{where} is damaged or not a budgetsched results store ({e})")
+    if isinstance(e, sqlite3.IntegrityError) or "no such" in msg or "has no column" in msg:
+        return StoreError(f"{where} has a layout this budgetsched cannot use ({e})")
+    return StoreIOError(f"cannot {doing} {where}: {e}")
+
+
 class Store:
     """SQLite results store for one study.
 
@@ -179,190 +242,233 @@ class Store:
     {'done': 0, 'diverged': 0, 'failed': 0}
 
     ``Store(path)`` creates the file (and its directory) or opens an existing store after checking that it is
-    one. Meant for one writing process at a time (the runner); readers may open it concurrently (WAL).
+    one and that it can be written (nothing is trained into a store that cannot take the result).
+    ``Store(path, readonly=True)`` opens an existing store for reading only and never writes to the file.
+
+    Raises:
+        StoreError: not a budgetsched store, damaged, a newer layout, or (read-only) no such file.
+        StoreIOError: the file or its directory cannot be written (read-only, disk full, locked).
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = bool(readonly)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self.version = SCHEMA_VERSION
         self._check_file()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise StoreError(f"cannot create the directory of store {str(self.path)!r}: {e.strerror or e}") from None
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
-                                   check_same_thread=False)
-        except sqlite3.Error as e:
-            raise StoreError(f"cannot open store {str(self.path)!r}: {e}") from None
-        try:
-            self._conn = conn
-            self._init_schema()
-        except sqlite3.Error as e:
-            conn.close()
-            self._conn = None
-            raise StoreError(f"cannot use store {str(self.path)!r}: {e}") from None
-        except StoreError:
-            conn.close()
-            self._conn = None
-            raise
+        self._conn = self._open_readonly() if self.readonly else self._open_writable()
 
     # -- opening -----------------------------------------------------------------------------------------------
     def _check_file(self) -> None:
-        """Reject a non-SQLite file before SQLite touches it (SQLite would happily overwrite an empty one)."""
+        """Reject a non-SQLite file before SQLite touches it (SQLite would happily write into an empty one)."""
         p = self.path
         if p.is_dir():
             raise StoreError(f"store path {str(p)!r} is a directory; give a file path such as {str(p / 'study.db')!r}")
         if not p.exists():
+            if self.readonly:
+                raise StoreError(f"no results store at {str(p)!r}; create one with 'budgetsched run --store {p} ...'")
             return
         try:
             with open(p, "rb") as f:
                 head = f.read(len(_SQLITE_MAGIC))
         except OSError as e:
-            raise StoreError(f"cannot read store {str(p)!r}: {e.strerror or e}") from None
+            raise StoreIOError(f"cannot read store {str(p)!r}: {e.strerror or e}") from None
+        if self.readonly and not head:
+            raise StoreError(f"{str(p)!r} is an empty file, not a budgetsched results store")
         if head and head != _SQLITE_MAGIC:
             raise StoreError(f"{str(p)!r} is not a budgetsched results store (not an SQLite database)")
 
-    def _init_schema(self) -> None:
-        c = self._conn
-        assert c is not None
-        c.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        app_id = c.execute("PRAGMA application_id").fetchone()[0]
-        version = c.execute("PRAGMA user_version").fetchone()[0]
-        n_objects = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        if app_id == 0 and version == 0 and n_objects == 0:
-            self._create()
-        elif app_id != APPLICATION_ID:
-            raise StoreError(
-                f"{str(self.path)!r} is an SQLite database but not a budgetsched results store "
-                f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})"
-            )
-        elif version > SCHEMA_VERSION:
-            raise StoreError(
-                f"store {str(self.path)!r} has schema version {version}, newer than this budgetsched reads "
-                f"({SCHEMA_VERSION}); upgrade budgetsched"
-            )
-        elif version < 1:
-            raise StoreError(f"store {str(self.path)!r} has an unknown schema version {version}")
-        else:
-            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if not {"meta", "trials"} <= tables:
-                raise StoreError(f"store {str(self.path)!r} is damaged: tables meta/trials are missing")
-        mode = c.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise StoreError(f"cannot switch store {str(self.path)!r} to WAL mode (got {mode!r})")
-        # FULL: the WAL is fsynced at each commit, so a put that returned survives a crash or power loss.
-        c.execute("PRAGMA synchronous = FULL")
+    def _connect(self, uri: str) -> sqlite3.Connection:
+        conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        return conn
 
-    def _create(self) -> None:
-        c = self._conn
-        assert c is not None
-        c.execute("BEGIN IMMEDIATE")
+    def _open_writable(self) -> sqlite3.Connection:
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            kind = StoreError if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG) else StoreIOError
+            raise kind(f"cannot create the directory of store {str(self.path)!r}: {e.strerror or e}") from None
+        try:
+            conn = self._connect(self.path.resolve().as_uri() + "?mode=rwc")
+        except sqlite3.Error as e:
+            raise _io_error(self.path, e, "open") from None
+        self._conn = conn
+        try:
+            with self._tx():  # check, create or migrate in one exclusive transaction: racing creators all succeed
+                self._init_schema(conn)
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreIOError(f"cannot switch store {str(self.path)!r} to WAL mode (got {mode!r})")
+            # FULL: the WAL is fsynced at each commit, so a put that returned survives a crash or power loss.
+            conn.execute("PRAGMA synchronous = FULL")
+            self._probe_write()
+        except BaseException:
+            conn.close()
+            self._conn = None
+            raise
+        return conn
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        try:
+            conn = self._connect(uri + "?mode=ro")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as e:
+            # A WAL store in a directory this user cannot write: SQLite needs the -shm file. If there is no
+            # write-ahead log to miss, reading the main file as immutable is exact; otherwise say what is missed.
+            if "unable to open" not in str(e).lower() and "readonly" not in str(e).lower():
+                raise _io_error(self.path, e, "read") from None
+            wal = Path(str(self.path) + "-wal")
+            if wal.exists() and wal.stat().st_size > 0:
+                warnings.warn(f"{str(wal)!r} holds results not yet merged into the store and cannot be read here "
+                              "(no write access to its directory); rows in it are missing from this report. "
+                              "Open the store once with write access (e.g. rerun the study) to merge them.",
+                              StoreWarning, stacklevel=3)
+            try:
+                conn = self._connect(uri + "?immutable=1")
+            except sqlite3.Error as e2:
+                raise _io_error(self.path, e2, "read") from None
+        except sqlite3.Error as e:
+            raise _io_error(self.path, e, "read") from None
+        try:
+            self._check_identity(conn, migrate=False)
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _check_identity(self, c: sqlite3.Connection, migrate: bool) -> int:
+        """Validate application id and version; returns the version found (0 for an empty database)."""
+        try:
+            app_id = c.execute("PRAGMA application_id").fetchone()[0]
+            version = c.execute("PRAGMA user_version").fetchone()[0]
+            n_objects = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        except sqlite3.Error as e:
+            raise _io_error(self.path, e, "read") from None
+        if app_id == 0 and version == 0 and n_objects == 0:
+            if not migrate:
+                raise StoreError(f"{str(self.path)!r} is an empty database, not a budgetsched results store")
+            return 0
+        if app_id != APPLICATION_ID:
+            raise StoreError(f"{str(self.path)!r} is an SQLite database but not a budgetsched results store "
+                             f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})")
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"store {str(self.path)!r} has schema version {version}, newer than this budgetsched "
+                             f"({_package_version()}) reads (version {SCHEMA_VERSION}); upgrade budgetsched")
+        if version < 1:
+            raise StoreError(f"store {str(self.path)!r} has an unknown schema version {version}")
+        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not {"meta", "trials"} <= tables:
+            raise StoreError(f"store {str(self.path)!r} is damaged: tables meta/trials are missing")
+        self.version = version
+        return version
+
+    def _init_schema(self, c: sqlite3.Connection) -> None:
+        version = self._check_identity(c, migrate=True)
+        if version == 0:
             for stmt in _SCHEMA.split(";"):
                 if stmt.strip():
                     c.execute(stmt)
-            meta = {
-                "application": "budgetsched",
-                "schema_version": str(SCHEMA_VERSION),
-                "created": _now(),
-                "created_by": _package_version(),
-            }
+            meta = {"application": "budgetsched", "created": _now(), "created_by": _package_version()}
             c.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
             c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        else:
+            for v in range(version, SCHEMA_VERSION):
+                MIGRATIONS[v](c)
+                c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+                          (f"migrated_{v}_to_{v + 1}", f"{_now()} by {_package_version()}"))
+        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self.version = SCHEMA_VERSION
+
+    def _probe_write(self) -> None:
+        """Commit one small write now, so a read-only file or a full disk fails before anything is trained."""
+        with self._tx("write to") as c:
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_opened', ?)", (_now(),))
+
+    # -- the one transaction helper ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _tx(self, doing: str = "write to") -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE ... COMMIT`` (rolled back on any error); SQLite errors become one clear error."""
+        c = self._db()
+        try:
+            c.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            raise _io_error(self.path, e, doing) from None
+        try:
+            yield c
             c.execute("COMMIT")
-        except BaseException:
+        except BaseException as e:
             if c.in_transaction:
-                c.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.Error):
+                    c.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error):
+                raise _io_error(self.path, e, doing) from None
             raise
 
-    # -- API -----------------------------------------------------------------------------------------------------
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StoreError(f"store {str(self.path)!r} is closed")
         return self._conn
 
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"store {str(self.path)!r} was opened read-only")
+
+    # -- reading -------------------------------------------------------------------------------------------------
     def finished_keys(self) -> set[str]:
         """Keys of trials that need no rerun: status ``done`` or ``diverged`` (``failed`` ones are retried)."""
         with self._lock:
-            cur = self._db().execute("SELECT key FROM trials WHERE status IN ('done', 'diverged')")
+            cur = self._db().execute("SELECT key FROM trials WHERE status IN (?, ?)", tuple(s.value for s in FINISHED))
             return {r[0] for r in cur}
-
-    def put(self, config: TrialConfig, result: Any, meta: Mapping[str, Any] | None = None) -> None:
-        """Record one trial in one durable transaction; re-putting the same config replaces its row.
-
-        ``result`` is a ``TrialResult`` or any object / mapping with its fields (status, val_loss, val_metric,
-        test_loss, test_metric, curves, steps, wall_time, error). ``meta`` may give ``engine``, ``device`` and
-        ``started`` (ISO time; without it, finish time minus ``wall_time``); the whole ``meta`` (workers, git
-        commit, ...) is also kept as JSON in ``run_meta``.
-        """
-        if not isinstance(config, TrialConfig):
-            raise ValueError(f"config must be a TrialConfig, got {type(config).__name__}")
-        r = _result_fields(result)
-        meta = dict(meta or {})
-        finished_dt = _dt.datetime.now(_dt.timezone.utc)
-        started = meta.get("started")
-        if started is None and r["wall_time"] is not None and math.isfinite(r["wall_time"]):
-            started = (finished_dt - _dt.timedelta(seconds=r["wall_time"])).isoformat(timespec="milliseconds")
-        row = {
-            "key": config.key,
-            "task": config.task,
-            "schedule": config.schedule,
-            "schedule_params": _dumps(config.params),
-            "label": config.label,
-            "optimizer": config.optimizer,
-            "budget": config.budget,
-            "lr": config.lr,
-            "seed": config.seed,
-            **{m: r[m] for m in _METRICS},
-            "status": r["status"],
-            "curves": _dumps(r["curves"]),
-            "steps": r["steps"],
-            "wall_time": r["wall_time"],
-            "error": r["error"],
-            "started": None if started is None else str(started),
-            "finished": finished_dt.isoformat(timespec="milliseconds"),
-            "package_version": _package_version(),
-            "torch_version": _torch_version(),
-            "python_version": platform.python_version(),
-            "hostname": socket.gethostname(),
-            "engine": None if meta.get("engine") is None else str(meta["engine"]),
-            "device": None if meta.get("device") is None else str(meta["device"]),
-            "run_meta": _dumps({k: v for k, v in meta.items() if k != "started"}),
-            "config": _dumps(config.to_dict()),
-        }
-        sql = f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-        with self._lock:
-            c = self._db()
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(sql, [row[k] for k in _COLUMNS])
-                c.execute("COMMIT")
-            except BaseException:
-                if c.in_transaction:
-                    c.execute("ROLLBACK")
-                raise
 
     def rows(self, task: str | None = None) -> list[dict[str, Any]]:
         """All trials (or one task's) as dicts: config fields, result fields, provenance; JSON columns decoded.
 
-        ``schedule_params``, ``curves`` and ``config`` come back as dicts. Ordered by task, optimizer, budget,
-        label, lr, seed.
+        ``schedule_params``, ``curves``, ``run_meta`` and ``config`` come back as dicts. Ordered by task,
+        optimizer, budget, label, lr, seed. A row that cannot be decoded is skipped with a :class:`StoreWarning`
+        naming its key.
         """
-        sql = f"SELECT {', '.join(_COLUMNS)} FROM trials"
+        cols = [c for c in _COLUMNS if self.version >= 2 or c not in _V1_DEFAULTS]
+        sql = f"SELECT {', '.join(cols)} FROM trials"
         args: tuple[Any, ...] = ()
         if task is not None:
             sql += " WHERE task = ?"
             args = (task,)
         sql += " ORDER BY task, optimizer, budget, label, lr, schedule_params, seed"
         with self._lock:
-            fetched = self._db().execute(sql, args).fetchall()
+            try:
+                fetched = self._db().execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise _io_error(self.path, e, "read") from None
         out = []
         for values in fetched:
-            d = dict(zip(_COLUMNS, values))
-            for k in ("schedule_params", "curves", "run_meta", "config"):
+            d = {**_V1_DEFAULTS, **dict(zip(cols, values))}
+            try:
+                for k in _JSON_COLUMNS:
+                    d[k] = json.loads(d[k])
+                Status.parse(d["status"])
+            except (TypeError, ValueError) as e:
+                warnings.warn(f"store {str(self.path)!r}: trial {d.get('key')!r} cannot be read ({e}); skipped",
+                              StoreWarning, stacklevel=2)
+                continue
+            out.append(d)
+        return out
+
+    def row(self, key: str) -> dict[str, Any] | None:
+        """The trial stored under ``key`` (as in :meth:`rows`), or None."""
+        return next((r for r in self._rows_where("key = ?", (key,))), None)
+
+    def _rows_where(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+        cols = [c for c in _COLUMNS if self.version >= 2 or c not in _V1_DEFAULTS]
+        with self._lock:
+            fetched = self._db().execute(f"SELECT {', '.join(cols)} FROM trials WHERE {where}", args).fetchall()
+        out = []
+        for values in fetched:
+            d = {**_V1_DEFAULTS, **dict(zip(cols, values))}
+            for k in _JSON_COLUMNS:
                 d[k] = json.loads(d[k])
             out.append(d)
         return out
@@ -374,16 +480,129 @@ class Store:
         return {s: int(got.get(s, 0)) for s in STATUSES}
 
     def meta(self) -> dict[str, str]:
-        """The store's own metadata (application, schema version, creation time and package version)."""
+        """The store's own metadata (application, creation time and package version, migrations)."""
         with self._lock:
             return dict(self._db().execute("SELECT key, value FROM meta").fetchall())
 
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
+    # -- writing -------------------------------------------------------------------------------------------------
+    def put(self, config: TrialConfig, result: Any, meta: Mapping[str, Any] | None = None, *,
+            total_steps: int | None = None, stand_in: str | None = None) -> None:
+        """Record one trial in one durable transaction (releasing its claim); re-putting a config replaces its row.
+
+        ``result`` is a ``TrialResult`` or any object / mapping with its fields (status, val_loss, val_metric,
+        test_loss, test_metric, curves, steps, wall_time, error). ``meta`` may give ``engine``, ``device`` and
+        ``started`` (ISO time; without it, finish time minus ``wall_time``); the whole ``meta`` (workers, git
+        commit, ...) is also kept as JSON in ``run_meta``. ``total_steps`` is the run's planned length;
+        ``stand_in`` names the trial whose result this one reuses (``"constant"`` for a plateau that cannot
+        trigger within its budget).
+        """
+        self._writable()
+        if not isinstance(config, TrialConfig):
+            raise ValueError(f"config must be a TrialConfig, got {type(config).__name__}")
+        r = _result_fields(result)
+        meta = dict(meta or {})
+        finished_dt = _dt.datetime.now(_dt.timezone.utc)
+        started = meta.get("started")
+        if started is None and r["wall_time"] is not None and math.isfinite(r["wall_time"]):
+            started = (finished_dt - _dt.timedelta(seconds=r["wall_time"])).isoformat(timespec="milliseconds")
+        row = {
+            "key": config.key, "task": config.task, "schedule": config.schedule,
+            "schedule_params": _dumps(config.params), "label": config.label, "optimizer": config.optimizer,
+            "budget": config.budget, "lr": config.lr, "seed": config.seed,
+            **{m: r[m] for m in _METRICS},
+            "status": r["status"], "curves": _dumps(r["curves"]), "steps": r["steps"], "wall_time": r["wall_time"],
+            "error": r["error"], "started": None if started is None else str(started),
+            "finished": finished_dt.isoformat(timespec="milliseconds"),
+            "package_version": _package_version(), "torch_version": _torch_version(),
+            "python_version": platform.python_version(), "hostname": socket.gethostname(),
+            "engine": None if meta.get("engine") is None else str(meta["engine"]),
+            "device": None if meta.get("device") is None else str(meta["device"]),
+            "run_meta": _dumps({k: v for k, v in meta.items() if k != "started"}),
+            "config": _dumps(config.to_dict()), "budget_unit": config.budget_unit,
+            "total_steps": None if total_steps is None else int(total_steps), "stand_in": stand_in,
+        }
+        sql = f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        with self._lock, self._tx() as c:
+            c.execute(sql, [row[k] for k in _COLUMNS])
+            c.execute("DELETE FROM claims WHERE key = ?", (config.key,))
+
+    # -- claims (concurrent runs) --------------------------------------------------------------------------------
+    def claim(self, keys: list[str], owner: str, lease_s: float) -> list[str]:
+        """Claim the unfinished, unclaimed ``keys`` for ``owner`` in one transaction; returns those claimed.
+
+        Claims whose last heartbeat is older than ``lease_s`` seconds (a crashed run) are taken over.
+        """
+        self._writable()
+        now = time.time()
+        got: list[str] = []
+        with self._lock, self._tx() as c:
+            c.execute("DELETE FROM claims WHERE heartbeat < ?", (now - lease_s,))
+            for i in range(0, len(keys), 500):
+                part = keys[i:i + 500]
+                marks = ",".join("?" * len(part))
+                taken = {r[0] for r in c.execute(
+                    f"SELECT key FROM trials WHERE key IN ({marks}) AND status IN ('done', 'diverged')", part)}
+                taken |= {r[0] for r in c.execute(
+                    f"SELECT key FROM claims WHERE key IN ({marks}) AND owner != ?", (*part, owner))}
+                mine = [k for k in part if k not in taken]
+                c.executemany("INSERT OR REPLACE INTO claims (key, owner, heartbeat) VALUES (?, ?, ?)",
+                              [(k, owner, now) for k in mine])
+                got += mine
+        return got
+
+    def claimed_by_others(self, keys: list[str], owner: str, lease_s: float) -> int:
+        """How many of ``keys`` are unfinished and held by another run's live claim."""
+        now = time.time()
+        n = 0
         with self._lock:
-            if self._conn is not None:
-                self._conn.close()
-                self._conn = None
+            c = self._db()
+            for i in range(0, len(keys), 500):
+                part = keys[i:i + 500]
+                marks = ",".join("?" * len(part))
+                n += c.execute(f"SELECT count(*) FROM claims WHERE key IN ({marks}) AND owner != ? AND heartbeat >= ?",
+                               (*part, owner, now - lease_s)).fetchone()[0]
+        return int(n)
+
+    def heartbeat(self, owner: str) -> None:
+        """Keep ``owner``'s claims alive."""
+        with self._lock, self._tx() as c:
+            c.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+
+    def release(self, owner: str) -> None:
+        """Drop ``owner``'s remaining claims (its unfinished trials become free for other runs)."""
+        with self._lock, self._tx() as c:
+            c.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+
+    # -- closing -------------------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection (idempotent). A writer first merges the write-ahead log into the file, so that
+        readers without write access to the directory see every row."""
+        with self._lock:
+            if self._conn is None:
+                return
+            if not self.readonly:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._conn.close()
+            self._conn = None
+
+    def remove_if_empty(self) -> bool:
+        """Close the store and delete its files if it holds no trial (a run that failed before writing any:
+        nothing is left behind). Returns True if the files were removed."""
+        self.close()
+        try:
+            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+            try:
+                n = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return False
+        if n:
+            return False
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.path) + suffix).unlink(missing_ok=True)
+        return True
 
     def __enter__(self) -> "Store":
         return self
@@ -392,4 +611,4 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Store({str(self.path)!r})"
+        return f"Store({str(self.path)!r}{', readonly=True' if self.readonly else ''})"

@@ -347,10 +347,11 @@ def run_members(configs: Sequence[TrialConfig], plans: list[Plan], model: Model,
 
 # ------------------------------------------------------------------------------------------ sequential engine
 def train_trial(config: TrialConfig, task: Any, data: TaskData, device: str | torch.device = "cpu",
-                placed: TaskData | None = None) -> TrialResult:
+                placed: TaskData | None = None, on_epoch: Callable[[int], None] | None = None) -> TrialResult:
     """Train one trial, one model at a time (any model, BatchNorm included); never raises for a trial that fails.
 
-    ``placed`` is ``data`` already on ``device`` in the model's dtype (a runner reuses it across trials).
+    ``placed`` is ``data`` already on ``device`` in the model's dtype (a runner reuses it across trials);
+    ``on_epoch(model_steps)`` is called after every epoch (progress).
 
     Raises:
         ValueError: ``config.task`` is not ``task.name`` (a caller mistake, not a trial outcome).
@@ -368,5 +369,5 @@ def train_trial(config: TrialConfig, task: Any, data: TaskData, device: str | to
             placed = place(data, device, model.flat.dtype)
     except Exception as e:
         return TrialResult.failed(f"{type(e).__name__}: {e}")
-    [result] = run_members([config], [plan], model, task, placed)
+    [result] = run_members([config], [plan], model, task, placed, on_epoch)
     return result
