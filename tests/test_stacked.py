@@ -272,3 +272,53 @@ def test_inputs_of_the_wrong_shape_are_rejected():
     stack = StackedModel([MLP((4, 2))], [0], make_task(), "cpu")
     with pytest.raises(ValueError, match="cannot take examples of shape .5,."):
         stack.loss_and_grad(torch.zeros(1, 3, 5), torch.zeros(1, 3, dtype=torch.long))
+
+
+def test_first_argmax_of_a_strided_dimension():
+    gen = torch.Generator().manual_seed(5)
+    for dtype in (torch.float32, torch.float64):
+        out = torch.randint(0, 3, (4, 6, 50), generator=gen).to(dtype)  # many ties: the first maximum wins
+        assert torch.equal(kernels._argmax1(out), out.argmax(1))
+
+
+@pytest.mark.parametrize("make,shape", [(lambda: MLP((40, 16, 10)), (40,)), (lambda: CNN1d(**SMALL_CNN), (12,))],
+                         ids=["mlp", "cnn"])
+def test_reduced_precision_is_opt_in_and_close(make, shape, monkeypatch):
+    """bfloat16 products (float32 parameters, gradients and loss) only when asked for; close to float32."""
+    seeds = (0, 0, 1)
+    task = make_task()
+    x, y = batch(seeds, shape, n_classes=5, B=64)
+    monkeypatch.delenv("BUDGETSCHED_MATMUL_DTYPE", raising=False)
+    exact = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu")
+    assert exact.compute_dtype is None and exact._impl.compute_dtype == torch.float32
+    loss32, grad32 = (t.clone() for t in exact.loss_and_grad(x, y))
+    monkeypatch.setenv("BUDGETSCHED_MATMUL_DTYPE", "bfloat16")
+    for low in (StackedModel(build(make, seeds), groups_of(seeds), task, "cpu"),
+                StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", compute_dtype=torch.bfloat16)):
+        assert low.compute_dtype == torch.bfloat16
+        loss, grad = low.loss_and_grad(x, y)
+        assert loss.dtype == grad.dtype == torch.float32
+        torch.testing.assert_close(loss, loss32, rtol=2e-2, atol=0)
+        assert ((grad - grad32).norm(dim=1) / grad32.norm(dim=1)).max() < 0.1
+        v_loss, v_metric = low.evaluate(x[0], y[0])
+        e_loss, e_metric = exact.evaluate(x[0], y[0])
+        assert v_loss == pytest.approx(e_loss, rel=2e-2)
+
+
+def test_reduced_precision_through_autocast_elsewhere(monkeypatch):
+    monkeypatch.delenv("BUDGETSCHED_MATMUL_DTYPE", raising=False)
+    seeds = (0, 1)
+    task = make_task(cross_entropy, bits_per_char)
+    x, y = tokens(2, 3, 8)
+    make = lambda: CharTransformer(**SMALL_TRANSFORMER)  # noqa: E731
+    exact = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu")
+    loss32, grad32 = (t.clone() for t in exact.loss_and_grad(x, y))
+    for stacking in ("auto", "vmap"):
+        low = StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", stacking, compute_dtype="bfloat16")
+        loss, grad = low.loss_and_grad(x, y)
+        assert loss.dtype == grad.dtype == torch.float32
+        torch.testing.assert_close(loss, loss32, rtol=2e-2, atol=0)
+        assert ((grad - grad32).norm(dim=1) / grad32.norm(dim=1)).max() < 0.1
+        assert low.evaluate(x[0], y[0])[0] == pytest.approx(exact.evaluate(x[0], y[0])[0], rel=2e-2)
+    with pytest.raises(ValueError, match="unknown compute dtype 'int8'"):
+        StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", compute_dtype="int8")

@@ -37,11 +37,13 @@ from torch.func import vjp, vmap
 
 __all__ = ["StackedNet", "LayerSpec", "stack_layers"]
 
-#: Most bytes of buffers (activations, im2col columns and their gradients) per tile of members; a chunk of K
-#: members runs as ceil(K * per-member bytes / TILE_BYTES) tiles of near-equal size. Measured on mnist1d-mlp
-#: (1 thread): tiles small enough for L2 were no faster than one tile for K = 32, and each tile costs ~100 us of
-#: per-operation overhead.
-TILE_BYTES = 32 << 20
+#: Most bytes of buffers (activations, im2col columns and their gradients) per tile of members, and the fewest
+#: members per tile: a chunk of K members runs as ceil(K / t) tiles of near-equal size, t = max(MIN_TILE,
+#: TILE_BYTES // per-member bytes). Measured on mnist1d-mlp (1 thread): K = 128 runs ~10 % faster in tiles of
+#: 24-64 members than in one; K = 32 is as fast in one tile as in tiles of 8-16 (each tile costs ~100 us of
+#: per-operation overhead); mnist1d-cnn (4 MB per member) is as fast in tiles of 2 to 16.
+TILE_BYTES = 8 << 20
+MIN_TILE = 8
 
 #: Most examples per evaluation pass: bounds the buffers, so that evaluation runs in large tiles of members.
 EVAL_PASS = 250
@@ -153,6 +155,15 @@ def _act_forward(act: Any, z: torch.Tensor) -> Callable[[torch.Tensor], Any] | N
     return lambda g: g.copy_(back(g)[0])
 
 
+def _argmax1(out: torch.Tensor) -> torch.Tensor:
+    """``out.argmax(1)`` (the first maximal index) of [t, C, m] through ``amax``: argmax over a strided dimension
+    is ~25x slower on a CPU."""
+    C = out.shape[1]
+    is_max = (out == out.amax(1, keepdim=True)).to(out.dtype)
+    rank = torch.arange(C, 0, -1, dtype=out.dtype, device=out.device).view(1, C, 1)  # C - j: the first max wins
+    return C - (is_max * rank).amax(1).long()
+
+
 # ---------------------------------------------------------------------------------------------------- layers
 class _Layer:
     """One layer of one tile: parameter / gradient views, buffers, forward and backward.
@@ -174,11 +185,13 @@ class _Layer:
             self.out_shape: tuple[int, ...] = (spec.n_out, n)
             self.z = new(spec.n_out, n)
             self.dh = new(*in_shape) if train and not first else None
+            self._mixed(dtype, train)
             return
         C, L = in_shape[0], in_shape[1]
         k, s, p = spec.kernel, spec.stride, spec.padding
         Lo = (L + 2 * p - k) // s + 1
         self.W, self.gW = W.view(t, spec.n_out, C * k), gW.view(t, spec.n_out, C * k)
+        self._mixed(dtype, train)
         self.out_shape = (spec.n_out, Lo, n)
         self.z = new(spec.n_out, Lo, n)
         self.cols = torch.zeros(t, C, k, Lo, n, dtype=dtype, device=device)  # zero where the padding reads
@@ -192,8 +205,23 @@ class _Layer:
         self.dcols = new(C * k, Lo * n) if train and not first else None
         self.dh = new(C, L, n) if train and not first else None
 
+    def _mixed(self, dtype: torch.dtype, train: bool) -> None:
+        """Reduced-precision compute: the products read copies of the parameters in ``dtype`` (refreshed every
+        forward) and write the weight gradient to a scratch in ``dtype`` that is copied (up) into the gradient."""
+        self.master = None
+        if dtype == self.W.dtype:
+            return
+        self.master = (self.W, self.b)
+        self.W = torch.empty(self.W.shape, dtype=dtype, device=self.W.device)
+        self.b = torch.empty(self.b.shape, dtype=dtype, device=self.b.device) if self.b is not None else None
+        self.gW_low = torch.empty(self.gW.shape, dtype=dtype, device=self.W.device) if train else None
+
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """Output [t, *out_shape] (into ``self.z``) of input h [t, *in_shape]."""
+        if self.master is not None:
+            self.W.copy_(self.master[0])
+            if self.b is not None:
+                self.b.copy_(self.master[1])
         if self.spec.kind == "linear":
             a = h
         else:
@@ -214,8 +242,11 @@ class _Layer:
         the first layer)."""
         d2 = d.view(d.shape[0], d.shape[1], -1)
         if self.gb is not None:
-            torch.sum(d2, -1, out=self.gb)
-        torch.bmm(d2, self._a.transpose(1, 2), out=self.gW)
+            torch.sum(d2, -1, dtype=self.gb.dtype, out=self.gb)
+        if self.master is None:
+            torch.bmm(d2, self._a.transpose(1, 2), out=self.gW)
+        else:
+            self.gW.copy_(torch.bmm(d2, self._a.transpose(1, 2), out=self.gW_low))
         if self.first:
             return None
         if self.spec.kind == "linear":
@@ -257,11 +288,13 @@ class StackedNet:
         ranges: the ``[lo, hi)`` member rows of each seed group, in order.
         loss, metric: the task's (``loss(out [B, n_out], y) -> mean``; ``metric -> per example``).
         tile: members per tile (default: from :data:`TILE_BYTES`).
+        compute_dtype: the dtype of the products and activations (default: the parameters'); e.g. ``bfloat16``
+            for reduced-precision products with float32 parameters, gradients, loss and optimizer (opt-in).
     """
 
     def __init__(self, input_op: str | None, layers: Sequence[LayerSpec], params: dict[str, torch.Tensor],
                  grads: dict[str, torch.Tensor], ranges: Sequence[tuple[int, int]], loss: Callable,
-                 metric: Callable, tile: int | None = None) -> None:
+                 metric: Callable, tile: int | None = None, compute_dtype: torch.dtype | None = None) -> None:
         from budgetsched.bench.tasks import cross_entropy, error_percent
 
         self.input_op, self.layers = input_op, list(layers)
@@ -278,6 +311,7 @@ class StackedNet:
         self._eval_loss = vmap(loss, in_dims=(0, None))
         self._eval_metric = vmap(metric, in_dims=(0, None))
         self.tile = tile
+        self.compute_dtype = compute_dtype if compute_dtype is not None else self._W[0].dtype
         self._plans: dict[tuple, list[_Tile]] = {}
 
     # -- inputs ---------------------------------------------------------------------------------------------------
@@ -292,6 +326,8 @@ class StackedNet:
 
     def _operand(self, x: torch.Tensor) -> torch.Tensor:
         """Per-member examples x [t, n, *example] -> the first layer's input [t, features, n] or [t, C, L, n]."""
+        if x.dtype != self.compute_dtype:
+            x = x.to(self.compute_dtype)
         if self.input_op == "flatten":
             x = x.flatten(2)
         elif self.input_op == "unsqueeze":
@@ -313,7 +349,7 @@ class StackedNet:
         if plan is not None:
             return plan
         self._check(example)
-        t = self.tile or max(1, TILE_BYTES // max(1, self._member_bytes(example, n, dtype, train)))
+        t = self.tile or max(MIN_TILE, TILE_BYTES // max(1, self._member_bytes(example, n, dtype, train)))
         count = -(-self.K // t)
         bounds = [round(i * self.K / count) for i in range(count + 1)]
         plan = []
@@ -382,13 +418,18 @@ class StackedNet:
     @torch.no_grad()
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Per-member losses [K] of one batch (xb [G, B, ...], yb [G, B, ...]); the gradients go to ``grads``."""
-        plan = self._plan(self._example_shape(xb, 2), xb.shape[1], xb.dtype, True)
-        losses = torch.empty(self.K, dtype=xb.dtype, device=xb.device)
+        plan = self._plan(self._example_shape(xb, 2), xb.shape[1], self.compute_dtype, True)
+        losses = torch.empty(self.K, dtype=self._W[0].dtype, device=xb.device)
         for tile in plan:
             backs = self._forward(tile, self._operand(tile.inputs(xb)))
             out = tile.layers[-1].z
             d = out if backs[-1] is None else out.clone()  # becomes d loss / d output
-            self._loss_grad(d, tile.inputs(yb), losses[tile.a:tile.e])
+            if d.dtype == losses.dtype:
+                self._loss_grad(d, tile.inputs(yb), losses[tile.a:tile.e])
+            else:  # the loss and its gradient in the parameters' precision
+                d_full = d.to(losses.dtype)
+                self._loss_grad(d_full, tile.inputs(yb), losses[tile.a:tile.e])
+                d.copy_(d_full)
             for i in range(len(tile.layers) - 1, -1, -1):
                 if backs[i] is not None:
                     backs[i](d)
@@ -411,13 +452,15 @@ class StackedNet:
         example = self._example_shape(x, 1)
         for s, e in zip(bounds[:-1], bounds[1:]):
             xs, ys, m = x[s:e], y[s:e], e - s
-            for tile in self._plan(example, m, x.dtype, False):
+            for tile in self._plan(example, m, self.compute_dtype, False):
                 self._forward(tile, self._operand(xs.expand(tile.e - tile.a, *xs.shape)))
                 out = tile.layers[-1].z  # [t, C, m]
+                if out.dtype != x.dtype:
+                    out = out.to(x.dtype)
                 if self._fast_eval and ys.dim() == 1:
                     yk = ys.view(1, 1, m).expand(out.shape[0], 1, m)
                     loss[tile.a:tile.e] -= torch.log_softmax(out, 1).gather(1, yk).sum((1, 2), dtype=torch.float64)
-                    metric[tile.a:tile.e] += (out.argmax(1) != ys).sum(-1, dtype=torch.float64) * 100.0
+                    metric[tile.a:tile.e] += (_argmax1(out) != ys).sum(-1, dtype=torch.float64) * 100.0
                 else:
                     rows = out.transpose(1, 2)
                     loss[tile.a:tile.e] += self._eval_loss(rows, ys).double() * m

@@ -14,8 +14,10 @@ Batches arrive per *seed group*: ``xb`` is ``[G, B, ...]`` for the G distinct se
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
 from typing import Any, Callable, Sequence
 
 import torch
@@ -77,10 +79,15 @@ class StackedModel:
         task: gives ``loss`` and ``metric``.
         device: where the stacked parameters live.
         stacking: one of :data:`STACKINGS`.
+        compute_dtype: opt-in reduced precision for the products and activations, e.g. ``torch.bfloat16`` (or
+            "bfloat16"): parameters, gradients, losses and the optimizer stay in the parameters' dtype. Default: the
+            environment variable ``BUDGETSCHED_MATMUL_DTYPE`` if set, else none (exact: the parameters' dtype).
+            Results then differ from the sequential engine's beyond rounding; see docs/benchmarks.md.
     """
 
     def __init__(self, models: Sequence[nn.Module], group: Sequence[int], task: Any, device: str | torch.device,
-                 stacking: str = "auto") -> None:
+                 stacking: str = "auto", compute_dtype: torch.dtype | str | None = None) -> None:
+        compute_dtype = _compute_dtype(compute_dtype)
         if stacking not in STACKINGS:
             raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
         if list(group) != sorted(group):
@@ -104,13 +111,17 @@ class StackedModel:
             self.grad = torch.zeros_like(self.flat)
             grads = self._views(self.grad, shapes)
             self._impl: Any = (
-                StackedNet(*net, self.params, grads, self._ranges, task.loss, task.metric) if net is not None else
+                StackedNet(*net, self.params, grads, self._ranges, task.loss, task.metric,
+                           compute_dtype=compute_dtype) if net is not None else
                 StackedTransformer(transformer, self.params, grads, self._ranges, task.loss, task.metric))
         else:
             self.kernel = False
             buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
                        for n, _ in models[0].named_buffers()}
             self._impl = _VmapImpl(models[0], self.params, buffers, self.group, self._ranges, task)
+        # products in reduced precision: natively in StackedNet, through autocast elsewhere
+        self.compute_dtype = compute_dtype
+        self._autocast = compute_dtype is not None and not isinstance(self._impl, StackedNet)
 
     def _views(self, flat: torch.Tensor, shapes: Sequence[torch.Size]) -> dict[str, torch.Tensor]:
         out, off = {}, 0
@@ -120,11 +131,18 @@ class StackedModel:
             off += size
         return out
 
+    def _context(self) -> Any:
+        if self._autocast:
+            return torch.autocast(self.flat.device.type, dtype=self.compute_dtype)
+        return contextlib.nullcontext()
+
     # -- the loop's interface -------------------------------------------------------------------------------------
     def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.kernel:
-            return self._impl.loss_and_grad(xb, yb), self.grad
-        return self._impl.loss_and_grad(xb, yb)
+        with self._context():
+            if self.kernel:
+                return self._impl.loss_and_grad(xb, yb), self.grad
+            losses, grad = self._impl.loss_and_grad(xb, yb)
+        return losses.to(self.flat.dtype), grad.to(self.flat.dtype)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
@@ -132,10 +150,23 @@ class StackedModel:
 
         loss = metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
         for s in range(0, len(y), EVAL_BATCH):
-            l_, m_ = self._impl.evaluate(x[s:s + EVAL_BATCH], y[s:s + EVAL_BATCH])
+            with self._context():
+                l_, m_ = self._impl.evaluate(x[s:s + EVAL_BATCH], y[s:s + EVAL_BATCH])
             loss, metric = loss + l_, metric + m_
         n = len(y)
         return [v / n for v in loss.tolist()], [v / n for v in metric.tolist()]
+
+
+def _compute_dtype(value: torch.dtype | str | None) -> torch.dtype | None:
+    """The opt-in reduced compute dtype: ``value``, else ``$BUDGETSCHED_MATMUL_DTYPE``, else None (exact)."""
+    if value is None:
+        value = os.environ.get("BUDGETSCHED_MATMUL_DTYPE") or None
+    if value is None or isinstance(value, torch.dtype):
+        return value
+    dtype = getattr(torch, str(value), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise ValueError(f"unknown compute dtype {value!r}; e.g. bfloat16")
+    return dtype
 
 
 class _VmapImpl:
