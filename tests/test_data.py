@@ -20,14 +20,14 @@ SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinysha
 def mnist1d_cache(tmp_path_factory):
     """(cache directory, arrays) of one MNIST-1D generation, shared by this module."""
     path = tmp_path_factory.mktemp("cache")
-    assert not (path / "mnist1d.npz").exists()
+    assert not (path / f"mnist1d-{D.MNIST1D_SAMPLES}.npz").exists()
     return path, D.mnist1d_arrays(path)
 
 
 # ------------------------------------------------------------------------------------- MNIST-1D
 def test_mnist1d_cache_round_trip(mnist1d_cache, monkeypatch):
     tmp_path, first = mnist1d_cache  # generated into an empty cache
-    assert (tmp_path / "mnist1d.npz").is_file()
+    assert (tmp_path / "mnist1d-10000.npz").is_file()
     assert not list(tmp_path.glob("*.tmp*"))  # no half-written file left behind
 
     import mnist1d.data
@@ -39,13 +39,13 @@ def test_mnist1d_cache_round_trip(mnist1d_cache, monkeypatch):
     second = D.mnist1d_arrays(tmp_path)
     for k in ("x", "y", "x_test", "y_test"):
         np.testing.assert_array_equal(first[k], second[k])
-    assert first["x"].shape == (4000, 40) and first["x_test"].shape == (1000, 40)
+    assert first["x"].shape == (8000, 40) and first["x_test"].shape == (2000, 40)  # 10 000 sequences, 80/20
 
 
 def test_mnist1d_splits_and_standardization(mnist1d_cache):
     tmp_path = mnist1d_cache[0]
     d = D.load_mnist1d(None, tmp_path)
-    assert (d.train_x.shape, d.val_x.shape, d.test_x.shape) == ((3600, 40), (400, 40), (1000, 40))
+    assert (d.train_x.shape, d.val_x.shape, d.test_x.shape) == ((6400, 40), (1600, 40), (2000, 40))
     assert d.train_x.dtype == torch.float32 and d.train_y.dtype == torch.int64
     # standardized with train statistics: train mean 0 and std 1 exactly, others only roughly
     assert abs(d.train_x.mean().item()) < 1e-5 and abs(d.train_x.std(unbiased=False).item() - 1) < 1e-4
@@ -69,7 +69,7 @@ def test_mnist1d_splits_and_standardization(mnist1d_cache):
 
 def test_digits_stratified_fixed_split():
     a, b = D.load_digits_data(), D.load_digits_data()
-    assert (len(a.train_x), len(a.val_x), len(a.test_x)) == (1257, 180, 360)
+    assert (len(a.train_x), len(a.val_x), len(a.test_x)) == (898, 539, 360)  # 50 / 30 / 20 %
     torch.testing.assert_close(a.val_x, b.val_x)  # fixed seed
     assert 0.0 <= a.train_x.min().item() and a.train_x.max().item() == 1.0
     # stratified: every class is in every split at close to its overall share
@@ -85,21 +85,43 @@ def test_digits_stratified_fixed_split():
     assert rows(*got) == rows(ref.data / 16.0, ref.target)
 
 
+def test_digits_vae_shares_the_split_and_fixes_evaluation_noise():
+    a, v = D.load_digits_data(), D.load_digits_vae()
+    assert v.train_x.equal(a.train_x) and v.train_y.equal(a.train_x)  # targets are the images
+    assert v.val_x.shape == (539, 64 + D.DIGITS_VAE_LATENT) and v.val_x[:, :64].equal(a.val_x)
+    assert v.val_y.equal(a.val_x) and v.test_y.equal(a.test_x)
+    assert D.load_digits_vae().test_x.equal(v.test_x)  # the same noise draw every time
+    eps = v.val_x[:, 64:]
+    assert abs(eps.mean().item()) < 0.05 and abs(eps.std().item() - 1) < 0.05  # standard normal
+    aug = D.append_noise(3)
+    g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    x = torch.rand(4, 64)
+    out = aug(x, g1)
+    assert out.shape == (4, 67) and out[:, :64].equal(x) and out.equal(aug(x, g2))
+
+
 # ------------------------------------------------------------------------------ Tiny Shakespeare
 def test_shakespeare_blocks_and_shift(tmp_path):
-    text = bytes(range(32, 127)) * 50  # 4750 ASCII bytes
+    text = bytes(range(32, 97)) * 50  # 3250 ASCII bytes, 65 distinct characters
     (tmp_path / "input.txt").write_bytes(text)
-    d = D.load_shakespeare(tmp_path, block_size=8)
+    d = D.load_shakespeare(tmp_path, block_size=8, chars=None)
     n = len(text)
-    train_part = text[: int(n * 0.9)]
+    ids = [c - 32 for c in text]  # the vocabulary is the sorted characters, so id = byte - 32 here
+    train_part = ids[: int(n * 0.9)]
     assert d.train_x.shape == (len(train_part) // 9, 8) and d.train_x.dtype == torch.int64
-    # block i of train is bytes [9i, 9i + 9): x its first 8, y the same shifted by one
+    # block i of train is characters [9i, 9i + 9): x its first 8, y the same shifted by one
     i = 5
-    assert d.train_x[i].tolist() == list(train_part[9 * i: 9 * i + 8])
-    assert d.train_y[i].tolist() == list(train_part[9 * i + 1: 9 * i + 9])
-    val_part = text[int(n * 0.9): int(n * 0.95)]
-    assert d.val_x[0].tolist() == list(val_part[:8])
-    assert d.test_y[-1].max().item() < 256
+    assert d.train_x[i].tolist() == train_part[9 * i: 9 * i + 8]
+    assert d.train_y[i].tolist() == train_part[9 * i + 1: 9 * i + 9]
+    val_part = ids[int(n * 0.9): int(n * 0.95)]
+    assert d.val_x[0].tolist() == val_part[:8]
+    assert d.test_y.max().item() < D.SHAKESPEARE_VOCAB
+    # a fixed prefix of each split: the first 90 characters of train (10 blocks of 9)
+    cut = D.load_shakespeare(tmp_path, block_size=8, chars=(90, None, None))
+    assert cut.train_x.equal(d.train_x[:10]) and cut.val_x.equal(d.val_x)
+    (tmp_path / "input.txt").write_bytes(bytes(range(32, 127)) * 50)
+    with pytest.raises(ValueError, match="95 distinct characters; the model knows 65"):
+        D.load_shakespeare(tmp_path, block_size=8)
 
 
 def test_shakespeare_lookup_order(tmp_path, monkeypatch):
@@ -121,7 +143,8 @@ def test_shakespeare_lookup_order(tmp_path, monkeypatch):
 
 
 def test_shakespeare_missing_names_url(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    # a working directory with no shared/data above it (this machine may have one above /tmp)
+    monkeypatch.setattr(D.Path, "cwd", classmethod(lambda cls: Path("/nonexistent/work")))
     monkeypatch.delenv("BUDGETSCHED_DATA", raising=False)
     with pytest.raises(FileNotFoundError, match="tinyshakespeare.txt not found.*raw.githubusercontent.com"):
         D.load_shakespeare(tmp_path / "nothing")
@@ -129,11 +152,13 @@ def test_shakespeare_missing_names_url(tmp_path, monkeypatch):
 
 def test_shakespeare_real_text_splits():
     assert SHAKESPEARE.is_file(), f"the shared Tiny Shakespeare copy is missing at {SHAKESPEARE}"
-    d = D.load_shakespeare(SHAKESPEARE.parent, block_size=64)
+    d = D.load_shakespeare(SHAKESPEARE.parent, block_size=64, chars=None)
     n = SHAKESPEARE.stat().st_size
     assert len(d.train_x) == int(n * 0.9) // 65
     assert len(d.val_x) == (int(n * 0.95) - int(n * 0.9)) // 65
-    assert d.train_x.max().item() < 128  # ASCII text: one byte per character
+    assert len(D.shakespeare_vocab(SHAKESPEARE.read_bytes())) == D.SHAKESPEARE_VOCAB == 65
+    task = D.load_shakespeare(SHAKESPEARE.parent)  # the task's subset: 100k / 10k / 10k characters, blocks of 33
+    assert (len(task.train_x), len(task.val_x), len(task.test_x)) == (100_000 // 33, 10_000 // 33, 10_000 // 33)
 
 
 # ---------------------------------------------------------------------------------------- CIFAR
@@ -225,12 +250,14 @@ def test_mnist_reader_and_vae_data(tmp_path, layout):
     assert tx.shape == (20, 28, 28) and tx[4, 10, 3] == 200 and tx.sum() == 200
     assert ty.tolist() == [i % 10 for i in range(20)] and sy.tolist() == [7, 2, 1] and ty.dtype == np.int64
     d = D.load_mnist_vae(tmp_path)
-    assert (d.train_x.shape, d.val_x.shape, d.test_x.shape) == ((18, 784), (2, 784), (3, 784))
-    assert d.train_y is d.train_x and d.test_y is d.test_x
-    assert d.test_x.min().item() == 1.0  # 255 / 255
+    # training inputs are the images; evaluation inputs carry a fixed noise draw for the 2-d latent
+    assert (d.train_x.shape, d.val_x.shape, d.test_x.shape) == ((18, 784), (2, 786), (3, 786))
+    assert d.train_y.equal(d.train_x) and d.test_y.equal(d.test_x[:, :784]) and d.val_y.equal(d.val_x[:, :784])
+    assert d.test_y.min().item() == 1.0  # 255 / 255
     assert 0.0 <= d.train_x.min().item() and d.train_x.max().item() <= 1.0
+    assert D.load_mnist_vae(tmp_path).val_x.equal(d.val_x)  # the evaluation noise is fixed
     # the one bright pixel sits at flat index 10 * 28 + 3 of whichever split got image 4
-    hit = torch.cat([d.train_x, d.val_x])
+    hit = torch.cat([d.train_x, d.val_y])
     assert torch.nonzero(hit).tolist() == [[torch.nonzero(hit.sum(1))[0, 0].item(), 10 * 28 + 3]]
     assert hit.max().item() == pytest.approx(200 / 255)
 

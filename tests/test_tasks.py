@@ -12,7 +12,7 @@ from torch.func import functional_call, stack_module_state
 from budgetsched.bench import models as M
 from budgetsched.bench.tasks import Task, TaskData, available_tasks, get_task
 
-ALL = ["mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "shakespeare-char",
+ALL = ["mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "digits-vae", "shakespeare-char",
        "cifar10-resnet20", "cifar100-vgg16", "mnist-vae", "stl10-wrn"]
 
 #: A tiny input batch and targets per task (shapes as the loaders produce them).
@@ -22,8 +22,11 @@ def _tiny_batch(name: str, n: int = 2):
         return torch.randn(n, 40, generator=g), torch.randint(0, 10, (n,), generator=g)
     if name == "digits-mlp":
         return torch.rand(n, 64, generator=g), torch.randint(0, 10, (n,), generator=g)
+    if name == "digits-vae":
+        x = torch.rand(n, 64, generator=g)
+        return torch.cat([x, torch.randn(n, 8, generator=g)], 1), x
     if name == "shakespeare-char":
-        x = torch.randint(0, 128, (n, 64), generator=g)
+        x = torch.randint(0, 65, (n, 32), generator=g)
         return x, torch.roll(x, -1, dims=1)
     if name == "cifar10-resnet20":
         return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
@@ -31,7 +34,7 @@ def _tiny_batch(name: str, n: int = 2):
         return torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 100, (n,), generator=g)
     if name == "mnist-vae":
         x = torch.rand(n, 784, generator=g)
-        return x, x
+        return torch.cat([x, torch.randn(n, 2, generator=g)], 1), x
     if name == "stl10-wrn":
         return torch.randn(n, 3, 96, 96, generator=g), torch.randint(0, 10, (n,), generator=g)
     raise AssertionError(name)
@@ -50,13 +53,14 @@ def test_registry_names_and_errors():
 
 def test_task_settings():
     expect = {  # name: (max_epochs, batch, metric, batchable, weight_decay, has augment)
-        "mnist1d-mlp": (100, 100, "error %", True, 0.0, False),
-        "mnist1d-cnn": (100, 100, "error %", True, 0.0, False),
-        "digits-mlp": (50, 64, "error %", True, 0.0, False),
-        "shakespeare-char": (5, 64, "bits/char", True, 0.0, False),
+        "mnist1d-mlp": (60, 100, "error %", True, 5e-4, False),
+        "mnist1d-cnn": (30, 100, "error %", True, 5e-4, False),
+        "digits-mlp": (60, 32, "error %", True, 5e-4, False),
+        "digits-vae": (100, 64, "nll", True, 0.0, True),  # augment = the reparameterisation noise
+        "shakespeare-char": (4, 32, "bits/char", True, 0.0, False),
         "cifar10-resnet20": (300, 128, "error %", False, 5e-4, True),
         "cifar100-vgg16": (300, 128, "error %", False, 5e-4, True),
-        "mnist-vae": (200, 100, "nll", False, 0.0, False),
+        "mnist-vae": (200, 100, "nll", True, 0.0, True),
         "stl10-wrn": (200, 64, "error %", False, 5e-4, True),
     }
     for name, (ep, bs, metric, batchable, wd, aug) in expect.items():
@@ -80,12 +84,13 @@ def test_tiny_forward_loss_and_metric(name):
         assert out.shape == (2, 100 if name == "cifar100-vgg16" else 10)
         assert set(per_example.tolist()) <= {0.0, 100.0}
     elif t.metric_name == "bits/char":
-        assert out.shape == (2, 64, 256)
-        # an untrained model is close to uniform over 256 bytes: about 8 bits per character
-        assert 6.0 < per_example.mean().item() < 10.0
+        assert out.shape == (2, 32, 65)
+        # an untrained model is close to uniform over 65 characters: about log2(65) = 6.0 bits per character
+        assert 4.5 < per_example.mean().item() < 8.0
         assert per_example.mean().item() == pytest.approx(loss.item() / math.log(2), rel=1e-5)
     else:
-        assert out.shape == (2, 784 + 2 + 2)
+        n_in, latent = (64, 8) if name == "digits-vae" else (784, 2)
+        assert out.shape == (2, n_in + 2 * latent)
         assert (per_example > 0).all()
         assert per_example.mean().item() == pytest.approx(loss.item(), rel=1e-5)
     loss.backward()  # gradients reach every parameter
@@ -171,6 +176,22 @@ def test_model_shapes_and_sizes():
         M.MLP((40,))
     with pytest.raises(ValueError, match="exceeds block_size 64"):
         M.CharTransformer(block_size=64)(torch.zeros(1, 65, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"VAE input must be \[N, 784 \+ 2\]"):
+        vae(torch.zeros(1, 784))
+
+
+def test_vae_noise_is_an_input():
+    """z = mu + sigma * eps with eps taken from the input: zero noise decodes the mean, and the same noise gives
+    the same output (no hidden random draws)."""
+    torch.manual_seed(0)
+    vae = M.VAE(n_in=64, latent=8, hidden=(32, 16))
+    x = torch.rand(5, 64)
+    eps = torch.randn(5, 8)
+    out = vae(torch.cat([x, eps], 1))
+    torch.testing.assert_close(out, vae(torch.cat([x, eps], 1)))
+    _, mu, logvar = M.VAE.unpack(out, latent=8)
+    torch.testing.assert_close(out[:, :64], vae.decoder(mu + torch.exp(0.5 * logvar) * eps))
+    torch.testing.assert_close(vae(torch.cat([x, torch.zeros(5, 8)], 1))[:, :64], vae.decoder(mu))
 
 
 def test_char_transformer_is_causal():

@@ -82,20 +82,29 @@ def _standardize(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
 
 
 # --------------------------------------------------------------------------------------- MNIST-1D
-def mnist1d_arrays(cache_dir: Path | str | None = None) -> dict[str, np.ndarray]:
-    """The MNIST-1D arrays ``x, y, x_test, y_test`` (4000 + 1000 sequences of length 40).
+#: MNIST-1D sequences generated (the package's default is 5000): 8000 for training and validation, 2000 for test,
+#: so that a 100 % budget is not a memorised training set and validation has 1600 examples (0.06 % each).
+MNIST1D_SAMPLES = 10_000
+#: Fraction of MNIST-1D's training sequences held out for validation.
+MNIST1D_VAL_FRACTION = 0.2
 
-    Generated offline with the package's default arguments (never its download path) and cached
-    as ``mnist1d.npz`` in ``cache_dir``; later calls read the cache.
+
+def mnist1d_arrays(cache_dir: Path | str | None = None, num_samples: int = MNIST1D_SAMPLES) -> dict[str, np.ndarray]:
+    """The MNIST-1D arrays ``x, y, x_test, y_test`` (sequences of length 40; 80 % / 20 % of ``num_samples``).
+
+    Generated offline with the package's default arguments except ``num_samples`` (never its download path) and
+    cached as ``mnist1d-<num_samples>.npz`` in ``cache_dir``; later calls read the cache.
     """
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    path = cache / "mnist1d.npz"
+    path = cache / f"mnist1d-{int(num_samples)}.npz"
     if path.exists():
         with np.load(path) as z:
             return {k: z[k] for k in ("x", "y", "x_test", "y_test")}
     from mnist1d.data import get_dataset_args, make_dataset
 
-    d = make_dataset(get_dataset_args())
+    args = get_dataset_args()
+    args.num_samples = int(num_samples)
+    d = make_dataset(args)
     arrays = {k: np.asarray(d[k]) for k in ("x", "y", "x_test", "y_test")}
     cache.mkdir(parents=True, exist_ok=True)
     tmp = cache / f".mnist1d.{os.getpid()}.tmp.npz"  # write then rename: a crash leaves no half file
@@ -105,27 +114,61 @@ def mnist1d_arrays(cache_dir: Path | str | None = None) -> dict[str, np.ndarray]
 
 
 def load_mnist1d(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
-    """MNIST-1D: 3600 train / 400 val / 1000 test, inputs [N, 40] standardized with train statistics."""
+    """MNIST-1D: 6400 train / 1600 val / 2000 test, inputs [N, 40] standardized with train statistics."""
     a = mnist1d_arrays(cache_dir)
-    tx, ty, vx, vy = _split_off_val(a["x"], a["y"])
+    tx, ty, vx, vy = _split_off_val(a["x"], a["y"], MNIST1D_VAL_FRACTION)
     tx, vx, sx = _standardize(tx, vx, a["x_test"])
     return _to_data(tx, ty, vx, vy, sx, a["y_test"])
 
 
 # ----------------------------------------------------------------------------------------- digits
-def load_digits_data(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
-    """scikit-learn's bundled 8x8 digits: inputs [N, 64] in [0, 1] (pixel / 16).
-
-    Stratified fixed split of the 1797 images: 20 % test, then 10 % of the whole as validation.
-    """
+def _digits_splits() -> tuple[np.ndarray, ...]:
+    """scikit-learn's bundled 8x8 digits in [0, 1] (pixel / 16), stratified fixed split of the 1797 images:
+    50 % train (898), 30 % validation (539), 20 % test (360) - a validation set large enough to separate LRs."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 
     d = load_digits()
     x, y = d.data / 16.0, d.target
     rest_x, sx, rest_y, sy = train_test_split(x, y, test_size=0.2, stratify=y, random_state=SPLIT_SEED)
-    tx, vx, ty, vy = train_test_split(rest_x, rest_y, test_size=0.125, stratify=rest_y, random_state=SPLIT_SEED)
-    return _to_data(tx, ty, vx, vy, sx, sy)
+    tx, vx, ty, vy = train_test_split(rest_x, rest_y, test_size=0.375, stratify=rest_y, random_state=SPLIT_SEED)
+    return tx, ty, vx, vy, sx, sy
+
+
+def load_digits_data(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """Digits for classification: inputs [N, 64] in [0, 1]; 898 train / 539 val / 360 test (stratified)."""
+    return _to_data(*_digits_splits())
+
+
+#: Latent dimensions of the digits VAE and of the paper's MNIST VAE (their noise inputs).
+DIGITS_VAE_LATENT = 8
+MNIST_VAE_LATENT = 2
+
+
+def vae_inputs(images: np.ndarray, latent: int, seed: int) -> np.ndarray:
+    """Evaluation inputs of a VAE: the images with a fixed standard-normal noise draw appended
+    ([N, pixels + latent]), so every evaluation of every trial scores the same reparameterised samples."""
+    eps = np.random.default_rng(seed).standard_normal((len(images), latent))
+    return np.concatenate([images, eps], axis=1)
+
+
+def load_digits_vae(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """Digits for the VAE: the same split as :func:`load_digits_data`, targets = the images. Training inputs are
+    the images (the task's ``augment`` appends fresh noise per batch); validation and test inputs carry a fixed
+    noise draw (:func:`vae_inputs`)."""
+    tx, _, vx, _, sx, _ = _digits_splits()
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return TaskData(f(tx), f(tx), f(vae_inputs(vx, DIGITS_VAE_LATENT, SPLIT_SEED + 1)), f(vx),
+                    f(vae_inputs(sx, DIGITS_VAE_LATENT, SPLIT_SEED + 2)), f(sx))
+
+
+def append_noise(latent: int):
+    """``augment`` of a VAE task: append ``latent`` standard-normal columns drawn from the trial's generator to
+    each training batch (the reparameterisation noise), so both engines draw it from the same stream."""
+    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        eps = torch.randn(x.shape[0], latent, generator=generator, device=generator.device)
+        return torch.cat([x, eps.to(x)], dim=1)
+    return augment
 
 
 # ------------------------------------------------------------------------------- Tiny Shakespeare
@@ -173,25 +216,44 @@ def find_tinyshakespeare(data_dir: Path | str | None = None) -> Path:
         "(or call budgetsched.bench.data.download_tinyshakespeare(dir)) and pass --data-dir dir")
 
 
+#: Characters of each Tiny Shakespeare split that the shakespeare-char task trains and evaluates on (a fixed
+#: prefix of each split: a run that fits the suite's compute on 2 cores); None keeps a whole split.
+SHAKESPEARE_CHARS = (100_000, 10_000, 10_000)
+#: Distinct characters of Tiny Shakespeare (the model's vocabulary).
+SHAKESPEARE_VOCAB = 65
+
+
+def shakespeare_vocab(text: bytes) -> np.ndarray:
+    """The characters of ``text`` in byte order: token id i is the i-th (65 for Tiny Shakespeare)."""
+    return np.unique(np.frombuffer(text, dtype=np.uint8))
+
+
 def load_shakespeare(data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
-                     block_size: int = 64) -> TaskData:
-    """Tiny Shakespeare as byte-level blocks: contiguous 90/5/5 train/val/test split of the text,
-    each part cut into non-overlapping blocks of ``block_size + 1`` bytes; ``x`` is a block's first
-    ``block_size`` bytes and ``y`` the same shifted by one. The text is ASCII, so a byte is a
-    character. Both ``x`` and ``y`` are int64 token ids in [0, 256) (``x`` feeds an embedding).
+                     block_size: int = 32, chars: tuple[int | None, int | None, int | None] | None = SHAKESPEARE_CHARS,
+                     ) -> TaskData:
+    """Tiny Shakespeare as character-level blocks: contiguous 90/5/5 train/val/test split of the text, each split
+    cut to its first ``chars[i]`` characters (all of it where None, or when ``chars`` is None), then into
+    non-overlapping blocks of ``block_size + 1`` characters; ``x`` is a block's first ``block_size`` token ids and
+    ``y`` the same shifted by one. Token ids index :func:`shakespeare_vocab` of the whole text (int64, ``x``
+    feeds an embedding).
     """
-    if int(block_size) < 1:
+    if isinstance(block_size, bool) or int(block_size) < 1:
         raise ValueError(f"block_size must be a positive integer, got {block_size!r}")
-    raw = np.frombuffer(find_tinyshakespeare(data_dir).read_bytes(), dtype=np.uint8)
-    n = len(raw)
+    text = find_tinyshakespeare(data_dir).read_bytes()
+    vocab = shakespeare_vocab(text)
+    if len(vocab) > SHAKESPEARE_VOCAB:
+        raise ValueError(f"the text has {len(vocab)} distinct characters; the model knows {SHAKESPEARE_VOCAB}")
+    ids = np.searchsorted(vocab, np.frombuffer(text, dtype=np.uint8)).astype(np.int64)
+    n = len(ids)
     cuts = (0, int(n * 0.9), int(n * 0.95), n)
     out: list[torch.Tensor] = []
-    for lo, hi in zip(cuts[:-1], cuts[1:]):
-        part = raw[lo:hi]
+    for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:])):
+        limit = None if chars is None else chars[i]
+        part = ids[lo:hi if limit is None else min(hi, lo + int(limit))]
         m = len(part) // (block_size + 1)
         if m == 0:
-            raise ValueError(f"text too short ({n} bytes) for blocks of {block_size + 1} in every split")
-        blocks = torch.from_numpy(part[: m * (block_size + 1)].astype(np.int64)).view(m, block_size + 1)
+            raise ValueError(f"text too short ({n} characters) for blocks of {block_size + 1} in every split")
+        blocks = torch.from_numpy(part[: m * (block_size + 1)]).view(m, block_size + 1)
         out += [blocks[:, :-1].contiguous(), blocks[:, 1:].contiguous()]
     return TaskData(*out)
 
@@ -324,12 +386,15 @@ def load_stl10(data_dir: Path | str | None = None, cache_dir: Path | str | None 
 
 
 def load_mnist_vae(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
-    """MNIST for the VAE: inputs [N, 784] in [0, 1] (pixel / 255) and ``y = x``;
-    54000 train / 6000 val / 10000 test."""
+    """MNIST for the VAE: images [N, 784] in [0, 1] (pixel / 255) as targets; 54000 train / 6000 val / 10000 test.
+    Training inputs are the images (the task appends fresh noise per batch); validation and test inputs carry a
+    fixed noise draw for the paper's 2-dimensional latent (:func:`vae_inputs`)."""
     train_x, train_y, test_x, _ = read_mnist(_resolve_data_dir(data_dir, "mnist", MNIST_URL))
     tx, _, vx, _ = _split_off_val(train_x, train_y)
-    tx, vx, sx = (torch.from_numpy(a.reshape(len(a), -1).astype(np.float32) / 255.0) for a in (tx, vx, test_x))
-    return TaskData(tx, tx, vx, vx, sx, sx)
+    tx, vx, sx = (a.reshape(len(a), -1).astype(np.float32) / 255.0 for a in (tx, vx, test_x))
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return TaskData(f(tx), f(tx), f(vae_inputs(vx, MNIST_VAE_LATENT, SPLIT_SEED + 1)), f(vx),
+                    f(vae_inputs(sx, MNIST_VAE_LATENT, SPLIT_SEED + 2)), f(sx))
 
 
 # ---------------------------------------------------------------------------------- augmentation

@@ -228,10 +228,12 @@ class WideResNet(nn.Module):
 # ------------------------------------------------------------------------------------------- VAE
 class VAE(nn.Module):
     """Dense VAE (Kingma & Welling 2014) as in the REX paper: three dense encoder layers
-    (784 -> 512 -> 256 -> 2 * latent) and three dense decoder layers (latent -> 256 -> 512 -> 784).
+    (n_in -> h1 -> h2 -> 2 * latent) and three dense decoder layers (latent -> h2 -> h1 -> n_in).
 
-    ``forward`` samples z = mu + sigma * eps and returns one packed tensor
-    ``[decoder logits (784) | mu (latent) | logvar (latent)]``; :meth:`unpack` splits it.
+    The reparameterisation noise is an *input*: ``forward`` takes ``[N, n_in + latent]`` (image, then eps ~ N(0, I)),
+    computes z = mu + sigma * eps, and returns one packed tensor ``[decoder logits (n_in) | mu | logvar]``
+    (:meth:`unpack` splits it). Feeding the noise from the data pipeline makes the model a pure function, so the
+    engines draw it from each trial's own generator and stacked copies stay equal to single runs.
     """
 
     def __init__(self, n_in: int = 784, latent: int = 2, hidden: tuple[int, int] = (512, 256)):
@@ -244,8 +246,13 @@ class VAE(nn.Module):
                                      nn.Linear(h1, n_in))
 
     def forward(self, x: Tensor) -> Tensor:
-        mu, logvar = self.encoder(x.flatten(1)).chunk(2, dim=1)
-        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        x = x.flatten(1)
+        if x.shape[1] != self.n_in + self.latent:
+            raise ValueError(f"VAE input must be [N, {self.n_in} + {self.latent}] (image, then noise), "
+                             f"got {tuple(x.shape)}")
+        image, eps = x[:, :self.n_in], x[:, self.n_in:]
+        mu, logvar = self.encoder(image).chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * logvar) * eps
         return torch.cat([self.decoder(z), mu, logvar], dim=1)
 
     @staticmethod

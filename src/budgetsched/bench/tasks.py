@@ -94,24 +94,34 @@ def _register(task: Task) -> None:
     _TASKS[task.name] = task
 
 
+# The offline suite (docs/tasks.md says why each is sized as it is). Weight decay 5e-4 as the paper's image
+# settings use; MNIST-1D is generated with 10 000 sequences so that the 100 % run is well trained, not memorised.
 _register(Task(
-    name="mnist1d-mlp", max_epochs=100, batch_size=100, metric_name="error %",
+    name="mnist1d-mlp", max_epochs=60, batch_size=100, metric_name="error %",
     load=_data.load_mnist1d, make_model=lambda: _models.MLP((40, 100, 100, 10)),
-    loss=cross_entropy, metric=error_percent, batchable=True,
+    loss=cross_entropy, metric=error_percent, batchable=True, weight_decay=5e-4,
 ))
 _register(Task(
-    name="mnist1d-cnn", max_epochs=100, batch_size=100, metric_name="error %",
-    load=_data.load_mnist1d, make_model=lambda: _models.CNN1d(),
-    loss=cross_entropy, metric=error_percent, batchable=True,
+    name="mnist1d-cnn", max_epochs=30, batch_size=100, metric_name="error %",
+    load=_data.load_mnist1d, make_model=lambda: _models.CNN1d(channels=16),
+    loss=cross_entropy, metric=error_percent, batchable=True, weight_decay=5e-4,
 ))
 _register(Task(
-    name="digits-mlp", max_epochs=50, batch_size=64, metric_name="error %",
+    name="digits-mlp", max_epochs=60, batch_size=32, metric_name="error %",
     load=_data.load_digits_data, make_model=lambda: _models.MLP((64, 64, 10)),
-    loss=cross_entropy, metric=error_percent, batchable=True,
+    loss=cross_entropy, metric=error_percent, batchable=True, weight_decay=5e-4,
 ))
 _register(Task(
-    name="shakespeare-char", max_epochs=5, batch_size=64, metric_name="bits/char",
-    load=_data.load_shakespeare, make_model=lambda: _models.CharTransformer(block_size=64),
+    name="digits-vae", max_epochs=100, batch_size=64, metric_name="nll",
+    load=_data.load_digits_vae,
+    make_model=lambda: _models.VAE(n_in=64, latent=_data.DIGITS_VAE_LATENT, hidden=(128, 64)),
+    loss=vae_loss, metric=vae_neg_elbo, batchable=True, augment=_data.append_noise(_data.DIGITS_VAE_LATENT),
+))
+_register(Task(
+    name="shakespeare-char", max_epochs=4, batch_size=32, metric_name="bits/char",
+    load=_data.load_shakespeare,
+    make_model=lambda: _models.CharTransformer(vocab=_data.SHAKESPEARE_VOCAB, block_size=32, dim=32, n_layers=1,
+                                               n_heads=4),
     loss=cross_entropy, metric=bits_per_char, batchable=True,
 ))
 
@@ -130,8 +140,8 @@ _register(Task(
 ))
 _register(Task(
     name="mnist-vae", max_epochs=200, batch_size=100, metric_name="nll",
-    load=_data.load_mnist_vae, make_model=lambda: _models.VAE(latent=2),
-    loss=vae_loss, metric=vae_neg_elbo, batchable=False,  # forward draws noise (vmap needs randomness="different")
+    load=_data.load_mnist_vae, make_model=lambda: _models.VAE(latent=_data.MNIST_VAE_LATENT),
+    loss=vae_loss, metric=vae_neg_elbo, batchable=True, augment=_data.append_noise(_data.MNIST_VAE_LATENT),
 ))
 _register(Task(
     name="stl10-wrn", max_epochs=200, batch_size=64, metric_name="error %",
