@@ -1,18 +1,15 @@
 """Named study presets: plain dicts a user can read, print and copy.
 
-Fields (each is also a ``budgetsched run`` flag that overrides it):
+The fields are those of a study file (:class:`budgetsched.bench.study.StudySpec`, docs/studies.md); each is also a
+``budgetsched run`` flag that overrides it.
 
-* ``tasks``: task names (``budgetsched.bench.tasks.available_tasks()``).
-* ``schedules``: schedule names, or ``[name, {param: value}]`` pairs such as ``["delayed-linear", {"delay": 0.5}]``.
-* ``optimizers``: ``sgdm`` and/or ``adam``.
-* ``budgets``: percents of the task's maximum epochs, in (0, 100].
-* ``lrs``: one list of initial LRs for every optimizer, or a dict ``{optimizer: [lrs]}``; multiples of 3 as in
-  the REX paper (section 4).
-* ``seeds``: explicit seed list.
-* ``plateau_patience``: plateau's patience grid in epochs (multiples of 5, as the paper tunes it).
+``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``; ``suite`` is
+the paper's protocol on the five offline tasks with LR refinement (docs/tasks.md, docs/results.md); ``smoke`` is
+a seconds-long study for tests.
 
-``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``;
-``smoke`` is a seconds-long study for tests.
+LR grids are multiples of 3 as in the REX paper (section 5). The suite's grids are five points per task and
+optimizer placed around the best LR of a pilot (linear decay at 25, 50 and 100 %, two seeds); refinement then adds
+points around every schedule's own best and extends a grid whose best sits at its edge.
 """
 from __future__ import annotations
 
@@ -49,6 +46,25 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lrs": {"sgdm": [0.01, 0.03, 0.1, 0.3, 1.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
         "seeds": [0, 1, 2],
         "plateau_patience": [5, 10],
+    },
+    "suite": {
+        "description": "the REX paper's protocol on the five offline tasks: 8 schedules (plateau with patience "
+                       "5/10 evaluations), SGDM and Adam, 6 budgets, 5 LRs per task and optimizer plus refinement, "
+                       "3 seeds: 60 settings",
+        "tasks": ["mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "digits-vae", "shakespeare-char"],
+        "schedules": list(_PAPER_SCHEDULES),
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        "lrs": {
+            "mnist1d-mlp": {"sgdm": [0.03, 0.1, 0.3, 1.0, 3.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+            "mnist1d-cnn": {"sgdm": [0.01, 0.03, 0.1, 0.3, 1.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+            "digits-mlp": {"sgdm": [0.01, 0.03, 0.1, 0.3, 1.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+            "digits-vae": {"sgdm": [0.003, 0.01, 0.03, 0.1, 0.3], "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
+            "shakespeare-char": {"sgdm": [0.1, 0.3, 1.0, 3.0, 10.0], "adam": [0.003, 0.01, 0.03, 0.1, 0.3]},
+        },
+        "seeds": [0, 1, 2],
+        "plateau_patience": [5, 10],
+        "refine": True,
     },
     "smoke": {
         "description": "a seconds-long study for tests: digits-mlp, 2 schedules, SGDM, 2 budgets, 2 LRs, 1 seed",

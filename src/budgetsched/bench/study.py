@@ -13,7 +13,9 @@ Keys (the same in TOML files and presets; each is also a ``budgetsched run`` fla
 ``schedules``       schedule names, or ``[name, {param = value}]`` pairs (``["delayed-linear", {delay = 0.5}]``)
 ``optimizers``      ``sgdm`` and/or ``adam`` (default both)
 ``budgets``         percents of the task's 100 % run, in (0, 100] (default 1, 5, 10, 25, 50, 100)
-``lrs``             one list of initial LRs for every optimizer, or a table ``{sgdm = [...], adam = [...]}``
+``lrs``             one list of initial LRs for every optimizer, a table ``{sgdm = [...], adam = [...]}``, or a
+                    table per task ``{"mnist1d-mlp" = {sgdm = [...], adam = [...]}, ...}`` (a list or an optimizer
+                    table for each task)
 ``seeds``           a count (3 -> 0, 1, 2) or a list of seeds (default 3)
 ``plateau_patience`` plateau's patience grid, in evaluations (default 5, 10: multiples of 5 as in the paper)
 ``budget_unit``     ``steps`` (default: a budget is that fraction of the 100 % run's steps) or ``epochs``
@@ -56,7 +58,7 @@ class StudySpec:
 
     tasks: list[str]
     schedules: Schedules
-    lrs: list[float] | dict[str, list[float]]
+    lrs: list[float] | dict[str, Any]
     optimizers: list[str] = field(default_factory=lambda: list(OPTIMIZERS))
     budgets: list[float] = field(default_factory=lambda: list(PAPER_BUDGETS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
@@ -129,20 +131,34 @@ class StudySpec:
         for b in self.budgets:
             if not 0.0 < b <= 100.0:
                 raise bad(f"budget {b:g} is outside (0, 100] (percent of the task's 100 % run)")
-        if isinstance(self.lrs, Mapping):
-            lrs = {}
-            for o, v in self.lrs.items():
+        def opt_table(where: str, v: Any) -> list[float] | dict[str, list[float]]:
+            if not isinstance(v, Mapping):
+                return num_list(f"lrs{where}", v)
+            out = {}
+            for o, x in v.items():
                 if o not in OPTIMIZERS:
-                    raise bad(f"unknown optimizer {o!r} in lrs; choose from {', '.join(OPTIMIZERS)}")
-                lrs[o] = num_list(f"lrs for {o}", v)
-            lacking = [o for o in self.optimizers if o not in lrs]
+                    raise bad(f"unknown optimizer {o!r} in lrs{where}; choose from {', '.join(OPTIMIZERS)}")
+                out[o] = num_list(f"lrs{where} for {o}", x)
+            lacking = [o for o in self.optimizers if o not in out]
             if lacking:
-                raise bad(f"lrs gives no learning rates for optimizer(s) {', '.join(lacking)}")
-            self.lrs = lrs
-            all_lrs = [x for v in lrs.values() for x in v]
+                raise bad(f"lrs{where} gives no learning rates for optimizer(s) {', '.join(lacking)}")
+            return out
+
+        if isinstance(self.lrs, Mapping) and not set(self.lrs) <= set(OPTIMIZERS):  # a table per task
+            if set(self.lrs) & set(OPTIMIZERS):
+                raise bad("lrs mixes optimizer and task keys; give one table per task or per optimizer")
+            unknown_tasks = sorted(set(self.lrs) - set(self.tasks))
+            if unknown_tasks:
+                raise bad(f"lrs names task(s) {', '.join(map(repr, unknown_tasks))} that are not in tasks")
+            lacking = [t for t in self.tasks if t not in self.lrs]
+            if lacking:
+                raise bad(f"lrs gives no learning rates for task(s) {', '.join(lacking)}")
+            self.lrs = {t: opt_table(f" for {t}", v) for t, v in self.lrs.items()}
         else:
-            self.lrs = num_list("lrs", self.lrs)
-            all_lrs = self.lrs
+            self.lrs = opt_table("", self.lrs)
+        all_lrs = [x for v in (self.lrs.values() if isinstance(self.lrs, dict) else [self.lrs])
+                   for x in (v if isinstance(v, list) else [y for w in (v.values() if isinstance(v, dict) else [v])
+                                                           for y in w])]
         for v in all_lrs:
             if not (v > 0 and math.isfinite(v)):
                 raise bad(f"learning rate {v!r} must be a positive finite number")
@@ -179,15 +195,21 @@ class StudySpec:
         return d
 
     # -- expansion -----------------------------------------------------------------------------------------------
-    def lrs_for(self, optimizer: str) -> list[float]:
-        return list(self.lrs[optimizer]) if isinstance(self.lrs, dict) else list(self.lrs)
+    def lrs_for(self, optimizer: str, task: str) -> list[float]:
+        """The coarse LR grid of ``optimizer`` on ``task``."""
+        v: Any = self.lrs
+        if isinstance(v, dict) and task in v and task not in OPTIMIZERS:
+            v = v[task]
+        return list(v[optimizer]) if isinstance(v, dict) else list(v)
 
     def configs(self) -> list[TrialConfig]:
         """The grid: tasks x schedules (x plateau patience) x optimizers x budgets x LRs x seeds."""
         out: list[TrialConfig] = []
-        for opt in self.optimizers:
-            out += expand(self.tasks, self.schedules, [opt], self.budgets, self.lrs_for(opt), self.seeds,
-                          self.plateau_patience, budget_unit=self.budget_unit, diverge_factor=self.diverge_factor)
+        for task in self.tasks:
+            for opt in self.optimizers:
+                out += expand([task], self.schedules, [opt], self.budgets, self.lrs_for(opt, task), self.seeds,
+                              self.plateau_patience, budget_unit=self.budget_unit,
+                              diverge_factor=self.diverge_factor)
         return out
 
 
@@ -244,7 +266,7 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[M
         if len(complete) != len(lrs) or all(math.isinf(v) for v in complete.values()):
             continue
         best = min(lrs, key=lambda lr: (complete[lr], lr))
-        coarse = spec.lrs_for(members[0].optimizer)
+        coarse = spec.lrs_for(members[0].optimizer, members[0].task)
         have = {_round(lr) for lr in lrs}
         refined = any(_round(a * REFINE_FACTOR) in have for a in lrs)
         above = sum(lr > max(coarse) * (1 + 1e-9) for lr in lrs)

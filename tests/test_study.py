@@ -1,0 +1,224 @@
+"""Study specs (presets, TOML files, flags) validated once; budgets that are one run; plateau stand-ins;
+LR refinement."""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+
+import pytest
+
+from budgetsched.bench import train
+from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.presets import available_presets, get_preset
+from budgetsched.bench.runners import BudgetCollapseWarning, run_study
+from budgetsched.bench.store import Store
+from budgetsched.bench.study import MAX_EXTENSIONS, StudySpec, load_config, refinement
+from budgetsched.cli import main
+from budgetsched.errors import UsageError
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+BASE = dict(tasks=["digits-mlp"], schedules=["rex", "linear"], lrs=[0.03, 0.1], optimizers=["sgdm"], budgets=[2.0],
+            seeds=1)
+
+
+@pytest.fixture
+def trained(monkeypatch):
+    """Counts training starts: (config, seed) of every member the engines train."""
+    log: list[TrialConfig] = []
+    real = train.run_members
+
+    def counting(configs, *a, **k):
+        log.extend(configs)
+        return real(configs, *a, **k)
+    monkeypatch.setattr(train, "run_members", counting)
+    import budgetsched.bench.batched as batched
+    monkeypatch.setattr(batched, "run_members", counting)
+    return log
+
+
+def test_every_preset_is_a_valid_spec():
+    for name in available_presets():
+        spec = StudySpec.from_mapping(get_preset(name), name)
+        assert spec.configs()
+    suite = StudySpec.from_mapping(get_preset("suite"), "suite")
+    assert suite.refine and len(suite.tasks) == 5 and len(suite.budgets) * len(suite.tasks) * 2 == 60  # settings
+    assert len(suite.configs()) == 5 * 2 * 6 * 9 * 5 * 3  # (7 schedules + plateau x 2 patiences) x 5 LRs x 3 seeds
+
+
+@pytest.mark.parametrize("change,needle", [
+    (dict(budgets=[150]), "150"),
+    (dict(lrs=[0.1, -1]), "-1"),
+    (dict(lrs=[0.0]), "0.0"),
+    (dict(schedules=["rex", "rexx"]), "rexx"),
+    (dict(schedules=[["delayed-linear", {"dealy": 0.5}]]), "dealy"),
+    (dict(optimizers=["lion"]), "lion"),
+    (dict(tasks=["nosuch"]), "nosuch"),
+    (dict(seeds=[2 ** 70]), "2**63"),
+    (dict(seeds=0), "count >= 1"),
+    (dict(plateau_patience=[0]), "plateau_patience"),
+    (dict(budget_unit="hours"), "hours"),
+    (dict(diverge_factor=1.0), "diverge_factor"),
+    (dict(refine="yes"), "refine"),
+    (dict(lrs="0.1"), "lrs"),
+    (dict(bugdets=[1]), "unknown key(s) 'bugdets'"),
+])
+def test_bad_specs_name_the_value(change, needle):
+    with pytest.raises(UsageError, match="^study: .*" + re.escape(needle)):
+        StudySpec.from_mapping({**BASE, **change}, "study")
+
+
+def test_toml_round_trip_and_errors(tmp_path):
+    p = tmp_path / "study.toml"
+    p.write_text('description = "two schedules"\ntasks = ["digits-mlp"]\nschedules = ["rex", ["delayed-linear", '
+                 '{delay = 0.5}]]\nlrs = {sgdm = [0.1], adam = [0.01]}\nbudgets = [2, 4]\nseeds = 2\n'
+                 'budget_unit = "epochs"\n')
+    spec = StudySpec.from_mapping(load_config(p), str(p))
+    assert spec.schedules == ["rex", ("delayed-linear", {"delay": 0.5})] and spec.seeds == [0, 1]
+    assert spec.budget_unit == "epochs" and {c.budget_unit for c in spec.configs()} == {"epochs"}
+    again = StudySpec.from_mapping(spec.to_dict(), "round trip")
+    assert again.configs() == spec.configs()
+    p.write_text("tasks = [\n")
+    with pytest.raises(UsageError, match="not valid TOML"):
+        load_config(p)
+    p.write_text('tasks = ["digits-mlp"]\nschedules = ["rex"]\nlrs = [0.1]\nseeds = "three"\n')
+    with pytest.raises(UsageError, match="seeds must be a list of integers"):
+        StudySpec.from_mapping(load_config(p), str(p))
+    with pytest.raises(UsageError, match="no such file"):
+        load_config(tmp_path / "missing.toml")
+
+
+def test_cli_config_file_and_flags_override(tmp_path, capsys):
+    p = tmp_path / "study.toml"
+    p.write_text('tasks = ["digits-mlp"]\nschedules = ["rex"]\nlrs = [0.1]\noptimizers = ["sgdm"]\n'
+                 'budgets = [2]\nseeds = 1\n')
+    db = tmp_path / "s.db"
+    assert main(["run", "--config", str(p), "--lrs", "0.03,0.1", "--store", str(db), "--quiet"]) == 0
+    with Store(db, readonly=True) as s:
+        assert sorted(r["lr"] for r in s.rows()) == [0.03, 0.1]
+    p.write_text('tasks = ["digits-mlp"]\nschedules = ["rex"]\nlrs = [0.1]\nbudgetz = [2]\n')
+    assert main(["run", "--config", str(p), "--store", str(tmp_path / "t.db"), "--quiet"]) == 2
+    assert "unknown key(s) 'budgetz'" in capsys.readouterr().err and not (tmp_path / "t.db").exists()
+    assert main(["run", "--config", str(p), "--preset", "smoke", "--store", str(tmp_path / "t.db")]) == 2
+
+
+@pytest.mark.parametrize("args", [["--schedules", "delayed-linear:dealy=0.5"], ["--schedules", "nosuch"],
+                                  ["--lrs", "0"], ["--lrs", "-0.1"], ["--budget-unit", "hours"]])
+def test_bad_grids_fail_before_any_store_is_written(tmp_path, args, capsys):
+    db = tmp_path / "s.db"
+    argv = ["run", "--task", "digits-mlp", "--schedules", "rex", "--lrs", "0.1", "--budgets", "2", "--seeds", "1",
+            *args, "--store", str(db), "--quiet"]
+    with pytest.raises(SystemExit) if "hours" in args else _nothing():
+        assert main(argv) == 2
+    assert not db.exists()
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_budgets_that_are_one_run_are_trained_once_with_a_warning(tmp_path, trained):
+    """With the paper's epoch rounding, 1 % and 1.5 % of digits' 60 epochs are both one epoch."""
+    spec = StudySpec.from_mapping({**BASE, "budgets": [1.0, 1.5, 5.0], "budget_unit": "epochs"})
+    with Store(tmp_path / "s.db") as store, warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        s = run_study(spec.configs(), store, progress=False)
+        rows = store.rows()
+    msgs = [str(x.message) for x in w if issubclass(x.category, BudgetCollapseWarning)]
+    assert len(msgs) == 1 and "budget 1.5 % is 29 steps, the same run as budget 1 %" in msgs[0]
+    assert sorted({r["budget"] for r in rows}) == [1.0, 5.0] and s.dropped == 4
+    assert {r["budget"]: r["total_steps"] for r in rows} == {1.0: 29, 5.0: 3 * 29}
+    assert len(trained) == len(rows) == 8
+    # in steps (the default), the same budgets are three different runs
+    steps = StudySpec.from_mapping({**BASE, "budgets": [1.0, 1.5, 5.0]})
+    with Store(tmp_path / "t.db") as store, warnings.catch_warnings():
+        warnings.simplefilter("error", BudgetCollapseWarning)
+        run_study(steps.configs(), store, progress=False)
+        assert sorted({r["total_steps"] for r in store.rows()}) == [18, 27, 87]
+
+
+def test_plateau_that_cannot_trigger_is_recorded_as_constant_without_training(tmp_path, trained):
+    """Budget 4 % of digits = 70 steps = 3 evaluations: patience 1 could trigger (3 >= 1 + 3? no: 3 <= 1 + 2),
+    so neither patience 1 nor 5 can change the run; patience values are kept as asked (no cap)."""
+    spec = StudySpec.from_mapping({**BASE, "schedules": ["constant", "plateau"], "plateau_patience": [1, 5],
+                                   "budgets": [4.0], "seeds": 2})
+    with Store(tmp_path / "s.db") as store:
+        s = run_study(spec.configs(), store, progress=False)
+        rows = store.rows()
+    assert s.stand_ins == 8 and len(rows) == 12
+    assert [c.schedule for c in trained].count("plateau") == 0 and len(trained) == 4  # only the constant trials
+    const = {(r["lr"], r["seed"]): r for r in rows if r["schedule"] == "constant"}
+    for r in (r for r in rows if r["schedule"] == "plateau"):
+        assert r["stand_in"] == "constant" and r["schedule_params"]["patience"] in (1, 5)
+        c = const[(r["lr"], r["seed"])]
+        assert (r["val_metric"], r["test_metric"], r["curves"]) == (c["val_metric"], c["test_metric"], c["curves"])
+    # with a budget long enough for patience 1 (6 evaluations), that plateau is trained; patience 5 still is not
+    longer = spec.override(budgets=[10.0])
+    with Store(tmp_path / "s.db") as store:
+        trained.clear()
+        s = run_study(longer.configs(), store, progress=False)
+    assert s.stand_ins == 4 and sorted(c.params.get("patience", 0) for c in trained) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_stand_in_reuses_a_constant_trial_already_in_the_store(tmp_path, trained):
+    only_const = StudySpec.from_mapping({**BASE, "schedules": ["constant"], "budgets": [4.0]})
+    with Store(tmp_path / "s.db") as store:
+        run_study(only_const.configs(), store, progress=False)
+        trained.clear()
+        s = run_study(only_const.override(schedules=["constant", "plateau"]).configs(), store, progress=False)
+        assert trained == [] and s.stand_ins == 4 and len(store.rows()) == 6
+
+
+def _val_rows(configs, best):
+    """Synthetic finished rows whose validation metric is lowest at ``best`` (log distance)."""
+    return [dict(key=c.key, status="done", val_metric=abs(math.log(c.lr / best))) for c in configs]
+
+
+@pytest.mark.parametrize("best,expected", [
+    (0.05, [0.01, 0.03, 0.1, 0.0173205, 0.0519615]),  # interior: +- sqrt 3 around 0.03
+    (0.3, [0.01, 0.03, 0.1, 0.3, 1.0, 0.173205, 0.519615]),  # edge: extend 0.3, 1; then +- sqrt 3 around 0.3
+    # at most 3 extensions below (0.003, 0.001, 0.0003), then +- sqrt 3 around the edge point
+    (1e-5, [0.01, 0.03, 0.1, 0.003, 0.001, 0.0003, 0.000519615, 0.000173205]),
+])
+def test_refinement_adds_the_expected_lrs(best, expected):
+    spec = StudySpec.from_mapping({**BASE, "lrs": [0.01, 0.03, 0.1], "seeds": 2})
+    configs = spec.configs()
+    for _ in range(10):
+        new = refinement(spec, configs, _val_rows(configs, best))
+        if not new:
+            break
+        assert len({c.seed for c in new}) == 2  # every seed of the grid
+        configs = configs + new
+    got = sorted({c.lr for c in configs if c.schedule == "rex"})
+    assert got == sorted(expected)
+    assert sum(lr < 0.01 for lr in got if lr in (0.003, 0.001, 0.0003)) <= MAX_EXTENSIONS
+
+
+def test_refinement_waits_for_every_seed_and_skips_never_training():
+    spec = StudySpec.from_mapping({**BASE, "lrs": [0.01, 0.03, 0.1], "seeds": 2})
+    configs = spec.configs()
+    rows = _val_rows(configs, 0.05)
+    assert refinement(spec, configs, rows[:-1])  # rex is complete, linear is not
+    assert {c.schedule for c in refinement(spec, configs, rows[:-1])} == {"rex"}
+    diverged = [dict(key=c.key, status="diverged", val_metric=None) for c in configs]
+    assert refinement(spec, configs, diverged) == []
+
+
+def test_cli_refine_adds_trials_and_resumes(tmp_path, capsys):
+    db = tmp_path / "s.db"
+    argv = ["run", "--task", "digits-mlp", "--schedules", "rex", "--optimizers", "sgdm", "--budgets", "3",
+            "--lrs", "0.01,0.03", "--seeds", "1", "--refine", "--store", str(db), "--quiet"]
+    assert main(argv) == 0
+    with Store(db, readonly=True) as s:
+        lrs = sorted(r["lr"] for r in s.rows())
+    assert len(lrs) > 2 and {0.01, 0.03} < set(lrs)  # refinement points were trained
+    assert main(argv) == 0  # nothing left: the rerun trains nothing
+    assert "0 trials run" in capsys.readouterr().out.splitlines()[-1]
+    with Store(db, readonly=True) as s:
+        assert sorted(r["lr"] for r in s.rows()) == lrs
