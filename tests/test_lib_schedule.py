@@ -257,3 +257,15 @@ def test_schedules_pickle_with_their_history():
     again = pickle.loads(pickle.dumps(s))
     np.testing.assert_array_equal(again.values(), s.values())
     assert again(120) == s(120) and again.budget_changes == s.budget_changes
+
+
+@pytest.mark.parametrize("name,kw", [("rex", {}), ("linear", {}), ("step", {}), ("step", {"factor": 0.37}),
+                                     ("onecycle", {}), ("constant", {}), ("delayed-linear", {"delay": 0.3}),
+                                     ("wsd", {}), ("rex", {"sampling": "1-100", "warmup_steps": 7}),
+                                     ("step", {"sampling": "10-10", "min_lr": 0.01})])
+def test_per_step_path_equals_values_bit_for_bit(name, kw):
+    # The torch adapter's per-step path (Python floats) and values() (numpy) agree exactly for the profiles built
+    # from + - * / (step's levels factor**k are computed once, with numpy, so they agree too).
+    s = Schedule(name, 997, 0.3, **kw).with_budget(1500, at_step=400)
+    v = s.values()
+    assert [s(t) for t in range(1500)] == v.tolist()

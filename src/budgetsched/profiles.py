@@ -148,15 +148,16 @@ def step(z: ArrayLike, milestones: Sequence[float] = (0.5, 0.75), factor: float 
     """Step decay: m(z) = factor ** (number of milestones <= z). Default "50-75" with factor 0.1 (He et al. 2016).
 
     Its default sampling rate is its own milestones (the paper's step schedule is this profile sampled at 50-75).
-    The power is a product of one factor per milestone passed, so every array library gives the same bits.
+    The levels factor**k are computed once with numpy and selected, so every array library gives the same bits.
 
     >>> float(step(0.0)), float(step(0.5)), round(float(step(1.0)), 12)
     (1.0, 0.1, 0.01)
     """
     z = xp.asarray(z)
+    levels = np.power(float(factor), np.arange(len(milestones) + 1))
     m = xp.where(z >= 0.0, 1.0, 1.0)  # ones shaped like z
-    for milestone in milestones:
-        m = m * xp.where(z >= float(milestone), float(factor), 1.0)
+    for k, milestone in enumerate(milestones, start=1):  # increasing: the last milestone passed wins
+        m = xp.where(z >= float(milestone), float(levels[k]), m)
     return m
 
 
