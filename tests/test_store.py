@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -161,3 +162,199 @@ def test_closed_store_raises(tmp_path):
     s.close()
     with pytest.raises(StoreError, match="closed"):
         s.rows()
+
+
+# ------------------------------------------------------------------------------------- versions and layout
+FIXTURE_V1 = os.path.join(os.path.dirname(__file__), "fixtures", "store_v1.sql")
+
+
+def _v1_store(path):
+    con = sqlite3.connect(path)
+    with open(FIXTURE_V1, encoding="utf-8") as f:
+        con.executescript(f.read())
+    con.close()
+    return path
+
+
+def test_v1_store_migrates_in_place_and_keeps_every_row(tmp_path):
+    path = _v1_store(tmp_path / "v1.db")
+    with Store(path) as s:
+        assert s.version == SCHEMA_VERSION == 2
+        all_rows = s.rows()
+        meta = s.meta()
+        assert s.finished_keys() == {r["key"] for r in all_rows if r["status"] in ("done", "diverged")}
+    rows = {(r["schedule"], r["lr"]): r for r in all_rows}
+    assert len(rows) == 5 and {r["budget_unit"] for r in all_rows} == {"epochs"}  # v1 budgets were epochs
+    assert {r["total_steps"] for r in all_rows} == {None} and {r["stand_in"] for r in all_rows} == {None}
+    assert rows["rex", 0.1]["val_metric"] == 30.0 and rows["rex", 0.1]["curves"]["lr"] == [0.1, 0.05]
+    assert rows["rex", 1e6]["status"] == "diverged"
+    assert rows["cosine", 0.1]["error"] == "RuntimeError: out of memory"
+    assert TrialConfig.from_dict(rows["plateau", 0.1]["config"]).params == {"patience": 5}
+    assert "schema_version" not in meta and meta["migrated_1_to_2"]  # the version lives in user_version only
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
+        "meta", "trials", "claims"}
+    con.close()
+
+
+def test_v1_store_is_read_without_migrating(tmp_path):
+    path = _v1_store(tmp_path / "v1.db")
+    before = path.read_bytes()
+    with Store(path, readonly=True) as s:
+        assert s.version == 1
+        assert {r["budget_unit"] for r in s.rows()} == {"epochs"} and len(s.rows()) == 5
+    assert path.read_bytes() == before
+
+
+def test_failed_migration_leaves_the_v1_store_as_it_was(tmp_path, monkeypatch):
+    from budgetsched.bench import store as store_mod
+
+    path = _v1_store(tmp_path / "v1.db")
+    before = path.read_bytes()
+
+    def broken(c):
+        store_mod._migrate_1_to_2(c)
+        raise sqlite3.OperationalError("disk I/O error")  # fails after the first statements
+
+    monkeypatch.setitem(store_mod.MIGRATIONS, 1, broken)
+    with pytest.raises(OSError, match="disk"):
+        Store(path)
+    con = sqlite3.connect(path)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1  # one transaction: nothing half-migrated
+    assert "budget_unit" not in {r[1] for r in con.execute("PRAGMA table_info(trials)")}
+    con.close()
+    monkeypatch.undo()
+    with Store(path) as s:
+        assert s.version == 2 and len(s.rows()) == 5
+
+
+@pytest.mark.parametrize("readonly", [False, True])
+def test_newer_schema_is_refused_naming_both_versions(tmp_path, readonly):
+    path = tmp_path / "s.db"
+    Store(path).close()
+    con = sqlite3.connect(path)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
+    con.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match=f"schema version {SCHEMA_VERSION + 5}.*version {SCHEMA_VERSION}"):
+        Store(path, readonly=readonly)
+    assert path.read_bytes() == before
+
+
+def test_missing_column_is_refused_by_readers_and_writers(tmp_path):
+    path = tmp_path / "s.db"
+    Store(path).close()
+    con = sqlite3.connect(path)
+    con.execute("ALTER TABLE trials DROP COLUMN run_meta")
+    con.close()
+    for readonly in (False, True):
+        with pytest.raises(StoreError, match="lacks column.*run_meta"):
+            Store(path, readonly=readonly)
+
+
+def test_damaged_row_is_skipped_with_a_warning_naming_its_key(tmp_path):
+    from budgetsched.bench.store import StoreWarning
+
+    path = tmp_path / "s.db"
+    with Store(path) as s:
+        s.put(cfg(lr=0.1), result())
+        s.put(cfg(lr=0.3), result())
+    con = sqlite3.connect(path)
+    con.execute("UPDATE trials SET run_meta = '[1, 2' WHERE key = ?", (cfg(lr=0.3).key,))
+    con.commit()
+    con.close()
+    for readonly in (False, True):
+        with Store(path, readonly=readonly) as s:
+            with pytest.warns(StoreWarning, match=f"trial {cfg(lr=0.3).key!r} cannot be read.*skipped"):
+                assert [r["lr"] for r in s.rows()] == [0.1]
+            with pytest.warns(StoreWarning, match=cfg(lr=0.3).key):
+                assert s.row(cfg(lr=0.3).key) is None
+            assert s.row(cfg(lr=0.1).key)["lr"] == 0.1
+
+
+def test_read_only_store_is_never_written(tmp_path):
+    path = tmp_path / "s.db"
+    with Store(path) as s:
+        s.put(cfg(), result())
+    before = path.read_bytes()
+    with Store(path, readonly=True) as s:
+        assert len(s.rows()) == 1
+        with pytest.raises(StoreError, match="read-only"):
+            s.put(cfg(lr=0.3), result())
+        with pytest.raises(StoreError, match="read-only"):
+            s.claim([cfg().key], "me", 60)
+    assert path.read_bytes() == before
+
+
+# ------------------------------------------------------------------------------------------------- claims
+def test_claims_split_keys_between_owners_and_finished_trials_are_never_claimed(tmp_path):
+    from budgetsched.bench.store import claim_owner
+
+    keys = [cfg(lr=lr).key for lr in (0.1, 0.2, 0.3, 0.4)]
+    with Store(tmp_path / "s.db") as a, Store(tmp_path / "s.db") as b:
+        me, other = claim_owner(), claim_owner()
+        a.put(cfg(lr=0.4), result())
+        assert a.claim(keys[:2], me, 60) == keys[:2]
+        assert b.claim(keys, other, 60) == [keys[2]]  # 0.1/0.2 held by a, 0.4 finished
+        assert a.claimed_by_others(keys, me, 60) == 1 and b.claimed_by_others(keys, other, 60) == 2
+        a.put(cfg(lr=0.1), result())  # writing a result releases its claim
+        assert b.claimed_by_others(keys, other, 60) == 1
+        b.release(other)
+        assert a.claim(keys, me, 60) == [keys[1], keys[2]]
+
+
+def test_claims_of_an_ended_process_or_an_expired_lease_are_taken_over(tmp_path):
+    from budgetsched.bench.store import claim_owner, owner_is_gone
+
+    proc = subprocess.run([sys.executable, "-c", "from budgetsched.bench.store import claim_owner; print(claim_owner())"],
+                          capture_output=True, text=True, timeout=60)
+    dead = proc.stdout.strip()  # a run on this host whose process has ended (e.g. SIGKILLed)
+    remote = "elsewhere.example:1:-:abcd1234"  # a run on another host: only its lease can expire
+    assert owner_is_gone(dead) and not owner_is_gone(remote) and not owner_is_gone(claim_owner())
+    with Store(tmp_path / "s.db") as s:
+        s.claim([cfg(lr=0.1).key], dead, 60)
+        s.claim([cfg(lr=0.2).key], remote, 60)
+        me = claim_owner()
+        assert s.claimed_by_others([cfg(lr=0.1).key, cfg(lr=0.2).key], me, 60) == 1
+        assert s.claim([cfg(lr=0.1).key, cfg(lr=0.2).key], me, 60) == [cfg(lr=0.1).key]  # at once
+        time.sleep(0.3)
+        assert s.claim([cfg(lr=0.2).key], me, 0.2) == [cfg(lr=0.2).key]  # its lease expired
+
+
+def test_remove_if_empty_never_removes_a_store_another_writer_has_open(tmp_path):
+    path = tmp_path / "s.db"
+    first = Store(path)
+    assert first.created
+    second = Store(path)  # e.g. a concurrent run of the same command
+    assert not second.created
+    assert first.remove_if_empty() is False and path.exists()
+    second.put(cfg(), result())
+    second.close()
+    assert len(Store(path, readonly=True).rows()) == 1
+    fresh = Store(tmp_path / "t.db")
+    assert fresh.remove_if_empty() is True and list(tmp_path.glob("t.db*")) == []
+
+
+def test_concurrent_writers_in_threads_lose_nothing(tmp_path):
+    import threading
+
+    path = tmp_path / "s.db"
+    Store(path).close()
+    errors = []
+
+    def writer(i):
+        try:
+            with Store(path) as s:
+                for j in range(10):
+                    s.put(cfg(lr=0.1, seed=i * 100 + j), result())
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(Store(path, readonly=True).rows()) == 40

@@ -43,7 +43,13 @@ from budgetsched.bench.grid import TrialConfig
 from budgetsched.bench.status import FINISHED, STATUSES, Status
 from budgetsched.errors import EnvironmentFailure, UsageError
 
-__all__ = ["Store", "StoreError", "StoreIOError", "StoreWarning", "STATUSES", "SCHEMA_VERSION", "APPLICATION_ID"]
+try:
+    import fcntl as _fcntl
+except ImportError:  # not POSIX: no directory lock (remove_if_empty then keeps the store)
+    _fcntl = None  # type: ignore[assignment]
+
+__all__ = ["Store", "StoreError", "StoreIOError", "StoreWarning", "STATUSES", "SCHEMA_VERSION", "APPLICATION_ID",
+           "claim_owner", "owner_is_gone"]
 
 #: The on-disk layout version (``PRAGMA user_version``); older stores are migrated by :data:`MIGRATIONS`.
 SCHEMA_VERSION = 2
@@ -253,8 +259,12 @@ class Store:
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.readonly = bool(readonly)
+        #: True when this instance created the store (its schema); see :meth:`remove_if_empty`.
+        self.created = False
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        self._dir_lock: _DirLock | None = None
+        self._snapshot: Path | None = None  # a private copy read instead of the file (see _open_snapshot)
         self.version = SCHEMA_VERSION
         self._check_file()
         self._conn = self._open_readonly() if self.readonly else self._open_writable()
@@ -285,60 +295,167 @@ class Store:
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
         return conn
 
+    def _check_writable(self) -> None:
+        """Refuse, before SQLite creates anything, a store this process cannot write: SQLite would otherwise open
+        it read-only, leave read-only ``-wal``/``-shm`` files behind, and fail only at the first write."""
+        p, d = self.path, self.path.parent
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise StoreIOError(f"cannot write to store {str(p)!r}: its directory {str(d)!r} is not writable here "
+                               f"(SQLite keeps its write-ahead log next to the store); check its permissions")
+        for f in (p, Path(f"{p}-wal"), Path(f"{p}-shm")):
+            if f.exists() and not os.access(f, os.R_OK | os.W_OK):
+                raise StoreIOError(f"cannot write to store {str(p)!r}: {str(f)!r} is read-only here; "
+                                   f"check the file's permissions")
+
     def _open_writable(self) -> sqlite3.Connection:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             kind = StoreError if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG) else StoreIOError
             raise kind(f"cannot create the directory of store {str(self.path)!r}: {e.strerror or e}") from None
+        self._check_writable()
+        self._dir_lock = _DirLock(self.path.parent)
         try:
+            self._dir_lock.shared()
             conn = self._connect(self.path.resolve().as_uri() + "?mode=rwc")
         except sqlite3.Error as e:
+            self._release_dir_lock()
             raise _io_error(self.path, e, "open") from None
+        except BaseException:
+            self._release_dir_lock()
+            raise
         self._conn = conn
         try:
             with self._tx():  # check, create or migrate in one exclusive transaction: racing creators all succeed
                 self._init_schema(conn)
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreIOError(f"cannot switch store {str(self.path)!r} to WAL mode (got {mode!r})")
+            self._wal_mode(conn)
             # FULL: the WAL is fsynced at each commit, so a put that returned survives a crash or power loss.
             conn.execute("PRAGMA synchronous = FULL")
             self._probe_write()
-        except BaseException:
+        except BaseException as e:
             conn.close()
             self._conn = None
+            self._release_dir_lock()
+            if isinstance(e, sqlite3.Error):
+                raise _io_error(self.path, e, "open") from None
             raise
         return conn
 
-    def _open_readonly(self) -> sqlite3.Connection:
-        uri = self.path.resolve().as_uri()
-        try:
-            conn = self._connect(uri + "?mode=ro")
-            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        except sqlite3.OperationalError as e:
-            # A WAL store in a directory this user cannot write: SQLite needs the -shm file. If there is no
-            # write-ahead log to miss, reading the main file as immutable is exact; otherwise say what is missed.
-            if "unable to open" not in str(e).lower() and "readonly" not in str(e).lower():
-                raise _io_error(self.path, e, "read") from None
-            wal = Path(str(self.path) + "-wal")
-            if wal.exists() and wal.stat().st_size > 0:
-                warnings.warn(f"{str(wal)!r} holds results not yet merged into the store and cannot be read here "
-                              "(no write access to its directory); rows in it are missing from this report. "
-                              "Open the store once with write access (e.g. rerun the study) to merge them.",
-                              StoreWarning, stacklevel=3)
+    def _wal_mode(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL (persistent; a no-op for an existing store). SQLite answers "database is locked" at once,
+        without waiting, when another process holds the file while it switches, so retry for the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        delay = 0.005
+        while True:
             try:
-                conn = self._connect(uri + "?immutable=1")
-            except sqlite3.Error as e2:
-                raise _io_error(self.path, e2, "read") from None
-        except sqlite3.Error as e:
-            raise _io_error(self.path, e, "read") from None
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e).lower() or time.monotonic() > deadline:
+                    raise _io_error(self.path, e, "open") from None
+                time.sleep(delay)
+                delay = min(0.2, delay * 2)
+        if str(mode).lower() != "wal":
+            raise StoreIOError(f"cannot switch store {str(self.path)!r} to WAL mode (got {mode!r})")
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        """``mode=ro`` where the directory is writable (SQLite shares the WAL index with a live writer there);
+        otherwise a private read that changes no byte of the store (see :meth:`_open_snapshot`)."""
+        if os.access(self.path.parent, os.W_OK | os.X_OK):
+            try:
+                conn = self._connect(self.path.resolve().as_uri() + "?mode=ro")
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError as e:
+                msg = str(e).lower()
+                if "unable to open" not in msg and "readonly" not in msg:
+                    raise _io_error(self.path, e, "read") from None
+                conn = self._open_snapshot()  # e.g. a -shm file this user cannot write
+            except sqlite3.Error as e:
+                raise _io_error(self.path, e, "read") from None
+        else:
+            conn = self._open_snapshot()
         try:
             self._check_identity(conn, migrate=False)
+            self._check_layout(conn, writing=False)
         except BaseException:
             conn.close()
+            self._drop_snapshot()
             raise
         return conn
+
+    def _open_snapshot(self) -> sqlite3.Connection:
+        """Read a store whose directory this user cannot write, without changing a byte of it.
+
+        No write-ahead log (or an empty one, the state a closed run leaves): the main file holds every row and is
+        read as ``immutable``. A non-empty ``-wal`` (a run was killed): the store and its log are copied to a
+        private temporary directory and the copy is read, so the rows in the log are in the report. A ``-wal``
+        this user cannot read: its rows are missing, and a :class:`StoreWarning` says so.
+        """
+        uri = self.path.resolve().as_uri()
+        wal = Path(f"{self.path}-wal")
+        try:
+            wal_size = wal.stat().st_size
+        except OSError:
+            wal_size = 0
+        if wal_size and os.access(wal, os.R_OK):
+            copy = self._copy_with_wal(wal)
+            if copy is not None:
+                try:
+                    return self._connect(copy.resolve().as_uri() + "?mode=rw")
+                except sqlite3.Error as e:
+                    self._drop_snapshot()
+                    raise _io_error(self.path, e, "read") from None
+        if wal_size:
+            warnings.warn(f"{str(wal)!r} holds results not yet merged into the store and cannot be read here; "
+                          "rows in it are missing from this report. Open the store once with write access "
+                          "(e.g. rerun the study) to merge them.", StoreWarning, stacklevel=4)
+        try:
+            conn = self._connect(uri + "?immutable=1")
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite3.Error as e:
+            raise _io_error(self.path, e, "read") from None
+
+    def _copy_with_wal(self, wal: Path) -> Path | None:
+        """Copy the store and its ``-wal`` to a private directory (None if that fails); retried while a writer
+        changes them under the copy."""
+        import shutil
+        import tempfile
+
+        def state() -> tuple[tuple[int, int], ...]:
+            return tuple((s.st_size, s.st_mtime_ns) for s in (self.path.stat(), wal.stat()))
+        try:
+            tmp = Path(tempfile.mkdtemp(prefix="budgetsched-read-"))
+        except OSError:
+            return None
+        self._snapshot = tmp
+        copy = tmp / self.path.name
+        try:
+            for _ in range(5):
+                before = state()
+                shutil.copyfile(wal, f"{copy}-wal")
+                shutil.copyfile(self.path, copy)
+                if state() == before:
+                    return copy
+                time.sleep(0.1)
+        except OSError:
+            pass
+        self._drop_snapshot()
+        return None
+
+    def _drop_snapshot(self) -> None:
+        if self._snapshot is not None:
+            import shutil
+
+            shutil.rmtree(self._snapshot, ignore_errors=True)
+            self._snapshot = None
+
+    def _release_dir_lock(self) -> None:
+        if self._dir_lock is not None:
+            self._dir_lock.release()
+            self._dir_lock = None
 
     def _check_identity(self, c: sqlite3.Connection, migrate: bool) -> int:
         """Validate application id and version; returns the version found (0 for an empty database)."""
@@ -366,6 +483,28 @@ class Store:
         self.version = version
         return version
 
+    def _check_layout(self, c: sqlite3.Connection, writing: bool) -> None:
+        """The trials table has every column this version reads, and (to write) none it would not fill."""
+        try:
+            info = c.execute("PRAGMA table_info(trials)").fetchall()  # cid, name, type, notnull, default, pk
+            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        except sqlite3.Error as e:
+            raise _io_error(self.path, e, "read") from None
+        names = {r[1] for r in info}
+        missing = [k for k in _COLUMNS if k not in names and (self.version >= 2 or k not in _V1_DEFAULTS)]
+        if missing:
+            raise StoreError(f"store {str(self.path)!r} is damaged or was changed by hand: table trials lacks "
+                             f"column(s) {', '.join(missing)}")
+        if not writing:
+            return
+        unfilled = [r[1] for r in info if r[1] not in _COLUMNS and r[3] and r[4] is None and not r[5]]
+        if unfilled:
+            raise StoreError(f"store {str(self.path)!r} was changed by hand: column(s) {', '.join(unfilled)} of "
+                             f"table trials must be filled (NOT NULL, no default) but budgetsched does not know "
+                             f"them, so no trial could be written; drop the column(s) or use another store")
+        if "claims" not in tables:
+            raise StoreError(f"store {str(self.path)!r} is damaged or was changed by hand: table claims is missing")
+
     def _init_schema(self, c: sqlite3.Connection) -> None:
         version = self._check_identity(c, migrate=True)
         if version == 0:
@@ -375,6 +514,7 @@ class Store:
             meta = {"application": "budgetsched", "created": _now(), "created_by": _package_version()}
             c.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
             c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            self.created = True
         else:
             for v in range(version, SCHEMA_VERSION):
                 MIGRATIONS[v](c)
@@ -382,6 +522,7 @@ class Store:
                           (f"migrated_{v}_to_{v + 1}", f"{_now()} by {_package_version()}"))
         c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         self.version = SCHEMA_VERSION
+        self._check_layout(c, writing=True)
 
     def _probe_write(self) -> None:
         """Commit one small write now, so a read-only file or a full disk fails before anything is trained."""
@@ -418,11 +559,17 @@ class Store:
             raise StoreError(f"store {str(self.path)!r} was opened read-only")
 
     # -- reading -------------------------------------------------------------------------------------------------
+    def _read(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            try:
+                return self._db().execute(sql, args).fetchall()
+            except sqlite3.Error as e:
+                raise _io_error(self.path, e, "read") from None
+
     def finished_keys(self) -> set[str]:
         """Keys of trials that need no rerun: status ``done`` or ``diverged`` (``failed`` ones are retried)."""
-        with self._lock:
-            cur = self._db().execute("SELECT key FROM trials WHERE status IN (?, ?)", tuple(s.value for s in FINISHED))
-            return {r[0] for r in cur}
+        return {r[0] for r in self._read("SELECT key FROM trials WHERE status IN (?, ?)",
+                                         tuple(s.value for s in FINISHED))}
 
     def rows(self, task: str | None = None) -> list[dict[str, Any]]:
         """All trials (or one task's) as dicts: config fields, result fields, provenance; JSON columns decoded.
@@ -431,58 +578,42 @@ class Store:
         optimizer, budget, label, lr, seed. A row that cannot be decoded is skipped with a :class:`StoreWarning`
         naming its key.
         """
+        if task is None:
+            return self._rows_where("1", ())
+        return self._rows_where("task = ?", (task,))
+
+    def row(self, key: str) -> dict[str, Any] | None:
+        """The trial stored under ``key`` (as in :meth:`rows`), or None (also when it cannot be decoded)."""
+        return next(iter(self._rows_where("key = ?", (key,))), None)
+
+    def _rows_where(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
         cols = [c for c in _COLUMNS if self.version >= 2 or c not in _V1_DEFAULTS]
-        sql = f"SELECT {', '.join(cols)} FROM trials"
-        args: tuple[Any, ...] = ()
-        if task is not None:
-            sql += " WHERE task = ?"
-            args = (task,)
-        sql += " ORDER BY task, optimizer, budget, label, lr, schedule_params, seed"
-        with self._lock:
-            try:
-                fetched = self._db().execute(sql, args).fetchall()
-            except sqlite3.Error as e:
-                raise _io_error(self.path, e, "read") from None
+        fetched = self._read(f"SELECT {', '.join(cols)} FROM trials WHERE {where} "
+                             "ORDER BY task, optimizer, budget, label, lr, schedule_params, seed", args)
         out = []
         for values in fetched:
             d = {**_V1_DEFAULTS, **dict(zip(cols, values))}
             try:
                 for k in _JSON_COLUMNS:
                     d[k] = json.loads(d[k])
+                    if not isinstance(d[k], dict):
+                        raise ValueError(f"column {k} holds {type(d[k]).__name__}, not an object")
                 Status.parse(d["status"])
             except (TypeError, ValueError) as e:
                 warnings.warn(f"store {str(self.path)!r}: trial {d.get('key')!r} cannot be read ({e}); skipped",
-                              StoreWarning, stacklevel=2)
+                              StoreWarning, stacklevel=3)
                 continue
-            out.append(d)
-        return out
-
-    def row(self, key: str) -> dict[str, Any] | None:
-        """The trial stored under ``key`` (as in :meth:`rows`), or None."""
-        return next((r for r in self._rows_where("key = ?", (key,))), None)
-
-    def _rows_where(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        cols = [c for c in _COLUMNS if self.version >= 2 or c not in _V1_DEFAULTS]
-        with self._lock:
-            fetched = self._db().execute(f"SELECT {', '.join(cols)} FROM trials WHERE {where}", args).fetchall()
-        out = []
-        for values in fetched:
-            d = {**_V1_DEFAULTS, **dict(zip(cols, values))}
-            for k in _JSON_COLUMNS:
-                d[k] = json.loads(d[k])
             out.append(d)
         return out
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status (every status present, zeros included)."""
-        with self._lock:
-            got = dict(self._db().execute("SELECT status, count(*) FROM trials GROUP BY status").fetchall())
+        got = dict(self._read("SELECT status, count(*) FROM trials GROUP BY status"))
         return {s: int(got.get(s, 0)) for s in STATUSES}
 
     def meta(self) -> dict[str, str]:
         """The store's own metadata (application, creation time and package version, migrations)."""
-        with self._lock:
-            return dict(self._db().execute("SELECT key, value FROM meta").fetchall())
+        return dict(self._read("SELECT key, value FROM meta"))
 
     # -- writing -------------------------------------------------------------------------------------------------
     def put(self, config: TrialConfig, result: Any, meta: Mapping[str, Any] | None = None, *,
@@ -527,16 +658,25 @@ class Store:
             c.execute("DELETE FROM claims WHERE key = ?", (config.key,))
 
     # -- claims (concurrent runs) --------------------------------------------------------------------------------
+    def _drop_stale_claims(self, c: sqlite3.Connection, owner: str, lease_s: float, now: float) -> None:
+        """Inside a transaction: drop claims not renewed for ``lease_s`` seconds and claims of runs on this host
+        whose process is gone (a killed run: its trials are free at once, not after the lease)."""
+        c.execute("DELETE FROM claims WHERE heartbeat < ?", (now - lease_s,))
+        for (other,) in c.execute("SELECT DISTINCT owner FROM claims WHERE owner != ?", (owner,)).fetchall():
+            if owner_is_gone(other):
+                c.execute("DELETE FROM claims WHERE owner = ?", (other,))
+
     def claim(self, keys: list[str], owner: str, lease_s: float) -> list[str]:
         """Claim the unfinished, unclaimed ``keys`` for ``owner`` in one transaction; returns those claimed.
 
-        Claims whose last heartbeat is older than ``lease_s`` seconds (a crashed run) are taken over.
+        ``owner`` names the run (:func:`claim_owner`). Claims whose last heartbeat is older than ``lease_s`` seconds
+        (a crashed run elsewhere) and claims of a run on this host whose process has ended are taken over.
         """
         self._writable()
         now = time.time()
         got: list[str] = []
         with self._lock, self._tx() as c:
-            c.execute("DELETE FROM claims WHERE heartbeat < ?", (now - lease_s,))
+            self._drop_stale_claims(c, owner, lease_s, now)
             for i in range(0, len(keys), 500):
                 part = keys[i:i + 500]
                 marks = ",".join("?" * len(part))
@@ -551,17 +691,16 @@ class Store:
         return got
 
     def claimed_by_others(self, keys: list[str], owner: str, lease_s: float) -> int:
-        """How many of ``keys`` are unfinished and held by another run's live claim."""
+        """How many of ``keys`` are held by another run's live claim."""
         now = time.time()
-        n = 0
-        with self._lock:
-            c = self._db()
-            for i in range(0, len(keys), 500):
-                part = keys[i:i + 500]
-                marks = ",".join("?" * len(part))
-                n += c.execute(f"SELECT count(*) FROM claims WHERE key IN ({marks}) AND owner != ? AND heartbeat >= ?",
-                               (*part, owner, now - lease_s)).fetchone()[0]
-        return int(n)
+        held: dict[str, int] = {}
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for other, n in self._read(f"SELECT owner, count(*) FROM claims WHERE key IN ({marks}) AND owner != ? "
+                                       "AND heartbeat >= ? GROUP BY owner", (*part, owner, now - lease_s)):
+                held[other] = held.get(other, 0) + int(n)
+        return sum(n for other, n in held.items() if not owner_is_gone(other))
 
     def heartbeat(self, owner: str) -> None:
         """Keep ``owner``'s claims alive."""
@@ -578,30 +717,38 @@ class Store:
         """Close the connection (idempotent). A writer first merges the write-ahead log into the file, so that
         readers without write access to the directory see every row."""
         with self._lock:
-            if self._conn is None:
-                return
-            if not self.readonly:
-                with contextlib.suppress(sqlite3.Error):
-                    self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            self._conn.close()
-            self._conn = None
+            if self._conn is not None:
+                if not self.readonly:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._conn.close()
+                self._conn = None
+            self._release_dir_lock()
+            self._drop_snapshot()
 
     def remove_if_empty(self) -> bool:
-        """Close the store and delete its files if it holds no trial (a run that failed before writing any:
-        nothing is left behind). Returns True if the files were removed."""
+        """Close the store and delete its files if it holds no trial and no other process has it open for writing
+        (a run that failed before writing any result leaves nothing behind, and never removes a store another
+        run is using). Returns True if the files were removed."""
+        if self.readonly:
+            self.close()
+            return False
         self.close()
-        try:
-            conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+        with _DirLock(self.path.parent) as lock:
+            if not lock.exclusive():  # another writer has a store of this directory open: keep it
+                return False
             try:
-                n = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
-            finally:
-                conn.close()
-        except sqlite3.Error:
-            return False
-        if n:
-            return False
-        for suffix in ("", "-wal", "-shm"):
-            Path(str(self.path) + suffix).unlink(missing_ok=True)
+                conn = sqlite3.connect(self.path.resolve().as_uri() + "?mode=ro", uri=True)
+                try:
+                    n = conn.execute("SELECT count(*) FROM trials").fetchone()[0]
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                return False
+            if n:
+                return False
+            for suffix in ("", "-wal", "-shm"):
+                Path(str(self.path) + suffix).unlink(missing_ok=True)
         return True
 
     def __enter__(self) -> "Store":
@@ -612,3 +759,89 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+class _DirLock:
+    """An advisory ``flock`` on the store's directory: every writer holds it shared while its store is open;
+    :meth:`Store.remove_if_empty` deletes files only if it can take it exclusively, i.e. when no other writer
+    (in any process) has a store of that directory open. A lock on the directory, not on the store file:
+    closing a descriptor of the store file would drop SQLite's own POSIX locks held by this process."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._fd: int | None = None
+
+    def _open(self) -> bool:
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.directory, os.O_RDONLY)
+            except OSError:
+                return False
+        return True
+
+    def shared(self) -> None:
+        if _fcntl is not None and self._open():
+            _fcntl.flock(self._fd, _fcntl.LOCK_SH)
+
+    def exclusive(self) -> bool:
+        """Take the lock exclusively without waiting; False if another holder has it."""
+        if _fcntl is None or not self._open():
+            return False
+        try:
+            _fcntl.flock(self._fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # drops the flock
+            self._fd = None
+
+    def __enter__(self) -> "_DirLock":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, from /proc), "" if it is a zombie, None where
+    /proc cannot tell (not Linux, or no such process)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return "" if fields[0] in ("Z", "X") else fields[19]
+
+
+def claim_owner() -> str:
+    """A name for this run's claims: ``host:pid:process-start:tag`` (the start time tells a reused pid apart)."""
+    import uuid
+
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '-'}:{uuid.uuid4().hex[:8]}"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """True if ``owner`` (:func:`claim_owner`) is a run on this host whose process has ended. Runs on other
+    hosts are never judged here: their claims expire with their lease."""
+    parts = owner.rsplit(":", 3)
+    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    pid, start = int(parts[1]), parts[2]
+    if pid == os.getpid():
+        return False
+    now = _process_start(pid)
+    if now is not None:
+        return now == "" or (start != "-" and now != start)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
