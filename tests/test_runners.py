@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 
 import pytest
 
@@ -149,3 +150,82 @@ def test_ctrl_c_during_a_store_write_is_held_until_the_write_ends(tmp_path, sigi
         assert info.value.summary.ran == 1
         assert len(store.rows()) == 1 and store.rows()[0]["status"] == "done"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+# ------------------------------------------------------------------------------------------ claims, retries
+def test_a_failing_trial_is_written_once_and_the_study_ends(tmp_path, monkeypatch):
+    """A failed trial is retried by the next run, not again and again by this one."""
+    from budgetsched.bench import batched, train
+
+    calls = []
+
+    def failing(configs, plans, *a, **k):
+        calls.append(len(configs))
+        return [TrialResult.failed("RuntimeError: boom") for _ in configs]
+
+    monkeypatch.setattr(train, "run_members", failing)
+    monkeypatch.setattr(batched, "run_members", failing)
+    with Store(tmp_path / "s.db") as store:
+        s = run_study(GRID[:3], store, progress=False)
+        assert s.counts == {"done": 0, "diverged": 0, "failed": 3} and sum(calls) == 3
+        assert store.counts()["failed"] == 3
+
+
+def test_plateau_stand_in_whose_constant_trial_is_not_in_the_grid(tmp_path):
+    """Only the plateau config is asked for: the constant run is trained for it, its row is not written."""
+    from budgetsched.bench.grid import expand as ex
+
+    grid = ex(["digits-mlp"], ["plateau"], ["sgdm"], [2.0], [0.1], [0], plateau_patience=[10 ** 21])
+    with Store(tmp_path / "s.db") as store:
+        s = run_study(grid, store, progress=False)
+        (row,) = store.rows()
+    assert (s.ran, s.stand_ins) == (1, 1) and row["stand_in"] == "constant" and row["schedule"] == "plateau"
+
+
+def test_trials_held_by_another_live_run_are_waited_for_then_adopted(tmp_path, monkeypatch):
+    """Another run holds 4 trials; it writes them while this run waits: they are counted, not trained."""
+    import threading
+
+    from budgetsched.bench import batched, train
+    from budgetsched.bench.store import claim_owner
+
+    trained = []
+    real = train.run_members
+
+    def counting(configs, *a, **k):
+        trained.extend(c.key for c in configs)
+        return real(configs, *a, **k)
+
+    monkeypatch.setattr(train, "run_members", counting)
+    monkeypatch.setattr(batched, "run_members", counting)
+    path = tmp_path / "s.db"
+    other = claim_owner()
+    held = GRID[:4]
+    with Store(path) as store:
+        assert store.claim([c.key for c in held], other, 60) == [c.key for c in held]
+
+        def other_run_finishes():
+            time.sleep(1.0)
+            with Store(path) as theirs:
+                for c in held:
+                    theirs.put(c, _sentinel())
+
+        t = threading.Thread(target=other_run_finishes)
+        t.start()
+        with pytest.warns(UserWarning, match="waiting for 4 trials claimed by another run"):
+            s = run_study(GRID, store, progress=False, lease_s=60)
+        t.join()
+        rows = {r["key"]: r for r in store.rows()}
+    assert sorted(trained) == sorted(c.key for c in GRID[4:])  # never trained what the other run held
+    assert (s.ran, s.by_others) == (8, 4) and "4 trained meanwhile by another run" in s.line()
+    assert len(rows) == 12 and all(rows[c.key]["val_loss"] == -1.0 for c in held)
+
+
+def test_claims_of_a_stalled_run_are_taken_over_after_the_lease(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        store.claim([c.key for c in GRID[:2]], "elsewhere.example:1:-:stalled0", 60)  # never renewed
+        t0 = time.monotonic()
+        with pytest.warns(UserWarning, match="waiting for 2 trials claimed by another run"):
+            s = run_study(GRID, store, progress=False, lease_s=1.0)
+        assert time.monotonic() - t0 < 30
+        assert s.ran == 12 and len(store.rows()) == 12

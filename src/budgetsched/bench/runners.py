@@ -40,7 +40,6 @@ import socket
 import subprocess
 import threading
 import time
-import uuid
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +47,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from budgetsched.bench.grid import TrialConfig, iter_groups
 from budgetsched.bench.status import Status
+from budgetsched.bench.store import claim_owner
 from budgetsched.errors import EnvironmentFailure, UsageError
 
 __all__ = ["ENGINES", "StudySummary", "StudyInterrupted", "BudgetCollapseWarning", "run_study", "make_chunks",
@@ -86,6 +86,7 @@ class StudySummary:
     plan_time: float = 0.0
     stand_ins: int = 0  # plateau rows written from the constant trial instead of training
     dropped: int = 0  # configs of budgets that were the same run as a smaller budget
+    by_others: int = 0  # trials of the grid another run on the same store finished while this one ran
     interrupted: bool = False
     signal: int | None = None  # the signal that interrupted the run (SIGINT or SIGTERM)
 
@@ -99,8 +100,9 @@ class StudySummary:
         c = self.counts
         extra = "".join([f", {self.stand_ins} plateau trials reused the constant run" if self.stand_ins else "",
                          f", {self.dropped} trials of duplicate budgets dropped" if self.dropped else ""])
+        others = f"{self.by_others} trained meanwhile by another run, " if self.by_others else ""
         return (f"{self.ran} trials run ({c['done']} done, {c['diverged']} diverged, {c['failed']} failed{extra}), "
-                f"{self.skipped} already in the store, {self.total} in the grid; {self.wall_time:.1f} s "
+                f"{self.skipped} already in the store, {others}{self.total} in the grid; {self.wall_time:.1f} s "
                 f"({self.engine}, {self.workers} worker{'s' if self.workers != 1 else ''}, {self.device}"
                 + (f"; store writes + grouping {self.overhead_share:.1%} of it)" if self.ran else ")"))
 
@@ -142,9 +144,21 @@ def usable_cpus() -> int:
 
 def check_options(engine: str = "batched", workers: Any = 1, chunk_size: Any = 64, ray_address: str | None = None,
                   device: str = "cpu") -> str:
-    """Check :func:`run_study`'s execution options (UsageError naming the bad one); returns the device."""
+    """Check :func:`run_study`'s execution options (UsageError naming the bad one); returns the device.
+
+    For ``engine="ray"`` also checks that Ray is installed and that ``ray_address`` answers
+    (:class:`EnvironmentFailure` within seconds, where ``ray.init`` would wait for minutes).
+    """
     _check_args(engine, workers, chunk_size, ray_address)
-    return check_device(device)
+    dev = check_device(device)
+    if engine == "ray":
+        try:
+            import ray  # noqa: F401
+        except ImportError:
+            raise UsageError("engine 'ray' needs Ray: pip install 'budgetsched[ray]'") from None
+        if ray_address is not None:
+            _check_reachable(ray_address)
+    return dev
 
 
 def _check_args(engine: str, workers: Any, chunk_size: Any, ray_address: str | None) -> None:
@@ -502,7 +516,7 @@ def run_study(
     waiting: dict[TrialConfig, list[TrialConfig]] = {}
     for c in todo:
         waiting.setdefault(plan.trained(c), []).append(c)
-    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    owner = claim_owner()
     threads = max(1, cores // workers) if engine != "ray" else 1
     executor = "ray" if engine == "ray" else ("inline" if workers == 1 else "processes")
     meta = _meta(executor, device, workers, threads)
@@ -524,21 +538,48 @@ def run_study(
                 bar.trial()
             summary.store_time += time.perf_counter() - t0
 
+    def adopt(finished_now: set[str]) -> None:
+        """Trials this run still waits for that are finished in the store (trained by another run, or by an
+        earlier one for a stand-in): not trained again; plateau stand-ins of them are written from the row."""
+        for target in [t for t in waiting if t.key in finished_now]:
+            requested = waiting[target]
+            if target in requested:
+                requested.remove(target)
+                summary.by_others += 1
+                bar.trial()
+            if not requested:
+                del waiting[target]
+                continue
+            row = store.row(target.key)
+            if row is None:  # its row cannot be decoded (a warning named it): nothing to copy
+                summary.by_others += len(waiting.pop(target))
+                continue
+            write(target, _row_result(row), row.get("engine") or "batched")
+
     signals = _Signals()
     heart = _Heartbeat(store, owner, lease_s)
     try:
         with signals, heart:
-            # a stand-in whose constant trial is already in the store (another config of the grid trained it):
-            # copy its result, nothing to train
-            for target in [t for t in waiting if t.key in finished]:
-                row = store.row(target.key)
-                write(target, _row_result(row), row.get("engine") or "batched")
-            to_train = list(waiting)
-            work = {t: plan.steps[t] for t in to_train}
+            adopt(finished)
+            work = {t: plan.steps[t] for t in waiting}
             bar.set_work(float(sum(work.values())))
             runner = _Executor(engine, workers, threads, ray_address, (device, data_dir_s, cache_dir_s, chunk_size),
                                bar)
-            runner.run(to_train, store, owner, lease_s, chunk_size, write, work)
+            said = False
+            while waiting:
+                # one pass: every chunk is claimed right before it runs; what another live run holds is skipped
+                runner.run(list(waiting), store, owner, lease_s, chunk_size, write, work)
+                adopt(store.finished_keys())
+                if not waiting:
+                    break
+                held = store.claimed_by_others([t.key for t in waiting], owner, lease_s) \
+                    if hasattr(store, "claimed_by_others") else 0
+                note = f"waiting for {held or len(waiting)} trials claimed by another run on this store"
+                bar.note(note)
+                if not said and not progress:
+                    warnings.warn(note, UserWarning, stacklevel=2)
+                said = True
+                time.sleep(min(1.0, lease_s / 4))
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.signal = signals.caught or signal.SIGINT
@@ -594,28 +635,22 @@ class _Executor:
 
     def run(self, configs: list[TrialConfig], store: Any, owner: str, lease_s: float, chunk_size: int,
             write: Callable[[TrialConfig, Any, str], None], work: dict[TrialConfig, int]) -> None:
-        remaining = list(configs)
-        while remaining:
-            chunks = make_chunks(remaining, "sequential" if self.engine == "sequential" else "batched", chunk_size)
+        """One pass over ``configs``: each chunk's trials are claimed right before it runs (those finished or
+        held by another run are left out) and every result is handed to ``write``."""
+        chunks = make_chunks(configs, "sequential" if self.engine == "sequential" else "batched", chunk_size)
 
-            def claimed(chunk: Chunk) -> Chunk:
-                if not hasattr(store, "claim"):
-                    return chunk
-                keys = set(store.claim([c.key for c in chunk], owner, lease_s))
-                return [c for c in chunk if c.key in keys]
+        def claimed(chunk: Chunk) -> Chunk:
+            if not hasattr(store, "claim"):
+                return chunk
+            keys = set(store.claim([c.key for c in chunk], owner, lease_s))
+            return [c for c in chunk if c.key in keys]
 
-            if self.engine == "ray":
-                self._ray(chunks, claimed, write, work)
-            elif self.workers == 1:
-                self._inline(chunks, claimed, write, work)
-            else:
-                self._processes(chunks, claimed, write, work)
-            finished = store.finished_keys()
-            remaining = [c for c in remaining if c.key not in finished]
-            if remaining:  # held by another run: wait for it, or for its claims to expire
-                others = store.claimed_by_others([c.key for c in remaining], owner, lease_s)
-                self.bar.note(f"waiting for {others or len(remaining)} trials claimed by another run")
-                time.sleep(min(5.0, lease_s / 4))
+        if self.engine == "ray":
+            self._ray(chunks, claimed, write, work)
+        elif self.workers == 1:
+            self._inline(chunks, claimed, write, work)
+        else:
+            self._processes(chunks, claimed, write, work)
 
     def _engine_name(self, is_batched: bool) -> str:
         return "batched" if is_batched else "sequential"
@@ -663,11 +698,14 @@ class _Executor:
         pending = iter(chunks)
         futures: dict[cf.Future, tuple[bool, Chunk]] = {}
 
+        claimed_work = [0.0]
+
         def submit_next() -> bool:
             for is_batched, chunk in pending:
                 chunk = claimed(chunk)
                 if chunk:
                     futures[pool.submit(_run_chunk, is_batched, chunk, *self.args)] = (is_batched, chunk)
+                    claimed_work[0] += len(chunk) * work[chunk[0]]
                     return True
             return False
         try:
@@ -692,8 +730,7 @@ class _Executor:
             else:
                 _stop_pool(pool)
             queue.close()
-        total = sum(work.values())
-        self.bar.work(max(0.0, total - seen[0]))
+        self.bar.work(max(0.0, claimed_work[0] - seen[0]))
 
     def _ray(self, chunks, claimed, write, work) -> None:
         """Chunks as Ray tasks; the driver writes each chunk's results as ``ray.wait`` returns it."""
@@ -756,11 +793,15 @@ def _check_reachable(address: str, timeout: float = 10.0) -> None:
         return
     host_port = address.split("://", 1)[-1]
     host, _, port = host_port.rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"Ray address {address!r} is not host:port (or 'auto')")
+    host = host.strip("[]")  # [::1]:6379
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UsageError(f"Ray address {address!r} is not host:port with a port in 1..65535 (or 'auto')")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             pass
-    except OSError as e:
-        raise EnvironmentFailure(f"cannot reach the Ray cluster at {address!r} within {timeout:g} s "
-                                 f"({e.strerror or e}); is it running?") from None
+    except socket.timeout:
+        raise EnvironmentFailure(f"cannot reach the Ray cluster at {address!r}: no answer within {timeout:g} s; "
+                                 f"is it running?") from None
+    except (OSError, UnicodeError) as e:
+        raise EnvironmentFailure(f"cannot reach the Ray cluster at {address!r} ({getattr(e, 'strerror', None) or e}); "
+                                 f"is it running?") from None
