@@ -14,10 +14,10 @@ import torch
 from torch import nn
 
 from budgetsched.bench import kernels
-from budgetsched.bench.kernels import stack_layers, transformer_spec
-from budgetsched.bench.models import CNN1d, MLP, CharTransformer
+from budgetsched.bench.kernels import stack_layers, transformer_spec, vae_spec
+from budgetsched.bench.models import VAE, CNN1d, MLP, CharTransformer
 from budgetsched.bench.stacked import SingleModel, StackedModel
-from budgetsched.bench.tasks import bits_per_char, cross_entropy, error_percent
+from budgetsched.bench.tasks import bits_per_char, cross_entropy, error_percent, vae_loss, vae_neg_elbo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RTOL = 1e-10
@@ -226,6 +226,47 @@ def test_transformer_spec_accepts_the_char_model_only():
     assert transformer_spec(MLP((3, 2))) is None
     with pytest.raises(ValueError, match="stacking 'bmm' needs an MLP"):
         StackedModel([CharTransformer(**SMALL_TRANSFORMER)], [0], make_task(), "cpu", "bmm")
+
+
+def small_vae():
+    return VAE(n_in=6, latent=2, hidden=(5, 4))
+
+
+def vae_batch(G, B, seed=6):
+    gen = torch.Generator().manual_seed(seed)
+    images = torch.rand(G, B, 6, generator=gen)
+    return torch.cat([images, torch.randn(G, B, 2, generator=gen)], dim=2), images
+
+
+@pytest.mark.parametrize("seeds", [(0, 0), (0, 0, 1, 2, 2)], ids=str)
+@pytest.mark.parametrize("tile", [None, 2])
+def test_vae_kernel_equals_each_model_alone(float64, seeds, tile):
+    x, y = vae_batch(len(set(seeds)), 5)
+    check_step(small_vae, seeds, make_task(vae_loss, vae_neg_elbo), x, y, tile=tile)
+
+
+def test_vae_evaluation_equals_each_model_alone(float64, monkeypatch):
+    monkeypatch.setattr(kernels, "EVAL_PASS", 4)
+    seeds = (0, 1, 1)
+    task = make_task(vae_loss, vae_neg_elbo)
+    x, y = (t[0] for t in vae_batch(1, 11))
+    expected = [SingleModel(m, task, "cpu").evaluate(x, y) for m in build(small_vae, seeds)]
+    for stacking in ("auto", "vmap"):
+        stack = StackedModel(build(small_vae, seeds), groups_of(seeds), task, "cpu", stacking)
+        assert stack.kernel == (stacking == "auto")
+        loss, metric = stack.evaluate(x, y)
+        assert loss == pytest.approx([e[0][0] for e in expected], rel=RTOL)
+        assert metric == pytest.approx([e[1][0] for e in expected], rel=RTOL)
+
+
+def test_vae_spec():
+    spec = vae_spec(small_vae())
+    assert (spec["n_in"], spec["latent"]) == (6, 2)
+    assert [(s.n_in, s.n_out, s.act) for s in spec["encoder"]] == [(6, 5, "relu"), (5, 4, "relu"), (4, 4, None)]
+    assert [(s.n_in, s.n_out, s.act) for s in spec["decoder"]] == [(2, 4, "relu"), (4, 5, "relu"), (5, 6, None)]
+    m = small_vae()
+    m.decoder[1] = nn.Tanh()
+    assert vae_spec(m) is None and vae_spec(MLP((3, 2))) is None
 
 
 def test_stack_layers_accepts_mlps_and_1d_cnns_and_rejects_the_rest():

@@ -467,13 +467,125 @@ class StackedNet:
         return loss, metric
 
 
-# ---------------------------------------------------------------------------------------------- transformer
-#: Most bytes of saved activations per tile of transformer members (training); evaluation runs EVAL_PASS_SEQ
-#: sequences per pass.
+# ------------------------------------------------------------------------------------ hand-stacked + autograd
+#: Most bytes of saved activations per tile of members for the autograd-based stacks (training); their
+#: evaluation runs ``eval_pass`` examples per pass (EVAL_PASS_SEQ sequences for the transformer).
 TRANSFORMER_TILE_BYTES = 256 << 20
 EVAL_PASS_SEQ = 64
 
 
+class _AutogradStack:
+    """K members of one model through a hand-stacked forward (per-member ``baddbmm`` for the linear layers, one
+    call for all members everywhere else) and autograd for the backward. A subclass gives ``_outputs(p, x)``:
+    the members' outputs ``[t, n, ...]`` (what each model's ``forward`` returns) for inputs x ``[t, n, ...]``,
+    with ``p`` the ``[t, ...]`` slices of the parameters; and ``_per_member_bytes(x_shape, train, itemsize)``.
+
+    Args:
+        params, grads: ``name -> [K, *shape]`` views of the flat parameter / gradient buffers.
+        ranges: the ``[lo, hi)`` member rows of each seed group.
+        loss, metric: the task's.
+        tile: members per tile (default: from :data:`TRANSFORMER_TILE_BYTES`).
+    """
+
+    def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
+                 ranges: Sequence[tuple[int, int]], loss: Callable, metric: Callable, tile: int | None = None) -> None:
+        from budgetsched.bench.tasks import bits_per_char, cross_entropy
+
+        self.params, self.grads = params, grads
+        first = next(iter(params.values()))
+        self.K, self.device, self.dtype = first.shape[0], first.device, first.dtype
+        self.group = [g for g, (lo, hi) in enumerate(ranges) for _ in range(lo, hi)]
+        self._ce, self._bpc = loss is cross_entropy, metric is bits_per_char
+        self._vloss = vmap(loss)
+        self._eval_loss = vmap(loss, in_dims=(0, None))
+        self._eval_metric = vmap(metric, in_dims=(0, None))
+        self.tile = tile
+
+    def _outputs(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _per_member_bytes(self, x_shape: Sequence[int], train: bool, itemsize: int) -> int:
+        raise NotImplementedError
+
+    def _eval_pass(self) -> int:
+        return EVAL_PASS
+
+    def _tiles(self, per_member: int) -> list[tuple[int, int, torch.Tensor | None, int]]:
+        t = self.tile or max(1, TRANSFORMER_TILE_BYTES // max(1, per_member))
+        count = -(-self.K // t)
+        bounds = [round(i * self.K / count) for i in range(count + 1)]
+        out = []
+        for a, e in zip(bounds[:-1], bounds[1:]):
+            g = self.group[a:e]
+            out.append((a, e, None if g[0] == g[-1] else torch.tensor(g, device=self.device), g[0]))
+        return out
+
+    @staticmethod
+    def _members(xs: torch.Tensor, a: int, e: int, group: torch.Tensor | None, g0: int) -> torch.Tensor:
+        if group is None:
+            return xs[g0].expand(e - a, *xs.shape[1:])
+        return xs.index_select(0, group)
+
+    @staticmethod
+    def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
+        """x [t, n, in] -> [t, n, out] with each member's weight (and bias)."""
+        w = p[name + ".weight"].transpose(1, 2)
+        b = p.get(name + ".bias")
+        return torch.bmm(x, w) if b is None else torch.baddbmm(b.unsqueeze(1), x, w)
+
+    def _losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-member training loss [t] of outputs [t, n, ...] and targets [t, n, ...]."""
+        if self._ce and not y.is_floating_point():
+            t = out.shape[0]
+            return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),
+                                                     reduction="none").view(t, -1).mean(1)
+        return self._vloss(out, y)
+
+    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Per-member losses [K] of one batch (xb, yb [G, B, ...]); the gradients go to ``grads``."""
+        losses = torch.empty(self.K, dtype=self.dtype, device=self.device)
+        for a, e, group, g0 in self._tiles(self._per_member_bytes(xb.shape[1:], True, self.dtype.itemsize)):
+            p = {k: v[a:e].detach().requires_grad_(True) for k, v in self.params.items()}
+            with torch.enable_grad():
+                per = self._losses(self._outputs(p, self._members(xb, a, e, group, g0)),
+                                   self._members(yb, a, e, group, g0))
+                grads = torch.autograd.grad(per.sum(), list(p.values()), allow_unused=True)
+            for name, g in zip(p, grads):
+                if g is None:
+                    self.grads[name][a:e].zero_()
+                else:
+                    self.grads[name][a:e].copy_(g)
+            losses[a:e] = per.detach()
+        return losses
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-member (loss x n, metric sum) over examples (x, y) shared by all members, float64, in passes of a
+        few hundred examples (the task's loss is a mean over examples)."""
+        n = x.shape[0]
+        loss = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
+        passes = -(-n // self._eval_pass())
+        bounds = [round(i * n / passes) for i in range(passes + 1)]
+        per_member = self._per_member_bytes((bounds[1], *x.shape[1:]), False, self.dtype.itemsize)
+        for s, e_ in zip(bounds[:-1], bounds[1:]):
+            xs, ys, m = x[s:e_], y[s:e_], e_ - s
+            for a, e, _, _ in self._tiles(per_member):
+                p = {k: v[a:e] for k, v in self.params.items()}
+                out = self._outputs(p, xs.expand(e - a, *xs.shape))
+                if self._ce and self._bpc and out.dim() == 4:  # [t, m, T, V]: per-sequence mean nll
+                    nll = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
+                                                            ys.expand(e - a, *ys.shape).reshape(-1), reduction="none")
+                    per_seq = nll.view(e - a, m, -1).double().mean(2).sum(1)
+                    loss[a:e] += per_seq
+                    metric[a:e] += per_seq / math.log(2.0)
+                else:
+                    loss[a:e] += self._eval_loss(out, ys).double() * m
+                    metric[a:e] += self._eval_metric(out, ys).double().sum(-1)
+        return loss, metric
+
+
+# ---------------------------------------------------------------------------------------------- transformer
 def transformer_spec(model: nn.Module) -> dict[str, Any] | None:
     """The shape of the project's ``CharTransformer`` (dims, heads, layers, LayerNorm eps) if ``model`` is one
     built from the standard parts, else None."""
@@ -498,60 +610,22 @@ def transformer_spec(model: nn.Module) -> dict[str, Any] | None:
             "eps": eps.pop()}
 
 
-class StackedTransformer:
-    """K members of the project's ``CharTransformer``: a hand-stacked forward (``baddbmm`` for every linear layer,
-    ``scaled_dot_product_attention`` for the causal attention of all members at once, per-member LayerNorm
-    affine) and autograd for the backward. Same mathematics as the model's ``forward`` (the explicit masked
-    softmax there equals the fused causal attention here up to rounding).
+class StackedTransformer(_AutogradStack):
+    """K members of the project's ``CharTransformer``: every linear layer a per-member ``baddbmm``, one
+    ``scaled_dot_product_attention(is_causal=True)`` for the attention of all members, LayerNorm with per-member
+    affine parameters; autograd backward. The same mathematics as the model's ``forward`` (its explicit masked
+    softmax equals the fused causal attention up to rounding)."""
 
-    Args:
-        spec: from :func:`transformer_spec`.
-        params, grads: ``name -> [K, *shape]`` views of the flat parameter / gradient buffers.
-        ranges: the ``[lo, hi)`` member rows of each seed group.
-        loss, metric: the task's.
-    """
-
-    def __init__(self, spec: dict[str, Any], params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
-                 ranges: Sequence[tuple[int, int]], loss: Callable, metric: Callable, tile: int | None = None) -> None:
-        from budgetsched.bench.tasks import bits_per_char, cross_entropy
-
-        self.spec, self.params, self.grads = spec, params, grads
-        self.K = params["pos"].shape[0]
-        self.device = params["pos"].device
-        self.group = [g for g, (lo, hi) in enumerate(ranges) for _ in range(lo, hi)]
-        self._ce, self._bpc = loss is cross_entropy, metric is bits_per_char
-        self._vloss = vmap(loss)
-        self._eval_loss = vmap(loss, in_dims=(0, None))
-        self._eval_metric = vmap(metric, in_dims=(0, None))
-        self.tile = tile
-        self._names = list(params)
-
-    def _tiles(self, per_member: int, budget: int) -> list[tuple[int, int, torch.Tensor | None, int]]:
-        t = self.tile or max(1, budget // max(1, per_member))
-        count = -(-self.K // t)
-        bounds = [round(i * self.K / count) for i in range(count + 1)]
-        out = []
-        for a, e in zip(bounds[:-1], bounds[1:]):
-            g = self.group[a:e]
-            out.append((a, e, None if g[0] == g[-1] else torch.tensor(g, device=self.device), g[0]))
-        return out
-
-    @staticmethod
-    def _members(xs: torch.Tensor, a: int, e: int, group: torch.Tensor | None, g0: int) -> torch.Tensor:
-        if group is None:
-            return xs[g0].expand(e - a, *xs.shape[1:])
-        return xs.index_select(0, group)
-
-    def _linear(self, p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
-        """x [t, n, in] -> [t, n, out] with each member's weight and bias."""
-        return torch.baddbmm(p[name + ".bias"].unsqueeze(1), x, p[name + ".weight"].transpose(1, 2))
+    def __init__(self, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = spec
 
     def _norm(self, p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
         h = torch.nn.functional.layer_norm(x, x.shape[-1:], eps=self.spec["eps"])
         return torch.addcmul(p[name + ".bias"].unsqueeze(1), h, p[name + ".weight"].unsqueeze(1))
 
-    def _forward(self, p: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
-        """Logits [t, n * T, vocab] of token ids idx [t, n, T]."""
+    def _outputs(self, p: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
+        """Logits [t, n, T, vocab] of token ids idx [t, n, T]."""
         F = torch.nn.functional
         t, n, T = idx.shape
         D, H, V = self.spec["dim"], self.spec["n_heads"], self.spec["vocab"]
@@ -568,56 +642,59 @@ class StackedTransformer:
             x = x + self._linear(p, b + ".attn.proj", att.transpose(1, 2).reshape(t, n * T, D))
             h = F.gelu(self._linear(p, b + ".mlp.0", self._norm(p, b + ".ln2", x)))
             x = x + self._linear(p, b + ".mlp.2", h)
-        return self._linear(p, "head", self._norm(p, "ln_f", x))
+        return self._linear(p, "head", self._norm(p, "ln_f", x)).view(t, n, T, V)
 
-    def _per_member_bytes(self, n: int, T: int, train: bool, itemsize: int) -> int:
+    def _eval_pass(self) -> int:
+        return EVAL_PASS_SEQ
+
+    def _per_member_bytes(self, x_shape: Sequence[int], train: bool, itemsize: int) -> int:
+        n, T = x_shape[0], x_shape[1]
         D, V, L = self.spec["dim"], self.spec["vocab"], self.spec["n_layers"]
         per_token = L * (16 * D + 4 * D) + 2 * V + 4 * D if train else 4 * D + 2 * V
         return n * T * per_token * itemsize
 
-    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Per-member losses [K] of one batch (xb, yb [G, B, T]); the gradients go to ``grads``."""
-        _, n, T = xb.shape
-        losses = torch.empty(self.K, dtype=self.params["pos"].dtype, device=self.device)
-        for a, e, group, g0 in self._tiles(self._per_member_bytes(n, T, True, self.params["pos"].element_size()),
-                                           TRANSFORMER_TILE_BYTES):
-            p = {k: v[a:e].detach().requires_grad_(True) for k, v in self.params.items()}
-            with torch.enable_grad():
-                logits = self._forward(p, self._members(xb, a, e, group, g0))
-                y = self._members(yb, a, e, group, g0)
-                if self._ce:
-                    per = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                            reduction="none").view(e - a, -1).mean(1)
-                else:
-                    per = self._vloss(logits.view(e - a, n, T, -1), y)
-                grads = torch.autograd.grad(per.sum(), list(p.values()))
-            for name, g in zip(p, grads):
-                self.grads[name][a:e].copy_(g)
-            losses[a:e] = per.detach()
-        return losses
 
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member (loss x n, metric sum) over sequences (x, y) [n, T] shared by all members, float64, in
-        passes of at most :data:`EVAL_PASS_SEQ` sequences."""
-        n, T = x.shape
-        loss = torch.zeros(self.K, dtype=torch.float64, device=x.device)
-        metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
-        passes = -(-n // EVAL_PASS_SEQ)
-        bounds = [round(i * n / passes) for i in range(passes + 1)]
-        per_member = self._per_member_bytes(bounds[1], T, False, self.params["pos"].element_size())
-        for s, e_ in zip(bounds[:-1], bounds[1:]):
-            xs, ys, m = x[s:e_], y[s:e_], e_ - s
-            for a, e, _, _ in self._tiles(per_member, TRANSFORMER_TILE_BYTES):
-                p = {k: v[a:e] for k, v in self.params.items()}
-                logits = self._forward(p, xs.expand(e - a, m, T)).view(e - a, m, T, -1)
-                if self._ce and self._bpc:
-                    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),
-                                                            ys.expand(e - a, m, T).reshape(-1), reduction="none")
-                    nll = nll.view(e - a, m, T).double()
-                    loss[a:e] += nll.mean(2).sum(1)
-                    metric[a:e] += nll.mean(2).sum(1) / math.log(2.0)
-                else:
-                    loss[a:e] += self._eval_loss(logits, ys).double() * m
-                    metric[a:e] += self._eval_metric(logits, ys).double().sum(-1)
-        return loss, metric
+# ------------------------------------------------------------------------------------------------------ VAE
+def vae_spec(model: nn.Module) -> dict[str, Any] | None:
+    """The encoder's and decoder's layers of the project's ``VAE`` (noise as an input) if ``model`` is one, else
+    None."""
+    from budgetsched.bench.models import VAE
+
+    if type(model) is not VAE or any(True for _ in model.buffers()):
+        return None
+    enc, dec = stack_layers(model.encoder), stack_layers(model.decoder)
+    if enc is None or dec is None or enc[0] is not None or dec[0] is not None or any(
+            s.kind != "linear" or s.act not in ("relu", None) for s in enc[1] + dec[1]):
+        return None
+    return {"n_in": model.n_in, "latent": model.latent, "encoder": enc[1], "decoder": dec[1]}
+
+
+class StackedVAE(_AutogradStack):
+    """K members of the project's ``VAE`` (inputs ``[image | noise]``): encoder and decoder as per-member
+    ``baddbmm`` chains, the reparameterisation on all members at once; autograd backward."""
+
+    def __init__(self, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.spec = spec
+
+    def _mlp(self, p: dict[str, torch.Tensor], prefix: str, layers: Sequence[LayerSpec], h: torch.Tensor
+             ) -> torch.Tensor:
+        for spec in layers:
+            h = self._linear(p, prefix + spec.weight[:-len(".weight")], h)
+            if spec.act == "relu":
+                h = torch.relu(h)
+        return h
+
+    def _outputs(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+        """Packed outputs [t, n, n_in + 2 latent] of inputs x [t, n, n_in + latent]."""
+        n_in, latent = self.spec["n_in"], self.spec["latent"]
+        x = x.flatten(2)
+        if x.shape[2] != n_in + latent:
+            raise ValueError(f"VAE input must be [N, {n_in} + {latent}] (image, then noise), got {tuple(x.shape[1:])}")
+        mu, logvar = self._mlp(p, "encoder.", self.spec["encoder"], x[..., :n_in]).chunk(2, dim=2)
+        z = mu + torch.exp(0.5 * logvar) * x[..., n_in:]
+        return torch.cat([self._mlp(p, "decoder.", self.spec["decoder"], z), mu, logvar], dim=2)
+
+    def _per_member_bytes(self, x_shape: Sequence[int], train: bool, itemsize: int) -> int:
+        width = sum(s.n_out for s in self.spec["encoder"] + self.spec["decoder"])
+        return x_shape[0] * width * (3 if train else 1) * itemsize

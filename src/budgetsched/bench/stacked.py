@@ -5,9 +5,9 @@ of one ``[K, N]`` buffer, a per-member loss and gradient for one batch, and a pe
   Its parameters are views of the buffer's single row.
 * :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs and 1-D CNNs run
   through the hand-written kernel :class:`budgetsched.bench.kernels.StackedNet` (batched matmuls in a feature-major
-  layout, convolutions as im2col + batched matmul, no autograd), the project's ``CharTransformer`` through a
-  hand-stacked forward (:class:`budgetsched.bench.kernels.StackedTransformer`) and autograd; any other model runs
-  through ``torch.func.vmap(functional_call)`` and autograd.
+  layout, convolutions as im2col + batched matmul, no autograd), the project's ``CharTransformer`` and ``VAE``
+  through hand-stacked forwards (:class:`budgetsched.bench.kernels.StackedTransformer`, ``StackedVAE``) and
+  autograd; any other model runs through ``torch.func.vmap(functional_call)`` and autograd.
 
 Batches arrive per *seed group*: ``xb`` is ``[G, B, ...]`` for the G distinct seeds, and member k reads group
 ``group[k]`` (members are ordered by seed, so each group is a contiguous range of rows).
@@ -24,13 +24,15 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from budgetsched.bench.kernels import StackedNet, StackedTransformer, stack_layers, transformer_spec
+from budgetsched.bench.kernels import (StackedNet, StackedTransformer, StackedVAE, stack_layers, transformer_spec,
+                                       vae_spec)
 
 __all__ = ["SingleModel", "StackedModel", "STACKINGS"]
 
 #: Implementations of the stacked model: "bmm" is the hand-written kernel for MLPs only, "vmap" works for any
 #: stateless model, "auto" picks the fastest one the model allows (the kernel for MLPs and 1-D CNNs, see
-#: :func:`budgetsched.bench.kernels.stack_layers`). Results agree up to floating-point reduction order.
+#: :func:`budgetsched.bench.kernels.stack_layers`; the hand-stacked transformer and VAE). Results agree up to
+#: floating-point reduction order.
 STACKINGS = ("auto", "bmm", "vmap")
 
 
@@ -105,15 +107,21 @@ class StackedModel:
         self.group = torch.as_tensor(list(group), device=device)
         bounds = [0] + [k for k in range(1, self.K) if group[k] != group[k - 1]] + [self.K]
         self._ranges = list(zip(bounds[:-1], bounds[1:]))  # rows of each seed group
-        transformer = transformer_spec(models[0]) if stacking == "auto" and net is None else None
-        if net is not None or transformer is not None:
+        other = None
+        if stacking == "auto" and net is None:
+            for spec_of, cls in ((transformer_spec, StackedTransformer), (vae_spec, StackedVAE)):
+                spec = spec_of(models[0])
+                if spec is not None:
+                    other = (cls, spec)
+                    break
+        if net is not None or other is not None:
             self.kernel = True
             self.grad = torch.zeros_like(self.flat)
             grads = self._views(self.grad, shapes)
             self._impl: Any = (
                 StackedNet(*net, self.params, grads, self._ranges, task.loss, task.metric,
                            compute_dtype=compute_dtype) if net is not None else
-                StackedTransformer(transformer, self.params, grads, self._ranges, task.loss, task.metric))
+                other[0](other[1], self.params, grads, self._ranges, task.loss, task.metric))  # type: ignore[index]
         else:
             self.kernel = False
             buffers = {n: torch.stack([dict(m.named_buffers())[n] for m in models]).to(device)
