@@ -1,0 +1,33 @@
+"""budgetsched.bench: the REX paper's budgeted-training protocol as studies (config -> trials -> store -> report).
+
+Your own model, three ways (docs/your-model.md):
+
+* a :class:`Task` (data, model, loss, metric, 100 % run), given to ``budgetsched run --task module:factory``;
+* a training function decorated with :func:`trainable` (your loop; budgetsched gives each trial its optimizer and
+  schedule and stores what it returns);
+* a Hugging Face ``Trainer`` or Lightning run inside such a function (``budgetsched.integrations``).
+"""
+from budgetsched.bench.custom import Diverged, Trainable, Trial, trainable
+
+__all__ = ["Task", "TaskData", "register_task", "trainable", "Trainable", "Trial", "Diverged", "StudySpec",
+           "run_study", "Store"]
+
+
+def __getattr__(name: str):  # the torch-heavy parts load on first use
+    if name in ("Task", "TaskData", "register_task"):
+        from budgetsched.bench import tasks
+
+        return getattr(tasks, name)
+    if name == "StudySpec":
+        from budgetsched.bench.study import StudySpec
+
+        return StudySpec
+    if name == "run_study":
+        from budgetsched.bench.runners import run_study
+
+        return run_study
+    if name == "Store":
+        from budgetsched.bench.store import Store
+
+        return Store
+    raise AttributeError(f"module 'budgetsched.bench' has no attribute {name!r}")

@@ -20,9 +20,45 @@ from budgetsched.bench.train import TrialResult, place, plan_trial, run_members
 __all__ = ["supports", "train_group", "chunks_by_seed"]
 
 
-def supports(task: Any) -> bool:
-    """True if the task's model can be stacked (no BatchNorm / dropout state): ``task.batchable``."""
-    return bool(getattr(task, "batchable", False))
+def supports(task: Any, data: Any = None) -> bool:
+    """True if the task's model can be stacked: ``task.batchable`` when the task says, else (``None``, the default
+    for a user's task) tried on a few training examples: two stacked copies must give each copy's own loss and
+    gradient, with no buffers, no dropout and no BatchNorm. Without data to try, False (sequential engine)."""
+    declared = getattr(task, "batchable", False)
+    if declared is not None:
+        return bool(declared)
+    if data is None:
+        return False
+    try:
+        return _stacks(task, data)
+    except Exception:  # anything the stacked forward cannot do: the sequential engine can
+        return False
+
+
+def _stacks(task: Any, data: Any) -> bool:
+    from torch import nn
+
+    models = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        models.append(task.make_model())
+    if any(isinstance(m, (nn.Dropout, nn.modules.batchnorm._BatchNorm)) for m in models[0].modules()) or \
+            any(True for _ in models[0].buffers()):
+        return False
+    x, y = data.train_x[:4], data.train_y[:4]
+    aug = getattr(task, "augment", None)
+    if aug is not None:
+        x = aug(x, torch.Generator().manual_seed(0))
+    from budgetsched.bench.stacked import SingleModel
+
+    singles = [SingleModel(m, task, "cpu").loss_and_grad(x[None], y[None]) for m in models]
+    torch.manual_seed(0)
+    models = [task.make_model()]
+    torch.manual_seed(1)
+    models.append(task.make_model())
+    losses, grads = StackedModel(models, [0, 0], task, "cpu").loss_and_grad(x[None], y[None])
+    return all(torch.allclose(losses[k], singles[k][0][0], rtol=1e-4, atol=1e-5) and
+               torch.allclose(grads[k], singles[k][1][0], rtol=1e-3, atol=1e-5) for k in range(2))
 
 
 def chunks_by_seed(configs: list[TrialConfig], chunk_size: int) -> list[list[TrialConfig]]:
@@ -56,7 +92,7 @@ def train_group(configs: Iterable[TrialConfig], task: Any, data: Any, device: st
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if stacking not in STACKINGS:
         raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
-    if not supports(task):
+    if not supports(task, data):
         raise ValueError(f"task {task.name!r} is not batchable (its model has per-batch state); "
                          "use the sequential engine")
     keys = sorted({group_key(c) for c in configs}, key=str)

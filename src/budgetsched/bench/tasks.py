@@ -22,10 +22,15 @@ The paper settings keep the paper's budgets (Table 3: 300 / 300 / 200 / 200 epoc
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import importlib
+import importlib.util
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -35,12 +40,34 @@ from . import data as _data
 from . import models as _models
 from .data import TaskData
 
-__all__ = ["Task", "TaskData", "get_task", "available_tasks"]
+__all__ = ["Task", "TaskData", "get_task", "available_tasks", "register_task", "resolve_task"]
 
 
 @dataclass(frozen=True)
 class Task:
-    """One benchmark setting. ``make_model`` expects the caller to seed torch first."""
+    """One benchmark setting: a data set, a model, a loss, a metric and the length of its 100 % run.
+
+    Build one for your own model and data, and name it to the harness with :func:`register_task` (this process)
+    or by reference, ``--task package.module:factory`` / ``--task path/to/file.py:factory`` (every process: the
+    reference is stored and worker processes and Ray re-resolve it); ``examples/custom_task.py`` shows both.
+
+    Attributes:
+        name: shown in reports (a task given by reference is named by the reference).
+        max_epochs: the 100 % budget, in epochs of ``batch_size`` examples.
+        batch_size: training examples per optimizer step.
+        metric_name: what ``metric`` measures; lower is better, always (e.g. ``"error %"``, ``"nll"``).
+        load: ``(data_dir, cache_dir) -> TaskData``: train / validation / test tensors on the CPU (both arguments
+            may be None; ignore them if your data needs no files).
+        make_model: ``() -> nn.Module``; the engines seed torch with the trial's seed right before calling it.
+        loss: ``(model output, y) -> scalar`` mean training loss (also reported on validation and test).
+        metric: ``(model output, y) -> [N]`` per-example metric; its mean is the trial's result.
+        batchable: True if K copies of the model may be trained as one stacked model (no BatchNorm running
+            statistics, no dropout, no data-dependent control flow); None (default for your own tasks): decided by
+            trying it on a few examples (:func:`budgetsched.bench.batched.supports`).
+        augment: ``(x batch, torch.Generator) -> x batch`` applied to training batches, drawing only from the
+            generator (each trial has its own).
+        weight_decay: the L2 coefficient of both optimizers (``torch.optim`` semantics).
+    """
 
     name: str
     max_epochs: int  # the 100 % budget
@@ -50,9 +77,24 @@ class Task:
     make_model: Callable[[], torch.nn.Module]
     loss: Callable[[Tensor, Tensor], Tensor]  # (model_output, y) -> mean scalar loss
     metric: Callable[[Tensor, Tensor], Tensor]  # (model_output, y) -> per-example metric
-    batchable: bool  # the batched engine may stack it (no BatchNorm/dropout state)
+    batchable: bool | None = None  # None: try it (batched.supports)
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None  # per training batch
     weight_decay: float = 0.0  # the setting's standard L2
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"task name must be a non-empty string, got {self.name!r}")
+        for f, lo in (("max_epochs", 1), ("batch_size", 1)):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise ValueError(f"task {self.name!r}: {f} must be an integer >= {lo}, got {v!r}")
+        for f in ("load", "make_model", "loss", "metric"):
+            if not callable(getattr(self, f)):
+                raise ValueError(f"task {self.name!r}: {f} must be callable, got {getattr(self, f)!r}")
+        if self.augment is not None and not callable(self.augment):
+            raise ValueError(f"task {self.name!r}: augment must be callable or None, got {self.augment!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and 0.0 <= self.weight_decay < math.inf):
+            raise ValueError(f"task {self.name!r}: weight_decay must be a number >= 0, got {self.weight_decay!r}")
 
 
 # ------------------------------------------------------------------------------- losses / metrics
@@ -92,6 +134,94 @@ _TASKS: dict[str, Task] = {}
 
 def _register(task: Task) -> None:
     _TASKS[task.name] = task
+
+
+def register_task(task: Task, *, replace: bool = False) -> Task:
+    """Make ``task`` available by its name in this process (``get_task``, ``budgetsched.bench`` studies).
+
+    A built-in name cannot be taken; registering a name again needs ``replace=True``. Worker processes do not see
+    tasks registered here: for ``workers > 1`` or Ray, name the task by reference (``module:factory``).
+    """
+    if not isinstance(task, Task) and not _is_trainable(task):
+        raise ValueError(f"register_task expects a Task (or a budgetsched trainable), got {type(task).__name__}")
+    if task.name in _BUILTIN:
+        raise ValueError(f"task name {task.name!r} is a built-in task; choose another name")
+    if task.name in _TASKS and not replace:
+        raise ValueError(f"a task named {task.name!r} is already registered; pass replace=True to replace it")
+    _TASKS[task.name] = task
+    return task
+
+
+def _is_trainable(obj: object) -> bool:
+    from budgetsched.bench.custom import Trainable
+
+    return isinstance(obj, Trainable)
+
+
+def resolve_task(ref: str) -> Task:
+    """The task named by ``ref``: a registered name, or a reference ``package.module:factory`` or
+    ``path/to/file.py:factory`` whose factory (a Task, a trainable, or a function returning one) gives it.
+    A task given by reference is named by the reference, so stored trials name what made them.
+
+    Raises:
+        UsageError: unknown name, unimportable module or file, missing attribute, or a factory that does not
+            give a Task.
+    """
+    from budgetsched.errors import UsageError
+
+    if not isinstance(ref, str) or not ref:
+        raise UsageError(f"a task is a name or a module:factory reference, got {ref!r}")
+    if ref in _TASKS:
+        return _TASKS[ref]
+    if ":" not in ref:
+        raise UsageError(f"unknown task {ref!r}; choose from {', '.join(_TASKS)}, or give your own as "
+                         "package.module:factory or path/to/file.py:factory")
+    where, _, attr = ref.rpartition(":")
+    module = _import(where, ref)
+    if not attr or not hasattr(module, attr):
+        raise UsageError(f"task reference {ref!r}: {where!r} has no attribute {attr!r}")
+    obj = getattr(module, attr)
+    if not isinstance(obj, Task) and not _is_trainable(obj) and callable(obj):
+        try:
+            obj = obj()
+        except Exception as e:
+            raise UsageError(f"task reference {ref!r}: calling {attr}() raised {type(e).__name__}: {e}") from None
+    if not isinstance(obj, Task) and not _is_trainable(obj):
+        raise UsageError(f"task reference {ref!r} gives a {type(obj).__name__}, not a budgetsched Task "
+                         "(or a function decorated with @budgetsched.bench.trainable)")
+    if obj.name != ref:
+        obj = dataclasses.replace(obj, name=ref)
+    _TASKS[ref] = obj  # resolved once per process
+    return obj
+
+
+def _import(where: str, ref: str) -> Any:
+    from budgetsched.errors import UsageError
+
+    if where.endswith(".py"):
+        path = Path(where).expanduser().resolve()
+        if not path.is_file():
+            raise UsageError(f"task reference {ref!r}: no such file {where!r}")
+        name = "budgetsched_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise UsageError(f"task reference {ref!r}: cannot load {where!r} as Python")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except Exception as e:
+            del sys.modules[name]
+            raise UsageError(f"task reference {ref!r}: importing {where!r} raised {type(e).__name__}: {e}") from None
+        return module
+    try:
+        return importlib.import_module(where)
+    except ImportError as e:
+        raise UsageError(f"task reference {ref!r}: cannot import module {where!r} ({e})") from None
+    except Exception as e:
+        raise UsageError(f"task reference {ref!r}: importing {where!r} raised {type(e).__name__}: {e}") from None
 
 
 # The offline suite (docs/tasks.md says why each is sized as it is). Weight decay 5e-4 as the paper's image
@@ -151,14 +281,15 @@ _register(Task(
 ))
 
 
+_BUILTIN = frozenset(_TASKS)
+
+
 def available_tasks() -> list[str]:
     """Names of the registered tasks (``mnist1d-mlp`` is the default)."""
     return list(_TASKS)
 
 
 def get_task(name: str) -> Task:
-    """The registered task ``name``; unknown names raise ``ValueError`` listing the valid ones."""
-    try:
-        return _TASKS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown task {name!r}; choose from {', '.join(_TASKS)}") from None
+    """The task ``name``: a registered name or a ``module:factory`` reference (:func:`resolve_task`); an unknown
+    name raises ``ValueError`` (a UsageError) listing the valid ones."""
+    return resolve_task(name)

@@ -94,6 +94,10 @@ class Plan:
 
 
 def steps_per_epoch(task: Any, n_train: int) -> int:
+    """Optimizer steps per epoch: ceil(n_train / batch size), or what a trainable declares."""
+    declared = getattr(task, "steps_per_epoch", None)
+    if declared is not None:
+        return int(declared)
     return math.ceil(n_train / task.batch_size)
 
 
