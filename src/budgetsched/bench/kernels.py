@@ -471,7 +471,7 @@ class StackedNet:
 #: Most bytes of saved activations per tile of members for the autograd-based stacks (training); their
 #: evaluation runs ``eval_pass`` examples per pass (EVAL_PASS_SEQ sequences for the transformer).
 TRANSFORMER_TILE_BYTES = 256 << 20
-EVAL_PASS_SEQ = 64
+EVAL_PASS_SEQ = 256
 
 
 class _AutogradStack:
