@@ -212,7 +212,7 @@ def test_sequential_engine_equals_a_plain_torch_optim_loop(task, data):
             model = task.make_model()
             opt = optim.get_optimizer(optimizer).torch_optimizer(model.parameters(), lr, weight_decay=1e-3)
             x, y = data.train_x.double(), data.train_y
-            order, t = torch.Generator().manual_seed(5), 0
+            order, t, norms = torch.Generator().manual_seed(5), 0, []
             while t < 30:
                 perm = torch.randperm(len(y), generator=order)
                 for i in range(20):
@@ -228,6 +228,7 @@ def test_sequential_engine_equals_a_plain_torch_optim_loop(task, data):
                     idx = perm[i * BATCH:(i + 1) * BATCH]
                     opt.zero_grad()
                     task.loss(model(x[idx]), y[idx]).backward()
+                    norms.append(float(torch.cat([p.grad.reshape(-1) for p in model.parameters()]).norm()))
                     opt.step()
                     t += 1
             with torch.no_grad():
@@ -235,6 +236,8 @@ def test_sequential_engine_equals_a_plain_torch_optim_loop(task, data):
                 test_loss, test_metric = float(task.loss(out, data.test_y)), float(task.metric(out, data.test_y).double().mean())
             assert len(data.test_y) <= EVAL_BATCH
             assert r.steps == 30
+            # the recorded gradient norm is the epoch's mean norm of the mini-batch gradient (before weight decay)
+            assert r.curves["grad_norm"] == pytest.approx([np.mean(norms[:20]), np.mean(norms[20:])], rel=1e-9)
             assert r.test_loss == pytest.approx(test_loss, rel=1e-9)
             assert r.test_metric == pytest.approx(test_metric, abs=1e-9)
     finally:

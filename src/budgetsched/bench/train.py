@@ -45,7 +45,9 @@ from budgetsched.bench.status import Status
 #: Examples per evaluation forward pass: large for speed; both engines split the same way so the sums agree.
 EVAL_BATCH = 1000
 #: Curves recorded per evaluation.
-CURVE_KEYS = ("epoch", "step", "train_loss", "val_loss", "val_metric", "lr")
+#: ``grad_norm`` is the epoch's mean L2 norm of the mini-batch gradient (before weight decay): the input of the
+#: ``refined`` schedule (``budgetsched refine``).
+CURVE_KEYS = ("epoch", "step", "train_loss", "val_loss", "val_metric", "lr", "grad_norm")
 
 
 @dataclass
@@ -167,6 +169,7 @@ class Members:
         self._factor = np.array([c.diverge_factor for c in self.configs])
         self._first_loss: np.ndarray | None = None
         self._train_loss = np.full(K, math.nan)
+        self._grad_norm = np.full(K, math.nan)
 
     @property
     def plan(self) -> Plan:
@@ -183,12 +186,13 @@ class Members:
         return np.stack([p.momenta[steps] if p.momenta is not None else np.full(len(steps), default)
                          for p in self.plans], axis=1)
 
-    def check_steps(self, losses: torch.Tensor) -> np.ndarray:
+    def check_steps(self, losses: torch.Tensor, grad_norms: torch.Tensor | None = None) -> np.ndarray:
         """Apply the divergence rule to one epoch's training losses [S, K]; return the members that just stopped.
 
-        Members that pass take S steps and record the epoch's mean training loss.
+        Members that pass take S steps and record the epoch's mean training loss (and mean gradient norm).
         """
         L = losses.detach().to(torch.float64).cpu().numpy()
+        G = None if grad_norms is None else grad_norms.detach().to(torch.float64).cpu().numpy()
         if self._first_loss is None:
             self._first_loss = L[0].copy()
         first = self._first_loss
@@ -204,6 +208,7 @@ class Members:
             else:
                 self.steps[k] += L.shape[0]
                 self._train_loss[k] = float(L[:, k].mean())
+                self._grad_norm[k] = math.nan if G is None else float(G[:, k].mean())
         return np.array(dead, dtype=np.int64)
 
     def record(self, epoch: int, last_step: int, val_loss: Sequence[float], val_metric: Sequence[float]) -> np.ndarray:
@@ -212,7 +217,7 @@ class Members:
         for k in np.flatnonzero(self.alive):
             lr = float(self.plans[k].lrs[last_step]) * self.scale[k]
             for key, v in zip(CURVE_KEYS, (epoch + 1, last_step + 1, self._train_loss[k], val_loss[k],
-                                           val_metric[k], lr)):
+                                           val_metric[k], lr, self._grad_norm[k])):
                 self.curves[k][key].append(v)
             if not math.isfinite(val_loss[k]):
                 self._stop(k)
@@ -294,14 +299,15 @@ def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: Ta
         cols = spec.columns(members.lrs(steps), members.momenta(steps, spec.momentum), steps, flat.device,
                             flat.dtype)
         xs, ys = batches.epoch(len(steps))
-        losses = []
+        losses, norms = [], []
         for i in range(len(steps)):
             xb, yb = batches.batch(xs, ys, i)
             loss, grad = model.loss_and_grad(xb, yb)
             with torch.no_grad():
+                norms.append(torch.linalg.vector_norm(grad, dim=1))
                 spec.update(flat, grad, state, cols, i, wd)
             losses.append(loss)
-        stop(members.check_steps(torch.stack(losses)))
+        stop(members.check_steps(torch.stack(losses), torch.stack(norms)))
         if on_epoch is not None:
             on_epoch(model.K * len(steps))
         if not members.alive.any():
