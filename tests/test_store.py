@@ -334,6 +334,9 @@ def test_remove_if_empty_never_removes_a_store_another_writer_has_open(tmp_path)
     assert len(Store(path, readonly=True).rows()) == 1
     fresh = Store(tmp_path / "t.db")
     assert fresh.remove_if_empty() is True and list(tmp_path.glob("t.db*")) == []
+    Store(tmp_path / "u.db").close()
+    assert Store(tmp_path / "u.db").remove_if_empty() is False  # empty, but not created by this instance
+    assert (tmp_path / "u.db").exists()
 
 
 def test_concurrent_writers_in_threads_lose_nothing(tmp_path):

@@ -727,13 +727,13 @@ class Store:
             self._drop_snapshot()
 
     def remove_if_empty(self) -> bool:
-        """Close the store and delete its files if it holds no trial and no other process has it open for writing
-        (a run that failed before writing any result leaves nothing behind, and never removes a store another
-        run is using). Returns True if the files were removed."""
-        if self.readonly:
-            self.close()
-            return False
+        """Close the store and, if this instance created it, delete its files when it holds no trial and no other
+        process has a store of its directory open for writing: a run that fails before writing any result leaves
+        nothing behind, and never removes a store it did not create or another run is using. Returns True if the
+        files were removed."""
         self.close()
+        if self.readonly or not self.created:
+            return False
         with _DirLock(self.path.parent) as lock:
             if not lock.exclusive():  # another writer has a store of this directory open: keep it
                 return False
@@ -782,10 +782,13 @@ class _DirLock:
 
     def shared(self) -> None:
         if _fcntl is not None and self._open():
-            _fcntl.flock(self._fd, _fcntl.LOCK_SH)
+            try:
+                _fcntl.flock(self._fd, _fcntl.LOCK_SH)
+            except OSError:  # a file system without flock: no lock, and remove_if_empty then keeps the store
+                pass
 
     def exclusive(self) -> bool:
-        """Take the lock exclusively without waiting; False if another holder has it."""
+        """Take the lock exclusively without waiting; False if another holder has it (or locks do not work)."""
         if _fcntl is None or not self._open():
             return False
         try:
