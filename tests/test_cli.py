@@ -49,8 +49,10 @@ def test_tiny_study_run_report_plot(tmp_path, capsys):
     rows = _rows(db)
     assert sorted(r["key"] for r in rows) == sorted(c.key for c in TINY_GRID)  # one row per grid point
     assert all(r["status"] == "done" and r["engine"] == "batched" and r["device"] == "cpu" for r in rows)
-    # Budget 2 % / 4 % of 50 epochs -> 1 / 2 epochs of ceil(1257 / 64) = 20 steps.
-    assert {(r["budget"], r["steps"]) for r in rows} == {(2.0, 20), (4.0, 40)}
+    # Budget 2 % / 4 % of the 100 % run's steps (max_epochs x ceil(n_train / batch size)), rounded up.
+    task = tasks_mod.get_task("digits-mlp")
+    full = task.max_epochs * -(-len(task.load(None, None).train_y) // task.batch_size)
+    assert {(r["budget"], r["steps"]) for r in rows} == {(2.0, -(-full * 2 // 100)), (4.0, -(-full * 4 // 100))}
     capsys.readouterr()
 
     assert main(["report", str(db), "--format", "json"]) == 0

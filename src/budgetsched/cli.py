@@ -19,15 +19,19 @@ resume).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import os
 import signal
 import sys
+import threading
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from budgetsched.bench.grid import BUDGET_UNITS, OPTIMIZERS, parse_list
-from budgetsched.errors import BudgetschedError, UsageError
+from budgetsched.errors import BudgetschedError, EnvironmentFailure, UsageError
 
 __all__ = ["main", "build_parser", "parse_schedules", "parse_lrs", "parse_seeds"]
 
@@ -35,6 +39,12 @@ PROG = "budgetsched"
 REPORT_FORMATS = ("rich", "md", "csv", "json")
 #: Progress points printed by ``budgetsched schedules``.
 SHOW_Z = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
+#: Largest seed count ``--seeds N`` accepts (each seed is a full copy of the grid).
+MAX_SEED_COUNT = 10_000
+#: Largest ``--resamples`` of ``report`` / ``plot`` (memory grows with it; 10**4 already gives stable intervals).
+MAX_RESAMPLES = 1_000_000
+#: Largest ``--total-steps`` of ``budgetsched schedules`` (schedules count steps exactly up to 2**53).
+MAX_TOTAL_STEPS = 2 ** 53
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,6 +127,9 @@ def parse_seeds(text: str) -> list[int]:
         return seeds
     if len(seeds) != 1 or seeds[0] < 1:
         raise ValueError(f"--seeds count must be >= 1, got {text!r} (or give a list like 0,1,2)")
+    if seeds[0] > MAX_SEED_COUNT:
+        raise ValueError(f"--seeds count must be at most {MAX_SEED_COUNT}, got {text!r} "
+                         f"(to run one particular seed, give it as a list: '{text},')")
     return list(range(seeds[0]))
 
 
@@ -166,6 +179,46 @@ def study_spec(args: argparse.Namespace) -> Any:
 
 
 # ----------------------------------------------------------------------------------------------- commands
+#: errno values that mean the machine refused (exit 1); any other error on a path the user gave is theirs (exit 2).
+_ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG,
+                       errno.EBUSY, errno.ETXTBSY, errno.EMFILE, errno.ENFILE, errno.ENOMEM}
+
+
+def _path_error(e: OSError, doing: str, flag: str, path: str | os.PathLike[str]) -> Exception:
+    """One line for a failure on a path the user named: the environment's (exit 1) or the user's (exit 2)."""
+    kind = EnvironmentFailure if e.errno in _ENVIRONMENT_ERRNOS else UsageError
+    return kind(f"cannot {doing} {flag} {str(path)!r}: {e.strerror or e}")
+
+
+def _output_dir(path: str | os.PathLike[str], flag: str) -> Path:
+    """``path`` as a directory, created if needed."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _path_error(e, "create", flag, path) from None
+    return p
+
+
+@contextlib.contextmanager
+def _output_file(path: str | os.PathLike[str], flag: str = "--output") -> Iterator[Any]:
+    """A text file to write the command's output to."""
+    try:
+        f = open(path, "w", encoding="utf-8")
+    except OSError as e:
+        raise _path_error(e, "write", flag, path) from None
+    try:
+        with f:
+            yield f
+    except OSError as e:
+        raise _path_error(e, "write", flag, path) from None
+
+
+def _check_resamples(n: int) -> None:
+    if n > MAX_RESAMPLES:
+        raise UsageError(f"--resamples must be at most {MAX_RESAMPLES}, got {n}")
+
+
 def _open_existing_store(path: str) -> Any:
     """An existing store, opened read-only (``report`` and ``plot`` never write to it)."""
     from budgetsched.bench.store import Store
@@ -186,7 +239,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
-    created = not Path(args.store).exists()
     store = Store(args.store)
     kw = dict(engine=args.engine, workers=args.workers, device=args.device, data_dir=args.data_dir,
               cache_dir=args.cache_dir, chunk_size=args.chunk_size, progress=not args.quiet,
@@ -214,10 +266,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          f"{s.total} in {args.store}; rerun the same command to resume\n")
         return 143 if s.signal == signal.SIGTERM else 130
     except BaseException:
-        # e.g. a missing data file: a store this command created and never wrote to is not left behind
-        store.close()
-        if created:
-            store.remove_if_empty()
+        store.remove_if_empty()  # e.g. a missing data file: a store this run created and never wrote is removed
         raise
     finally:
         store.close()
@@ -235,6 +284,8 @@ def _report(rows: list[dict[str, Any]], **options: Any) -> Any:
 def cmd_report(args: argparse.Namespace) -> int:
     from budgetsched.bench import report as rep
 
+    _check_resamples(args.resamples)
+    figures_dir = None if args.figures is None else _output_dir(args.figures, "--figures")
     store = _open_existing_store(args.store)
     try:
         rows = store.rows()
@@ -248,8 +299,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         from budgetsched.bench import plots
 
-        written = [*plots.figure2(r, args.figures), *plots.figure2_paired(r, args.figures),
-                   *plots.figure3(rows, args.figures)]
+        written = [*plots.figure2(r, figures_dir), *plots.figure2_paired(r, figures_dir),
+                   *plots.figure3(rows, figures_dir)]
         base = Path(args.output).resolve().parent if args.output is not None else Path.cwd()
         captions = {"figure2": "Figure 2: test metric vs budget (95 % intervals)",
                     "figure2_paired": f"Figure 2 (paired): each schedule − {r.reference} vs budget (95 % intervals)",
@@ -262,7 +313,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         if args.output is None:
             rep.render_rich(r, Console())
             return 0
-        with open(args.output, "w", encoding="utf-8") as f:
+        with _output_file(args.output) as f:
             rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
         return 0
     text = {"md": lambda x: rep.to_markdown(x, figures=figures), "csv": rep.to_csv,
@@ -270,13 +321,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.output is None:
         sys.stdout.write(text)
     else:
-        Path(args.output).write_text(text, encoding="utf-8")
+        with _output_file(args.output) as f:
+            f.write(text)
     return 0
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from budgetsched.bench import plots
 
+    _check_resamples(args.resamples)
+    out = _output_dir(args.out, "--out")
     store = _open_existing_store(args.store)
     try:
         rows = store.rows()
@@ -287,7 +341,6 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from budgetsched.bench.report import build_report
 
     report = _report(rows, resamples=args.resamples, seed=args.seed)
-    out = Path(args.out)
     written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
     settings = {(s.task, s.optimizer) for s in report.settings}
     for task, opt in sorted(settings):
@@ -303,8 +356,9 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     from budgetsched import Schedule, available
 
     n = args.total_steps
-    if n < 1:
-        raise UsageError(f"--total-steps must be >= 1, got {n}")
+    if not 1 <= n <= MAX_TOTAL_STEPS:
+        raise UsageError(f"--total-steps must be in [1, 2**53], got {n}")
+    out = None if args.out is None else _output_dir(args.out, "--out")
     print(f"multiplier m at progress z (total_steps={n}, peak_lr=1):")
     print(f"{'schedule':<16}" + "".join(f"{'z=' + format(z, 'g'):>9}" for z in SHOW_Z))
     for name in available():
@@ -314,10 +368,10 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             print(f"{name:<16}  (no closed form here: {str(e).split(':')[0]})")
             continue
         print(f"{name:<16}" + "".join(f"{s(min(round(z * n), n)):>9.4f}" for z in SHOW_Z))
-    if args.out is not None:
+    if out is not None:
         from budgetsched.bench import plots
 
-        for path in plots.figure1(args.out, total_steps=n):
+        for path in plots.figure1(out, total_steps=n):
             print(path)
     return 0
 
@@ -398,16 +452,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM outside a study's own handling: stopped like Ctrl-C, reported as terminated (exit 143)."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``budgetsched`` command; returns the exit code (0; 2 on a usage error; 1 on an
-    environment failure; 130 on Ctrl-C; 143 on SIGTERM)."""
+    """Entry point of the ``budgetsched`` command; returns the exit code: 0; 2 for a usage error; 1 for an
+    environment failure; 130 on Ctrl-C; 143 on SIGTERM (docs/cli.md has the table)."""
     args = build_parser().parse_args(argv)
     from budgetsched.bench.data import DatasetNotFoundError
 
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)  # a clean stop, as for Ctrl-C
     try:
         with warnings.catch_warnings():
             # Library warnings (a duplicate budget, a figure panel skipped for lack of data) as one line each.
-            warnings.showwarning = lambda message, *a, **k: sys.stderr.write(f"{PROG}: note: {message}\n")
+            warnings.showwarning = lambda message, *a, **k: sys.stderr.write(
+                f"{PROG}: note: {' '.join(str(message).split())}\n")
             return int(args.func(args))
     except BudgetschedError as e:
         sys.stderr.write(f"{PROG}: error: {' '.join(str(e).split()) or type(e).__name__}\n")
@@ -415,12 +481,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DatasetNotFoundError as e:  # data files the user has to provide
         sys.stderr.write(f"{PROG}: error: {' '.join(str(e).split())}\n")
         return 2
-    except OSError as e:  # e.g. an output file that cannot be written
+    except OSError as e:  # the machine refused something not covered above (e.g. a file the library writes)
         sys.stderr.write(f"{PROG}: error: {' '.join(str(e).split()) or type(e).__name__}\n")
         return 1
+    except _Terminated:
+        sys.stderr.write(f"{PROG}: terminated\n")
+        return 143
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
