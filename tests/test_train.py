@@ -242,3 +242,34 @@ def test_sequential_engine_equals_a_plain_torch_optim_loop(task, data):
             assert r.test_metric == pytest.approx(test_metric, abs=1e-9)
     finally:
         torch.set_default_dtype(old)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "rex", "onecycle"])
+def test_budget_change_plans(task, data, schedule):
+    """Planned 25 % (250 steps), told at 20 % (step 200) that the budget is 100 % (1000 steps)."""
+    n = len(data.train_y)
+    plan = lambda how: plan_trial(cfg(schedule, lr=0.5, budget=100.0, planned_budget=25, change_at=20,  # noqa: E731
+                                      on_change=how), task, n)
+    first = Schedule(schedule, 250, peak_lr=0.5)
+    cont, restart, keep = plan("continue"), plan("restart"), plan("keep")
+    assert cont.total_steps == restart.total_steps == keep.total_steps == 1000
+    np.testing.assert_allclose(cont.lrs, first.with_budget(1000, at_step=200).values(), rtol=1e-12)
+    for p in (cont, restart, keep):  # the same run until the change is learned
+        np.testing.assert_allclose(p.lrs[:200], first.values()[:200], rtol=1e-12)
+    assert cont.lrs[200] == pytest.approx(first(200))  # continue: no jump
+    np.testing.assert_allclose(restart.lrs[200:], Schedule(schedule, 800, peak_lr=0.5).values(), rtol=1e-12)
+    np.testing.assert_allclose(keep.lrs[:250], first.values(), rtol=1e-12)
+    assert np.all(keep.lrs[250:] == first(250))  # then the planned end value, held
+    if schedule == "onecycle":
+        np.testing.assert_allclose(cont.momenta, [first.with_budget(1000, 200).momentum(t) for t in range(1000)])
+
+
+@pytest.mark.parametrize("params,match", [
+    (dict(planned_budget=25, change_at=20), "missing on_change"),
+    (dict(planned_budget=25, change_at=20, on_change="jump"), "unknown on_change 'jump'"),
+    (dict(planned_budget=25, change_at=30, on_change="keep"), "change_at 30 must come before"),
+    (dict(planned_budget=0, change_at=20, on_change="keep"), "percents in"),
+])
+def test_bad_budget_changes_are_rejected(params, match):
+    with pytest.raises(ValueError, match=match):
+        cfg("linear", budget=100.0, **params)

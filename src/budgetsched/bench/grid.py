@@ -34,6 +34,12 @@ BUDGET_UNITS = ("steps", "epochs")
 DIVERGE_FACTOR = 10.0
 #: Plateau's parameters (patience in evaluations; factor and threshold as torch's ReduceLROnPlateau).
 PLATEAU_PARAMS = ("patience", "factor", "threshold")
+#: A budget change learned mid-run (the budget-change study): the run was planned for ``planned_budget`` percent,
+#: learns at ``change_at`` percent of the 100 % run that its budget is ``budget``, and then ``on_change``s:
+#: "continue" (``Schedule.with_budget``: no LR jump, decays to the new end), "restart" (the schedule again from its
+#: peak over the remaining steps) or "keep" (the planned schedule, then its end value held).
+CHANGE_PARAMS = ("planned_budget", "change_at", "on_change")
+ON_CHANGE = ("continue", "restart", "keep")
 _MAX_SEED = 2 ** 63 - 1
 
 
@@ -48,6 +54,18 @@ def _freeze(v: Any) -> Any:
 def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
     """ValueError unless ``schedule`` with ``params`` builds a schedule (or is a valid plateau)."""
     kw = dict(params)
+    change = {k: kw.pop(k) for k in CHANGE_PARAMS if k in kw}
+    if change:
+        missing = [k for k in CHANGE_PARAMS if k not in change]
+        if missing:
+            raise ValueError(f"a budget change needs {', '.join(CHANGE_PARAMS)}; missing {', '.join(missing)}")
+        pb, at = change["planned_budget"], change["change_at"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v <= 100 for v in (pb, at)):
+            raise ValueError(f"planned_budget and change_at must be percents in (0, 100], got {pb!r} and {at!r}")
+        if change["on_change"] not in ON_CHANGE:
+            raise ValueError(f"unknown on_change {change['on_change']!r}; choose from {', '.join(ON_CHANGE)}")
+        if schedule == "plateau":
+            raise ValueError("a budget change applies to a closed-form schedule, not to plateau")
     if schedule == "plateau":
         unknown = sorted(set(kw) - set(PLATEAU_PARAMS))
         if unknown:
@@ -129,6 +147,10 @@ class TrialConfig:
         if not isinstance(self.schedule, str):
             raise ValueError(f"schedule must be a name, got {self.schedule!r}")
         _check_schedule(self.schedule, params)
+        kw = dict(params)
+        if "change_at" in kw and not (kw["change_at"] < budget and kw["change_at"] <= kw["planned_budget"]):
+            raise ValueError(f"change_at {kw['change_at']!r} must come before the budget ({budget:g}) and at or "
+                             f"before the planned budget ({kw['planned_budget']!r})")
         object.__setattr__(self, "seed", int(self.seed))
         object.__setattr__(self, "budget", budget)
         object.__setattr__(self, "lr", lr)

@@ -38,7 +38,7 @@ import torch
 
 from budgetsched import Plateau, Schedule
 from budgetsched.bench.data import TaskData
-from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.grid import CHANGE_PARAMS, TrialConfig, total_steps
 from budgetsched.bench.optim import OptimizerSpec, get_optimizer
 from budgetsched.bench.status import Status
 
@@ -109,8 +109,43 @@ def plan_trial(config: TrialConfig, task: Any, n_train: int) -> Plan:
     total = config.total_steps(task.max_epochs, spe)
     if config.schedule == "plateau":
         return Plan(total, spe, np.full(total, config.lr), None, config.params)
-    sched = Schedule(config.schedule, total, peak_lr=config.lr, **config.params)
-    return Plan(total, spe, sched.values(), sched.momentum_values(), None)
+    params = config.params
+    change = {k: params.pop(k) for k in CHANGE_PARAMS if k in params}
+    sched = Schedule(config.schedule, total, peak_lr=config.lr, **params)
+    if not change:
+        return Plan(total, spe, sched.values(), sched.momentum_values(), None)
+    lrs, moms = _changed_budget(config, params, change, task.max_epochs, spe, total)
+    return Plan(total, spe, lrs, moms, None)
+
+
+def _changed_budget(config: TrialConfig, params: dict[str, Any], change: dict[str, Any], max_epochs: int, spe: int,
+                    total: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """LR (and momentum) per step of a run planned for ``planned_budget`` that learns at ``change_at`` that it has
+    ``config.budget`` (see ``grid.CHANGE_PARAMS``)."""
+    planned = total_steps(change["planned_budget"], config.budget_unit, max_epochs, spe)
+    at = total_steps(change["change_at"], config.budget_unit, max_epochs, spe)
+    first = Schedule(config.schedule, planned, peak_lr=config.lr, **params)
+    t = np.arange(total)
+    has_momentum = first.momentum_values() is not None
+    if change["on_change"] == "continue":
+        s = first.with_budget(total, at_step=at) if at < planned else first  # a finished plan keeps its end value
+        return _hold(s, t), _hold_momentum(s, t) if has_momentum else None
+    if change["on_change"] == "restart":
+        rest = Schedule(config.schedule, total - at, peak_lr=config.lr, **params)
+        lrs = np.where(t < at, _hold(first, t), _hold(rest, np.maximum(t - at, 0)))
+        moms = np.where(t < at, _hold_momentum(first, t), _hold_momentum(rest, np.maximum(t - at, 0))) \
+            if has_momentum else None
+        return lrs, moms
+    return _hold(first, t), _hold_momentum(first, t) if has_momentum else None  # keep
+
+
+def _hold(s: Schedule, t: np.ndarray) -> np.ndarray:
+    """The schedule's LR at steps ``t`` (its end value past its total)."""
+    return np.array([s(int(i)) for i in t], dtype=np.float64)
+
+
+def _hold_momentum(s: Schedule, t: np.ndarray) -> np.ndarray:
+    return np.array([s.momentum(int(i)) for i in t], dtype=np.float64)
 
 
 def plateau_is_constant(config: TrialConfig, task: Any, n_train: int) -> bool:
