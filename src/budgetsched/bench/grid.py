@@ -34,6 +34,8 @@ BUDGET_UNITS = ("steps", "epochs")
 DIVERGE_FACTOR = 10.0
 #: Plateau's parameters (patience in evaluations; factor and threshold as torch's ReduceLROnPlateau).
 PLATEAU_PARAMS = ("patience", "factor", "threshold")
+#: Schedule-free training (``budgetsched.bench.schedulefree``): a pseudo-schedule, one run serves every budget.
+SCHEDULE_FREE = "schedule-free"
 #: A budget change learned mid-run (the budget-change study): the run was planned for ``planned_budget`` percent,
 #: learns at ``change_at`` percent of the 100 % run that its budget is ``budget``, and then ``on_change``s:
 #: "continue" (``Schedule.with_budget``: no LR jump, decays to the new end), "restart" (the schedule again from its
@@ -66,6 +68,15 @@ def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
             raise ValueError(f"unknown on_change {change['on_change']!r}; choose from {', '.join(ON_CHANGE)}")
         if schedule == "plateau":
             raise ValueError("a budget change applies to a closed-form schedule, not to plateau")
+    if schedule == SCHEDULE_FREE:
+        unknown = sorted(set(kw) - {"warmup_steps"})
+        if unknown or change:
+            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown or list(change)))} for schedule "
+                             f"{SCHEDULE_FREE!r}; choose from warmup_steps")
+        w = kw.get("warmup_steps", 0)
+        if isinstance(w, bool) or not isinstance(w, int) or w < 0:
+            raise ValueError(f"schedule-free warmup_steps must be an integer >= 0, got {w!r}")
+        return
     if schedule == "plateau":
         unknown = sorted(set(kw) - set(PLATEAU_PARAMS))
         if unknown:
@@ -84,7 +95,7 @@ def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
     from budgetsched import Schedule, available
 
     if schedule not in available():
-        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(available())}")
+        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(available() + [SCHEDULE_FREE])}")
     try:
         Schedule(schedule, total_steps=1000, peak_lr=1.0, **{k: list(v) if isinstance(v, tuple) else v
                                                              for k, v in kw.items()})

@@ -38,7 +38,7 @@ import torch
 
 from budgetsched import Plateau, Schedule
 from budgetsched.bench.data import TaskData
-from budgetsched.bench.grid import CHANGE_PARAMS, TrialConfig, total_steps
+from budgetsched.bench.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, total_steps
 from budgetsched.bench.optim import OptimizerSpec, get_optimizer
 from budgetsched.bench.status import Status
 
@@ -109,6 +109,8 @@ def plan_trial(config: TrialConfig, task: Any, n_train: int) -> Plan:
     total = config.total_steps(task.max_epochs, spe)
     if config.schedule == "plateau":
         return Plan(total, spe, np.full(total, config.lr), None, config.params)
+    if config.schedule == SCHEDULE_FREE:  # trained by budgetsched.bench.schedulefree at its constant LR
+        return Plan(total, spe, np.full(total, config.lr), None, None)
     params = config.params
     change = {k: params.pop(k) for k in CHANGE_PARAMS if k in params}
     sched = Schedule(config.schedule, total, peak_lr=config.lr, **params)

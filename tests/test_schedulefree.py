@@ -1,0 +1,82 @@
+"""Schedule-free as a contender: one run per (LR, seed) serves every budget, evaluated with the averaged weights;
+checked against calling the schedulefree package directly."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.schedulefree import train_schedule_free
+from budgetsched.bench.tasks import get_task
+from budgetsched.bench.train import Batches
+
+schedulefree = pytest.importorskip("schedulefree", reason="the schedulefree extra is part of make test's install")
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(scope="module")
+def setup():
+    task = dataclasses.replace(get_task("digits-mlp"), max_epochs=10, batch_size=45, weight_decay=1e-3)
+    return task, task.load(None, None)
+
+
+def _direct(task, data, optimizer, lr, seed, steps):
+    """The package used by hand: same seed, same data order, averaged weights at the end (opt.eval())."""
+    torch.manual_seed(seed)
+    model = task.make_model()
+    if optimizer == "sgdm":
+        opt = schedulefree.SGDScheduleFree(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-3)
+    else:
+        opt = schedulefree.AdamWScheduleFree(model.parameters(), lr=lr, weight_decay=1e-3)
+    batches = Batches([seed], data.train_x, data.train_y, task.batch_size, None)
+    opt.train()
+    done = 0
+    while done < steps:
+        n = min(20, steps - done)
+        xs, ys = batches.epoch(n)
+        for i in range(n):
+            xb, yb = batches.batch(xs, ys, i)
+            loss = task.loss(model(xb[0]), yb[0])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        done += n
+    opt.eval()
+    with torch.no_grad():
+        out = model(data.test_x)
+        return float(task.loss(out, data.test_y)), float(task.metric(out, data.test_y).double().mean())
+
+
+@pytest.mark.parametrize("optimizer,lr", [("sgdm", 0.3), ("adam", 0.003)])
+def test_one_run_serves_every_budget_and_equals_the_package(setup, optimizer, lr):
+    task, data = setup
+    configs = [TrialConfig("digits-mlp", "schedule-free", optimizer, b, lr, 4) for b in (10.0, 25.0, 100.0)]
+    calls = []
+    real = task.make_model
+    counted = dataclasses.replace(task, make_model=lambda: calls.append(1) or real())
+    out = dict(train_schedule_free(configs, counted, data))
+    assert len(calls) == 1  # one model, one run for three budgets
+    for c, steps in zip(configs, (20, 50, 200)):  # 10 epochs x 20 steps
+        r = out[c]
+        assert r.status == "done" and r.steps == steps and r.curves["step"][-1] == steps
+        test_loss, test_metric = _direct(task, data, optimizer, lr, 4, steps)
+        assert r.test_loss == pytest.approx(test_loss, rel=1e-5)
+        assert r.test_metric == pytest.approx(test_metric, abs=1e-9)
+    assert out[configs[1]].curves["step"] == [20, 40, 50]  # epoch ends, then the budget's own end
+
+
+def test_schedule_free_is_a_schedule_of_the_grid():
+    c = TrialConfig("digits-mlp", "schedule-free", "adam", 10.0, 0.01, 0, (("warmup_steps", 5),))
+    assert c.label == "schedule-free(warmup_steps=5)"
+    with pytest.raises(ValueError, match="choose from warmup_steps"):
+        TrialConfig("digits-mlp", "schedule-free", "adam", 10.0, 0.01, 0, (("gamma", 5),))
+
+
+def test_divergence_ends_the_later_budgets(setup):
+    task, data = setup
+    configs = [TrialConfig("digits-mlp", "schedule-free", "sgdm", b, 1e4, 0) for b in (1.0, 100.0)]
+    out = dict(train_schedule_free(configs, task, data))
+    assert out[configs[1]].status == "diverged" and out[configs[1]].steps < 200
