@@ -5,17 +5,27 @@ durable single-row transactions, needs no server and is readable by any tool. Ea
 (:meth:`Store._tx`) with ``synchronous=FULL``, so a trial whose ``put`` has returned survives even a SIGKILL.
 
 Identity and version. The file is marked with ``PRAGMA application_id`` (:data:`APPLICATION_ID`); its layout
-version is ``PRAGMA user_version`` and nothing else. Opening checks both: a foreign or damaged file is refused,
-an older layout is migrated in one transaction (:data:`MIGRATIONS`), a newer one is refused naming both
-versions. Creating a new store is one exclusive transaction, so processes racing to create it all succeed.
+version is ``PRAGMA user_version`` and nothing else. Opening checks both, and the columns of the trials table: a
+foreign or damaged file is refused, an older layout is migrated in one transaction (:data:`MIGRATIONS`), a newer
+one is refused naming both versions. Creating a new store is one exclusive transaction, so processes racing to
+create it all succeed.
 
-Readers. ``Store(path, readonly=True)`` (``report``, ``plot``) opens with ``mode=ro`` and never writes, not even
-to a file it cannot use; writers checkpoint the write-ahead log when they close, so a store in a directory the
-reader cannot write is still readable. A row that cannot be decoded is skipped with a warning naming its key.
+Writers. ``Store(path)`` refuses a file, ``-wal``/``-shm`` file or directory it cannot write before SQLite creates
+anything, and commits one small write when it opens, so a read-only store or a full disk fails before a run
+trains anything. Writers checkpoint the write-ahead log when they close.
 
-Concurrent runs. Before training, a run *claims* its trials (:meth:`Store.claim`): a lease row naming the run,
-kept alive by :meth:`Store.heartbeat`; two runs on one store split the work, and a crashed run's claims expire
-after ``lease_s`` and are taken over. Writing a trial's result releases its claim in the same transaction.
+Readers. ``Store(path, readonly=True)`` (``report``, ``plot``) never writes to the store: where the directory is
+writable it reads with ``mode=ro`` (sharing the WAL index with a live run); where it is not, nothing at all is
+written: the main file is read ``immutable`` (exact once a run has closed), or, when a killed run left a
+non-empty ``-wal``, a private copy of the store and its log is read; a ``-wal`` that cannot be read is skipped with
+a :class:`StoreWarning`. A row that cannot be decoded is skipped with a warning naming its key.
+
+Concurrent runs. Before training, a run *claims* its trials (:meth:`Store.claim`): a lease row naming the run
+(:func:`claim_owner`), kept alive by :meth:`Store.heartbeat`; two runs on one store split the work. Claims not
+renewed for ``lease_s`` (a crashed run elsewhere), or held by a run on this host whose process has ended, are
+taken over. Writing a trial's result releases its claim in the same transaction. A store that a failed run
+created and never wrote is removed by :meth:`Store.remove_if_empty`, which never removes one another writer has
+open (every writer holds a shared ``flock`` on the store's directory).
 
 Every row carries the full config (JSON), the package / torch / python versions, the host, the engine and the
 device, so any number in a report can be traced to what produced it.
