@@ -28,10 +28,11 @@ here and nowhere else:
 """
 from __future__ import annotations
 
+import copy
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Collection, Protocol, Sequence
 
 import numpy as np
 import torch
@@ -263,6 +264,22 @@ class Members:
                 self.scale[k] = self._plateaus[k].update(val_loss[k])
         return np.array(dead, dtype=np.int64)
 
+    def record_state(self) -> dict[str, Any]:
+        """Everything recorded so far (a deep copy), for a run that continues from a snapshot."""
+        return copy.deepcopy({"status": self.status, "steps": self.steps, "curves": self.curves, "alive": self.alive,
+                              "scale": self.scale, "first_loss": self._first_loss, "train_loss": self._train_loss,
+                              "grad_norm": self._grad_norm,
+                              "plateaus": [None if p is None else p.state_dict() for p in self._plateaus]})
+
+    def restore(self, record: dict[str, Any]) -> None:
+        r = copy.deepcopy(record)
+        self.status, self.steps, self.curves, self.alive = r["status"], r["steps"], r["curves"], r["alive"]
+        self.scale, self._first_loss = r["scale"], r["first_loss"]
+        self._train_loss, self._grad_norm = r["train_loss"], r["grad_norm"]
+        for p, st in zip(self._plateaus, r["plateaus"]):
+            if p is not None and st is not None:
+                p.load_state_dict(st)
+
     def finish(self, val: tuple[Sequence[float], Sequence[float]], test: tuple[Sequence[float], Sequence[float]]) -> None:
         for k in np.flatnonzero(self.alive):
             self.final[k] = (val[0][k], val[1][k], test[0][k], test[1][k])
@@ -301,9 +318,23 @@ class Batches:
         self._aug = [augment_generator(s, x.device) for s in seeds] if augment is not None else None
 
     def epoch(self, n_steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self._epoch_start = [g.get_state() for g in self._orders]  # a snapshot mid-epoch re-draws this epoch
         used = min(self.n, n_steps * self.bs)
         idx = torch.stack([torch.randperm(self.n, generator=g)[:used] for g in self._orders]).to(self.x.device)
         return self.x[idx], self.y[idx]
+
+    def state(self) -> dict[str, Any]:
+        """Where the data streams are: each order generator at the start of the current epoch, each augmentation
+        generator now (restored by :meth:`restore`, then ``epoch()`` re-draws the same permutation)."""
+        return {"orders": [s.clone() for s in self._epoch_start],
+                "aug": None if self._aug is None else [g.get_state() for g in self._aug]}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        for g, st in zip(self._orders, state["orders"]):
+            g.set_state(st)
+        if self._aug is not None:
+            for g, st in zip(self._aug, state["aug"]):
+                g.set_state(st)
 
     def batch(self, xs: torch.Tensor, ys: torch.Tensor, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         xb, yb = xs[:, i * self.bs:(i + 1) * self.bs], ys[:, i * self.bs:(i + 1) * self.bs]
@@ -313,16 +344,44 @@ class Batches:
 
 
 # ------------------------------------------------------------------------------------------------- the loop
+@dataclass
+class Snapshot:
+    """K members after ``step`` steps: parameters, optimizer state, data streams, the current epoch's recorded
+    losses so far, and the members' record. Taken mid-epoch, or after the epoch's evaluation at an epoch end."""
+
+    step: int
+    flat: torch.Tensor
+    state: list[torch.Tensor]
+    batches: dict[str, Any]
+    losses: list[torch.Tensor]
+    norms: list[torch.Tensor]
+    record: dict[str, Any]
+
+
 def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: TaskData, batches: Batches,
-        on_epoch: Callable[[int], None] | None = None) -> None:
+        on_epoch: Callable[[int], None] | None = None, *, start: Snapshot | None = None,
+        snapshot_at: Collection[int] = (), on_snapshot: Callable[[Snapshot], None] | None = None,
+        stop_at: int | None = None) -> None:
     """Train the members of ``model`` to the end of their budget, recording everything in ``members``.
 
     ``on_epoch(model_steps)`` is called after every epoch with the model-steps it trained (for progress bars).
+    Anytime branching (:mod:`budgetsched.bench.anytime`) continues a run from ``start``, asks for a
+    :class:`Snapshot` after each step in ``snapshot_at`` (``on_snapshot``), and stops after ``stop_at`` steps
+    without the final test evaluation.
     """
     plan, flat = members.plan, model.flat
+    spe = plan.steps_per_epoch
     state = spec.init_state(flat)
     wd = float(getattr(task, "weight_decay", 0.0))
     val = test = None
+    t0 = 0 if start is None else start.step
+    if start is not None:
+        with torch.no_grad():
+            flat.copy_(start.flat)
+            for mine, saved in zip(state, start.state):
+                mine.copy_(saved)
+        batches.restore(start.batches)
+        members.restore(start.record)
 
     def stop(dead: np.ndarray) -> None:  # stopped members: zeroed and inert (their LR is 0 from now on)
         if dead.size:
@@ -331,27 +390,46 @@ def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: Ta
                 for t in (flat, *state):
                     t[rows] = 0.0
 
-    for epoch in range(plan.epochs):
+    def snapshot(step: int, losses: list[torch.Tensor], norms: list[torch.Tensor]) -> None:
+        if on_snapshot is not None:
+            on_snapshot(Snapshot(step, flat.detach().clone(), [t.clone() for t in state], batches.state(),
+                                 [x.clone() for x in losses], [x.clone() for x in norms], members.record_state()))
+
+    for epoch in range(t0 // spe, plan.epochs):
         steps = plan.epoch_steps(epoch)
         cols = spec.columns(members.lrs(steps), members.momenta(steps, spec.momentum), steps, flat.device,
                             flat.dtype)
         xs, ys = batches.epoch(len(steps))
-        losses, norms = [], []
-        for i in range(len(steps)):
+        first = t0 - epoch * spe if epoch == t0 // spe else 0
+        losses, norms = (list(start.losses), list(start.norms)) if first and start is not None else ([], [])
+        for i in range(first, len(steps)):
             xb, yb = batches.batch(xs, ys, i)
             loss, grad = model.loss_and_grad(xb, yb)
             with torch.no_grad():
                 norms.append(torch.linalg.vector_norm(grad, dim=1))
                 spec.update(flat, grad, state, cols, i, wd)
             losses.append(loss)
+            done = int(steps[i]) + 1
+            if i + 1 < len(steps):  # mid-epoch
+                if done in snapshot_at:
+                    snapshot(done, losses, norms)
+                if done == stop_at:
+                    if on_epoch is not None:
+                        on_epoch(model.K * (i + 1 - first))
+                    return
         stop(members.check_steps(torch.stack(losses), torch.stack(norms)))
         if on_epoch is not None:
-            on_epoch(model.K * len(steps))
+            on_epoch(model.K * (len(steps) - first))
         if not members.alive.any():
             return
         val = model.evaluate(data.val_x, data.val_y)
         stop(members.record(epoch, int(steps[-1]), *val))
         if not members.alive.any():
+            return
+        done = int(steps[-1]) + 1
+        if done in snapshot_at:  # an epoch end: after its evaluation
+            snapshot(done, [], [])
+        if done == stop_at:
             return
     test = model.evaluate(data.test_x, data.test_y)
     members.finish(val, test)  # type: ignore[arg-type]
