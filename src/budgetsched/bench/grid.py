@@ -176,9 +176,11 @@ class TrialConfig:
     def label(self) -> str:
         """Schedule name as shown in reports, e.g. ``delayed-linear(delay=0.5)``.
 
-        Plateau's patience is an LR-like tuned knob, so it is not part of the label.
+        Plateau's patience is an LR-like tuned knob, and ``refined``'s gradient norms are data (they differ per
+        setting), so neither is part of the label.
         """
-        shown = {k: v for k, v in self.schedule_params if not (self.schedule == "plateau" and k == "patience")}
+        shown = {k: v for k, v in self.schedule_params
+                 if not (self.schedule == "plateau" and k == "patience") and k != "grad_norms"}
         if not shown:
             return self.schedule
         return f"{self.schedule}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
