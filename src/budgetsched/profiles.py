@@ -535,6 +535,14 @@ def profile_formula(name: str, **params: Any) -> Callable[..., Any]:
     >>> f(0.5, PY)
     0.6666666666666666
     """
+    key = canonical_name(name)
+    if "delay" in params and key not in ("delayed-linear", *METRIC_SCHEDULES):
+        params = dict(params)
+        delay = params.pop("delay")
+        msg = _in("delay", 0.0, 1.0, hi_open=True)(delay)
+        if msg:
+            raise ValueError(f"profile {key!r}: {msg}")
+        return _delayed(profile_formula(name, **params), float(delay))
     key = check_params(name, params)
     if key == "refined":  # the one profile built from data: its table is computed once, here
         table = refined_table(params["grad_norms"], _weighting(params.get("weighting"), params.get("optimizer")),
@@ -551,6 +559,25 @@ def profile_formula(name: str, **params: Any) -> Callable[..., Any]:
     if not params and list(inspect.signature(fn).parameters) == ["z", "xp", "r"]:
         return lambda z, xp, r=None: fn(z, xp, r)  # positional: the per-step path calls this once per step
     return lambda z, xp, r=None: fn(z, xp=xp, r=r, **params)
+
+
+def _delayed(inner: Callable[..., Any], d: float) -> Callable[..., Any]:
+    """Any profile with its decay delayed to a fraction d of the run (REX paper, Figure 2, generalised):
+    m_d(z) = 1 for z < d, then m((z - d) / (1 - d)); delayed linear is linear with a delay.
+
+    >>> f = _delayed(profile_formula("rex"), 0.5)
+    >>> f(0.25, PY), f(0.5, PY), f(0.75, PY), f(1.0, PY)
+    (1.0, 1.0, 0.6666666666666666, 0.0)
+    """
+    if d == 0.0:
+        return inner
+
+    def f(z: Any, xp: Ops, r: Any = None) -> Any:
+        z = xp.asarray(z)
+        inner_z = xp.maximum(z - d, 0.0) / (1.0 - d)  # clamped: the held part never evaluates the profile outside [0, 1]
+        inner_r = xp.minimum(_rest(z, r) / (1.0 - d), 1.0)
+        return xp.where(z < d, 1.0, inner(inner_z, xp, inner_r))
+    return f
 
 
 def get_profile(name: str, **params: Any) -> Profile:
