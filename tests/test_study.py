@@ -222,3 +222,31 @@ def test_cli_refine_adds_trials_and_resumes(tmp_path, capsys):
     assert "0 trials run" in capsys.readouterr().out.splitlines()[-1]
     with Store(db, readonly=True) as s:
         assert sorted(r["lr"] for r in s.rows()) == lrs
+
+
+def test_sampling_preset_is_the_papers_table2_grid():
+    from budgetsched import Schedule
+    from budgetsched.bench.presets import STEP_AS_EXP_GAMMA, TABLE2_SAMPLINGS
+
+    spec = StudySpec.from_mapping(get_preset("sampling"), "sampling")
+    configs = spec.configs()
+    assert len(configs) == 4 * 7 * 3 * 3 and {c.lr for c in configs} == {0.3} and spec.optimizers == ["sgdm"]
+    assert {c.params["sampling"] for c in configs} == set(TABLE2_SAMPLINGS)
+    # the exp approximation of step: gamma fitted to the 50-75 levels in log space (ln m = gamma z)
+    assert STEP_AS_EXP_GAMMA == pytest.approx(-5.668, abs=1e-3)
+    m = Schedule("exp", 1000, gamma=STEP_AS_EXP_GAMMA)
+    fitted = [math.log(m(500)), math.log(m(750))]
+    residual = sum((f - math.log(v)) ** 2 for f, v in zip(fitted, (0.1, 0.01)))
+    for g in (STEP_AS_EXP_GAMMA - 0.05, STEP_AS_EXP_GAMMA + 0.05):  # the least-squares optimum
+        other = Schedule("exp", 1000, gamma=g)
+        assert residual < sum((math.log(other(t)) - math.log(v)) ** 2 for t, v in ((500, 0.1), (750, 0.01)))
+    held = Schedule("rex", 100, sampling="10-10").values()
+    assert len(set(held.round(12))) == 10  # ten levels, each held
+
+
+def test_delay_and_budget_change_presets():
+    delay = StudySpec.from_mapping(get_preset("delay"), "delay")
+    assert {c.label for c in delay.configs()} == {"rex", "linear", "step", "linear(delay=0.25)", "linear(delay=0.5)",
+                                                 "linear(delay=0.75)"}
+    bc = StudySpec.from_mapping(get_preset("budget-change"), "budget-change")
+    assert {c.params.get("on_change") for c in bc.configs()} == {None, "continue", "restart", "keep"}

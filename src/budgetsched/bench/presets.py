@@ -14,6 +14,7 @@ points around every schedule's own best and extends a grid whose best sits at it
 from __future__ import annotations
 
 import copy
+import math
 from typing import Any
 
 from budgetsched.bench.grid import PAPER_BUDGETS
@@ -22,6 +23,13 @@ __all__ = ["PRESETS", "get_preset", "available_presets"]
 
 #: The paper's schedules (section 4.1); ``plateau`` is decay-on-plateau, ``constant`` the paper's "None".
 _PAPER_SCHEDULES = ["rex", "linear", "cosine", "step", "plateau", "onecycle", "exp", "constant"]
+
+#: The paper's sampling study approximates the 50-75 step schedule "as a tuned exponentially decaying profile"
+#: without giving gamma. Fitted here by least squares in log space to the step levels it replaces, ln m = gamma z
+#: through (0.5, ln 0.1) and (0.75, ln 0.01): gamma = (0.5 ln 0.1 + 0.75 ln 0.01) / (0.5^2 + 0.75^2) = -5.668.
+STEP_AS_EXP_GAMMA = round((0.5 * math.log(0.1) + 0.75 * math.log(0.01)) / (0.5 ** 2 + 0.75 ** 2), 3)
+#: The sampling rates of the paper's Table 2, from every step to the coarsest.
+TABLE2_SAMPLINGS = ("every-step", "1-100", "5-25", "10-10", "25-50-75", "33-66", "50-75")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
@@ -78,6 +86,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         "optimizers": ["sgdm", "adam"],
         "budgets": [50.0, 100.0],
         "lrs": {"sgdm": [0.1, 0.3, 1.0], "adam": [0.003, 0.01, 0.03]},
+        "seeds": [0, 1, 2],
+    },
+    "sampling": {
+        "description": "the paper's Table 2: profiles REX, linear, the step schedule approximated as exp "
+                       f"(gamma {STEP_AS_EXP_GAMMA}) and cosine x 7 sampling rates, SGDM at one fixed LR (0.3, the "
+                       "best LR of linear decay on mnist1d-mlp at 25-100 %), 5/25/100 % of the epochs, 3 seeds",
+        "tasks": ["mnist1d-mlp"],
+        "schedules": [[name, {**params, "sampling": rate}] for name, params in
+                      (("rex", {}), ("linear", {}), ("exp", {"gamma": STEP_AS_EXP_GAMMA}), ("cosine", {}))
+                      for rate in TABLE2_SAMPLINGS],
+        "optimizers": ["sgdm"],
+        "budgets": [5.0, 25.0, 100.0],
+        "lrs": [0.3],
+        "seeds": [0, 1, 2],
+    },
+    "delay": {
+        "description": "the paper's Figure 2: linear delayed to 25 / 50 / 75 % of the run, REX, linear, and step "
+                       "(its 100 % result is the reference line), mnist1d-mlp, SGDM and Adam, all 6 budgets, "
+                       "5 LRs, 3 seeds",
+        "tasks": ["mnist1d-mlp"],
+        "schedules": ["rex", "linear", "step"] + [["linear", {"delay": d}] for d in (0.25, 0.5, 0.75)],
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        "lrs": {"sgdm": [0.03, 0.1, 0.3, 1.0, 3.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
         "seeds": [0, 1, 2],
     },
     "smoke": {
