@@ -129,7 +129,7 @@ def parse_seeds(text: str) -> list[int]:
         raise ValueError(f"--seeds count must be >= 1, got {text!r} (or give a list like 0,1,2)")
     if seeds[0] > MAX_SEED_COUNT:
         raise ValueError(f"--seeds count must be at most {MAX_SEED_COUNT}, got {text!r} "
-                         f"(to run one particular seed, give it as a list: '{text},')")
+                         f"(to name seeds, give a list such as 0,1,2 or 7,)")
     return list(range(seeds[0]))
 
 
