@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -150,6 +151,7 @@ def alive(pid: int, start: str) -> bool:
 
 
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for ulimit")
 
 #: 16 trials of 3 epochs (60 steps), chunks of 2 over 2 workers: long enough to kill mid-study.
 KILL_GRID = dict(schedules="rex,linear", budgets="6", lrs="0.01,0.03,0.1,0.3", seeds="0,1")
@@ -252,6 +254,7 @@ def _new_store(path: Path) -> Path:
     return path
 
 
+@needs_bash
 def test_full_disk_fails_in_one_line_before_training(tmp_path, counting):
     db = _new_store(tmp_path / "full.db")
     r = counting.run("run", *grid_args(), "--store", str(db), shell_prefix="ulimit -f 8")  # 8 KiB per file
@@ -262,6 +265,7 @@ def test_full_disk_fails_in_one_line_before_training(tmp_path, counting):
     assert {x["key"] for x in rows(db)} == grid_keys()
 
 
+@needs_bash
 def test_disk_filling_up_mid_study_ends_in_one_line_and_keeps_what_was_written(tmp_path, counting):
     db = _new_store(tmp_path / "filling.db")
     args = grid_args(lrs="0.01,0.03,0.1,0.3", budgets="2,4")
