@@ -228,9 +228,19 @@ def _batchable(task_name: str, engine: str) -> bool:
     if engine == "sequential":
         return False
     from budgetsched.bench import batched
+
+    task, data = _loaded(task_name) or _task_data(task_name, None, None)
+    return bool(batched.supports(task, data))
+
+
+def _loaded(task_name: str) -> tuple[Any, Any] | None:
+    """The task and the data this process already loaded for it (any data or cache directory), or None."""
     from budgetsched.bench.tasks import get_task
 
-    return bool(batched.supports(get_task(task_name)))
+    for (name, _, _), data in _DATA.items():
+        if name == task_name:
+            return get_task(name), data
+    return None
 
 
 def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int) -> list[tuple[bool, Chunk]]:
@@ -266,6 +276,8 @@ def _task_data(task_name: str, data_dir: str | None, cache_dir: str | None) -> t
     from budgetsched.bench.tasks import get_task
 
     task = get_task(task_name)
+    if not hasattr(task, "load"):  # a trainable: the user's function loads its own data
+        return task, None
     k = (task_name, data_dir, cache_dir)
     if k not in _DATA:
         _DATA[k] = task.load(None if data_dir is None else Path(data_dir),
@@ -278,6 +290,12 @@ def _iter_chunk(batched_chunk: bool, chunk: Chunk, device: str, data_dir: str | 
                 ) -> Iterator[tuple[TrialConfig, Any]]:
     """Train one chunk, yielding (config, result) as the engine produces them."""
     task, data = _task_data(chunk[0].task, data_dir, cache_dir)
+    if data is None:  # a trainable
+        from budgetsched.bench.custom import run_trainable
+
+        for c in chunk:
+            yield c, run_trainable(c, task)
+        return
     if batched_chunk:
         from budgetsched.bench import batched
 
@@ -505,7 +523,7 @@ def run_study(
     sizes = {}
     for task_name in dict.fromkeys(c.task for c in unique):
         task, data = _task_data(task_name, data_dir_s, cache_dir_s)
-        sizes[task_name] = (task, len(data.train_y))
+        sizes[task_name] = (task, 0 if data is None else len(data.train_y))
     plan = plan_study(unique, sizes)
     finished = store.finished_keys()
     todo = [c for c in plan.configs if c.key not in finished]
