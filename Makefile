@@ -1,6 +1,8 @@
 # Two entry points for a fresh machine: `make demo` and `make test`.
-# The venv gets torch==2.13.0 first (a CPU wheel on local disk) so that the package's
-# `torch>=2.2` range is already satisfied and pip never fetches a multi-GB CUDA build.
+# The venv gets torch==2.13.0 first (a CPU wheel on local disk) so that every extra's
+# `torch>=2.2` range is already satisfied and pip never fetches a multi-GB CUDA build;
+# then the package with every extra (all: torch, jax, keras, bench, ray, schedulefree, hf,
+# lightning) and the test tools (dev).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -17,7 +19,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[jax,keras,ray,dev]"
+	$(BIN)/python -m pip install -q -e ".[all,dev]"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -15,9 +15,14 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import keras
 import numpy as np
-from keras import ops
+
+from . import _require
+
+_require("budgetsched.keras", "keras", "keras")  # one line naming the extra if Keras is missing
+
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
 
 from .profiles import Ops, canonical_name
 from .sampling import Sampling, plain_spec

@@ -25,8 +25,13 @@ from __future__ import annotations
 import numbers
 from typing import Any, Callable, Sequence
 
-import jax.numpy as jnp
 import numpy as np
+
+from . import _require
+
+_require("budgetsched.optax", "jax", "jax")  # one line naming the extra if jax is missing
+
+import jax.numpy as jnp  # noqa: E402
 
 from .profiles import Ops, canonical_name
 from .sampling import Sampling

@@ -30,7 +30,12 @@ import weakref
 from typing import Any, Callable, Sequence
 
 import numpy as np
-import torch
+
+from . import _require
+
+_require("budgetsched.torch", "torch", "torch")  # one line naming the extra if PyTorch is missing
+
+import torch  # noqa: E402
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 

@@ -7,6 +7,11 @@ Your own model, three ways (docs/your-model.md):
   schedule and stores what it returns);
 * a Hugging Face ``Trainer`` or Lightning run inside such a function (``budgetsched.integrations``).
 """
+from budgetsched import _require
+
+# the harness needs the bench extra; one line naming it if any of its packages is missing
+_require("budgetsched.bench", "bench", "torch", "matplotlib", "rich", "sklearn", "scipy", "mnist1d")
+
 from budgetsched.bench.custom import Diverged, Trainable, Trial, trainable
 
 __all__ = ["Task", "TaskData", "register_task", "trainable", "Trainable", "Trial", "Diverged", "StudySpec",
