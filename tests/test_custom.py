@@ -80,7 +80,10 @@ def test_bad_references_exit_2_with_one_line(tmp_path, capsys, ref, needle):
     assert not (tmp_path / "s.db").exists()
 
 
-def test_register_task_in_process():
+def test_register_task_in_process(monkeypatch):
+    from budgetsched.bench import tasks
+
+    monkeypatch.setattr(tasks, "_TASKS", dict(tasks._TASKS))  # leave the registry as it was
     t = get_task(f"{FILE}:make_task")
     mine = register_task(Task(**{**t.__dict__, "name": "my-blobs"}))
     assert get_task("my-blobs") is mine

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator, NoReturn, Sequence
 
 from budgetsched.bench.grid import BUDGET_UNITS, OPTIMIZERS, parse_list
+from budgetsched.bench.study import MAX_SEEDS
 from budgetsched.errors import BudgetschedError, EnvironmentFailure, UsageError
 
 __all__ = ["main", "build_parser", "parse_schedules", "parse_lrs", "parse_seeds"]
@@ -39,8 +40,8 @@ PROG = "budgetsched"
 REPORT_FORMATS = ("rich", "md", "csv", "json")
 #: Progress points printed by ``budgetsched schedules``.
 SHOW_Z = (0.0, 0.25, 0.5, 0.75, 0.9, 1.0)
-#: Largest seed count ``--seeds N`` accepts (each seed is a full copy of the grid).
-MAX_SEED_COUNT = 10_000
+#: Largest seed count ``--seeds N`` accepts (each seed is a full copy of the grid); the same cap as study files.
+MAX_SEED_COUNT = MAX_SEEDS
 #: Largest ``--resamples`` of ``report`` / ``plot`` (memory grows with it; 10**4 already gives stable intervals).
 MAX_RESAMPLES = 1_000_000
 #: Largest ``--total-steps`` of ``budgetsched schedules`` (schedules count steps exactly up to 2**53).

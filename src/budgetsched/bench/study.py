@@ -40,6 +40,8 @@ from budgetsched.errors import UsageError
 
 __all__ = ["StudySpec", "load_config", "refinement", "REFINE_FACTOR", "MAX_EXTENSIONS"]
 
+#: The largest seed count a study may ask for (a list of seeds is checked seed by seed).
+MAX_SEEDS = 10_000
 #: Refinement puts LR points at best x REFINE_FACTOR and best / REFINE_FACTOR (half a step of the x3 grid).
 REFINE_FACTOR = math.sqrt(3.0)
 #: Refinement extends the grid at most this many x3 steps past its coarse edge.
@@ -82,8 +84,9 @@ class StudySpec:
             raise UsageError(f"{source}: no {', '.join(missing)} given")
         kw = dict(d)
         if "seeds" in kw and _is_number(kw["seeds"]):
-            if not isinstance(kw["seeds"], int) or kw["seeds"] < 1:
-                raise UsageError(f"{source}: seeds must be a count >= 1 or a list of seeds, got {kw['seeds']!r}")
+            if not isinstance(kw["seeds"], int) or not 1 <= kw["seeds"] <= MAX_SEEDS:
+                raise UsageError(f"{source}: seeds must be a count in [1, {MAX_SEEDS}] or a list of seeds, "
+                                 f"got {kw['seeds']!r}")
             kw["seeds"] = list(range(kw["seeds"]))
         spec = cls(**kw)
         spec.validate(source)

@@ -130,6 +130,7 @@ def vae_loss(out: Tensor, x: Tensor) -> Tensor:
 
 # ---------------------------------------------------------------------------------------- registry
 _TASKS: dict[str, Task] = {}
+_BY_REFERENCE: dict[str, Any] = {}  # tasks named by module:factory references, resolved in this process
 
 
 def _register(task: Task) -> None:
@@ -173,6 +174,8 @@ def resolve_task(ref: str) -> Task:
         raise UsageError(f"a task is a name or a module:factory reference, got {ref!r}")
     if ref in _TASKS:
         return _TASKS[ref]
+    if ref in _BY_REFERENCE:
+        return _BY_REFERENCE[ref]
     if ":" not in ref:
         raise UsageError(f"unknown task {ref!r}; choose from {', '.join(_TASKS)}, or give your own as "
                          "package.module:factory or path/to/file.py:factory")
@@ -191,7 +194,7 @@ def resolve_task(ref: str) -> Task:
                          "(or a function decorated with @budgetsched.bench.trainable)")
     if obj.name != ref:
         obj = dataclasses.replace(obj, name=ref)
-    _TASKS[ref] = obj  # resolved once per process
+    _BY_REFERENCE[ref] = obj  # resolved once per process
     return obj
 
 
