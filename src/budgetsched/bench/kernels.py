@@ -194,7 +194,10 @@ class _Layer:
         self._mixed(dtype, train)
         self.out_shape = (spec.n_out, Lo, n)
         self.z = new(spec.n_out, Lo, n)
-        self.cols = torch.zeros(t, C, k, Lo, n, dtype=dtype, device=device)  # zero where the padding reads
+        self.cols_shape = (C, k, Lo, n)
+        # im2col columns, zero where the padding reads; the first layer's are built per seed group (_gcols)
+        self.cols = torch.zeros(t, *self.cols_shape, dtype=dtype, device=device) if not first else None
+        self._gcols: torch.Tensor | None = None
         # tap j reads input positions s * l + j - p for output positions l in [lo, hi)
         self.taps = []
         for j in range(k):
@@ -216,19 +219,29 @@ class _Layer:
         self.W = torch.empty(self.W.shape, dtype=dtype, device=self.W.device)
         self.b = torch.empty(self.b.shape, dtype=dtype, device=self.b.device) if self.b is not None else None
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        """Output [t, *out_shape] (into ``self.z``) of input h [t, *in_shape]."""
+    def forward(self, h: torch.Tensor, members: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> torch.Tensor:
+        """Output [t, *out_shape] (into ``self.z``) of input h [t, *in_shape]; for the first layer, h is per seed
+        group ([G, *in_shape]) and ``members`` maps a per-group tensor to the tile's members (a view when the tile
+        lies in one group): a convolution's im2col columns are then built once per group."""
         if self.master is not None:
             self.W.copy_(self.master[0])
             if self.b is not None:
                 self.b.copy_(self.master[1])
         if self.spec.kind == "linear":
-            a = h
+            a = h if members is None else members(h)
         else:
+            cols = self.cols
+            if members is not None:
+                if self._gcols is None or self._gcols.shape[0] != h.shape[0]:
+                    self._gcols = torch.zeros(h.shape[0], *self.cols_shape, dtype=h.dtype, device=h.device)
+                cols = self._gcols
             s = self.spec.stride
             for j, lo, hi, i0, i1 in self.taps:
-                self.cols[:, :, j, lo:hi].copy_(h[:, :, i0:i1:s])
-            a = self.cols.view(self.cols.shape[0], -1, self.z[0, 0].numel())
+                cols[:, :, j, lo:hi].copy_(h[:, :, i0:i1:s])
+            if members is not None:
+                cols = members(cols)
+            a = cols.view(cols.shape[0], -1, self.z[0, 0].numel())
         z = self.z.view(self.z.shape[0], self.z.shape[1], -1)
         if self.b is None:
             torch.bmm(self.W, a, out=z)
@@ -251,7 +264,7 @@ class _Layer:
         if self.spec.kind == "linear":
             return torch.bmm(self.W.transpose(1, 2), d2, out=self.dh)
         torch.bmm(self.W.transpose(1, 2), d2, out=self.dcols)
-        dcols = self.dcols.view(self.cols.shape)
+        dcols = self.dcols.view(self.dcols.shape[0], *self.cols_shape)
         dh, s = self.dh, self.spec.stride
         dh.zero_()  # type: ignore[union-attr]
         for j, lo, hi, i0, i1 in self.taps:
@@ -324,14 +337,15 @@ class StackedNet:
         return shape
 
     def _operand(self, x: torch.Tensor) -> torch.Tensor:
-        """Per-member examples x [t, n, *example] -> the first layer's input [t, features, n] or [t, C, L, n]."""
+        """Examples per seed group x [G, n, *example] -> the first layer's input [G, features, n] or
+        [G, C, L, n], contiguous (a small copy: every member of the group reads it)."""
         if x.dtype != self.compute_dtype:
             x = x.to(self.compute_dtype)
         if self.input_op == "flatten":
             x = x.flatten(2)
         elif self.input_op == "unsqueeze":
             x = x.unsqueeze(2)
-        return x.movedim(1, -1)
+        return x.movedim(1, -1).contiguous()
 
     def _check(self, shape: torch.Size) -> None:
         spec = self.layers[0]
@@ -385,13 +399,16 @@ class StackedNet:
             shape = out
         return size * n * torch.finfo(dtype).bits // 8
 
-    def _forward(self, tile: _Tile, h: torch.Tensor) -> list[Callable | None]:
-        """Run the tile's layers on its first input h; return the activations' backwards."""
+    def _forward(self, tile: _Tile, xg: torch.Tensor, members: Callable[[torch.Tensor], torch.Tensor]
+                 ) -> list[Callable | None]:
+        """Run the tile's layers on the per-group input xg (``members`` selects the tile's members from a
+        per-group tensor); return the activations' backwards."""
         backs = []
-        for layer in tile.layers:
+        h = xg
+        for i, layer in enumerate(tile.layers):
             if layer.spec.kind == "linear" and h.dim() > 3:
                 h = h.reshape(h.shape[0], -1, h.shape[-1])
-            h = layer.forward(h)
+            h = layer.forward(h, members if i == 0 else None)
             backs.append(_act_forward(layer.spec.act, h))
         return backs
 
@@ -419,8 +436,9 @@ class StackedNet:
         """Per-member losses [K] of one batch (xb [G, B, ...], yb [G, B, ...]); the gradients go to ``grads``."""
         plan = self._plan(self._example_shape(xb, 2), xb.shape[1], self.compute_dtype, True)
         losses = torch.empty(self.K, dtype=self._W[0].dtype, device=xb.device)
+        xg = self._operand(xb)
         for tile in plan:
-            backs = self._forward(tile, self._operand(tile.inputs(xb)))
+            backs = self._forward(tile, xg, tile.inputs)
             out = tile.layers[-1].z
             d = out if backs[-1] is None else out.clone()  # becomes d loss / d output
             if d.dtype == losses.dtype:
@@ -451,8 +469,10 @@ class StackedNet:
         example = self._example_shape(x, 1)
         for s, e in zip(bounds[:-1], bounds[1:]):
             xs, ys, m = x[s:e], y[s:e], e - s
+            xg = self._operand(xs.unsqueeze(0))
             for tile in self._plan(example, m, self.compute_dtype, False):
-                self._forward(tile, self._operand(xs.expand(tile.e - tile.a, *xs.shape)))
+                t = tile.e - tile.a
+                self._forward(tile, xg, lambda v, t=t: v[0].expand(t, *v.shape[1:]))
                 out = tile.layers[-1].z  # [t, C, m]
                 if out.dtype != x.dtype:
                     out = out.to(x.dtype)
