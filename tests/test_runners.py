@@ -29,10 +29,10 @@ def test_chunks_partition_the_grid_by_group():
         chunks = make_chunks(GRID, engine, size)
         flat = [c for _, chunk in chunks for c in chunk]
         assert sorted(c.key for c in flat) == sorted(c.key for c in GRID)  # every trial exactly once
-        for is_batched, chunk in chunks:
+        for kind, chunk in chunks:
             assert len({group_key(c) for c in chunk}) == 1  # one group per chunk
-            assert is_batched == (engine == "batched")  # digits-mlp is batchable
-            assert 1 <= len(chunk) <= (size if is_batched else 1)
+            assert kind == engine  # digits-mlp is batchable
+            assert 1 <= len(chunk) <= (size if kind == "batched" else 1)
     # 2 groups of 6: chunk size 4 -> two balanced chunks of 3 per group (seed order kept)
     assert [len(ch) for _, ch in make_chunks(GRID, "batched", 4)] == [3, 3, 3, 3]
 

@@ -70,16 +70,12 @@ def _number(text: str) -> Any:
 def parse_schedules(text: str) -> list[str | tuple[str, dict[str, Any]]]:
     """``rex,linear,delayed-linear:delay=0.5`` -> ``["rex", "linear", ("delayed-linear", {"delay": 0.5})]``.
 
-    Parameters follow the name after ``:``, several separated by ``:`` (``step:factor=0.2``).
+    Parameters follow the name after ``:``, several separated by ``:`` (``step:factor=0.2``). Names and parameters
+    are checked once, when the study is built (:class:`budgetsched.bench.study.StudySpec`).
     """
-    from budgetsched import available
-
-    valid = available()
     out: list[str | tuple[str, dict[str, Any]]] = []
     for item in parse_list(text):
         name, *params = item.split(":")
-        if name not in valid:
-            raise ValueError(f"unknown schedule {name!r}; choose from {', '.join(valid)}")
         if not params:
             out.append(name)
             continue
@@ -243,7 +239,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = Store(args.store)
     kw = dict(engine=args.engine, workers=args.workers, device=args.device, data_dir=args.data_dir,
               cache_dir=args.cache_dir, chunk_size=args.chunk_size, progress=not args.quiet,
-              ray_address=args.ray_address)
+              ray_address=args.ray_address, anytime=args.anytime,
+              checkpoint_dir=args.store + ".anytime" if args.anytime else None)
     try:
         summary = run_study(configs, store, **kw)
         rounds = 0
@@ -353,6 +350,73 @@ def cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> float:
+    """The budget of ``advise`` in percent, from --budget, --epochs or --steps."""
+    if args.budget is not None:
+        text = str(args.budget).strip().rstrip("%")
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"--budget {args.budget!r} is not a percent (e.g. 30 or 30%)") from None
+    tasks = {r["task"] for r in rows if args.task is None or r["task"] == args.task}
+    if len(tasks) != 1:
+        raise UsageError("--epochs and --steps need one task: pass --task (the study has "
+                         f"{', '.join(sorted(tasks)) or 'none'})")
+    task = tasks.pop()
+    if args.epochs is not None:
+        from budgetsched.bench.tasks import get_task
+
+        return 100.0 * args.epochs / get_task(task).max_epochs
+    per_percent = [r["total_steps"] / r["budget"] for r in rows if r["task"] == task and r.get("total_steps")]
+    if not per_percent:
+        raise UsageError(f"the study does not record the run length of {task!r}; give --budget in percent")
+    return 100.0 * args.steps / (max(per_percent) * 100.0)
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from budgetsched.bench.advise import advise, leave_one_budget_out
+
+    store = _open_existing_store(args.store)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    if not rows:
+        raise UsageError(f"store {args.store!r} holds no trials yet; run a study first")
+    budget = _advice_budget(args, rows)
+    for a in advise(rows, budget, args.task, args.optimizer):
+        print(a.line())
+    if args.evaluate:
+        r = leave_one_budget_out(rows)
+        pct = lambda v: "n/a" if v is None else f"{v:.0%}"  # noqa: E731
+        print(f"leave-one-budget-out over {r['n']} held-out settings: advisor Top-1 {pct(r['advisor']['top1'])}, "
+              f"Top-3 {pct(r['advisor']['top3'])}; always rex Top-1 {pct(r['rex']['top1'])}, Top-3 "
+              f"{pct(r['rex']['top3'])}; always linear Top-1 {pct(r['linear']['top1'])}, Top-3 "
+              f"{pct(r['linear']['top3'])}")
+    return 0
+
+
+def cmd_refine(args: argparse.Namespace) -> int:
+    from budgetsched.bench.refine import refined_trials
+    from budgetsched.bench.runners import StudyInterrupted, check_options, run_study
+    from budgetsched.bench.store import Store
+
+    check_options("batched", args.workers)
+    with Store(args.store, readonly=True) as s:
+        rows = s.rows()
+    configs = refined_trials(rows, args.source)
+    store = Store(args.store)
+    try:
+        summary = run_study(configs, store, workers=args.workers, data_dir=args.data_dir, progress=not args.quiet)
+    except StudyInterrupted as e:
+        sys.stderr.write(f"{PROG}: interrupted: {e.summary.ran} refined trials written; rerun to resume\n")
+        return 143 if e.summary.signal == signal.SIGTERM else 130
+    finally:
+        store.close()
+    print(summary.line())
+    return 0
+
+
 def cmd_schedules(args: argparse.Namespace) -> int:
     from budgetsched import Schedule, available
 
@@ -383,7 +447,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog=PROG, description="Budget-aware learning-rate schedules and the REX paper's benchmark.")
     p.add_argument("--version", action="version", version=f"{PROG} {budgetsched.__version__}")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,report,plot,schedules}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,report,plot,schedules,advise,refine}")
 
     r = sub.add_parser("run", help="run (or resume) a study into a results store",
                        description="Run every trial of the grid not yet finished in STORE. Flags override the "
@@ -418,6 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-dir", help="directory holding the tasks' data files")
     r.add_argument("--cache-dir", help="directory for prepared data")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--anytime", action="store_true",
+                   help="train the budgets of one (schedule, LR, seed) as one trunk and a branch per budget: the same "
+                        "results, less compute for schedules that share a prefix (wsd); snapshots in STORE.anytime/")
     r.set_defaults(func=cmd_run)
 
     from budgetsched.bench.stats import DEFAULT_RESAMPLES
@@ -445,6 +512,28 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"resampling draws per setting for Figure 2's intervals (default {DEFAULT_RESAMPLES})")
     pl.add_argument("--seed", type=int, default=0, help="seed of the resampling draws (default 0)")
     pl.set_defaults(func=cmd_plot)
+
+    ad = sub.add_parser("advise", help="which schedule and initial LR for a budget, from a study, with its "
+                                       "uncertainty")
+    ad.add_argument("store", metavar="STORE")
+    how = ad.add_mutually_exclusive_group(required=True)
+    how.add_argument("--budget", help="percent of the task's 100%% run, e.g. 30 or 30%%")
+    how.add_argument("--epochs", type=float, help="a budget in epochs of the task")
+    how.add_argument("--steps", type=int, help="a budget in optimizer steps")
+    ad.add_argument("--task", help="only this task of the study")
+    ad.add_argument("--optimizer", help="only this optimizer (sgdm or adam)")
+    ad.add_argument("--evaluate", action="store_true",
+                    help="also score the advisor by leave-one-budget-out on this study (slower)")
+    ad.set_defaults(func=cmd_advise)
+
+    rf = sub.add_parser("refine", help="add refined schedules built from a schedule's gradient norms, and run them")
+    rf.add_argument("store", metavar="STORE")
+    rf.add_argument("--from", dest="source", default="linear", help="the schedule whose runs give the norms "
+                                                                    "(default linear)")
+    rf.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    rf.add_argument("--data-dir", help="directory holding the tasks' data files")
+    rf.add_argument("--quiet", action="store_true", help="no progress bar")
+    rf.set_defaults(func=cmd_refine)
 
     sc = sub.add_parser("schedules", help="print every profile at a few progress points; --out writes Figure 1")
     sc.add_argument("--out", help="directory for Figure 1 (PNG and PDF)")

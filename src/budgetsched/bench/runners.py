@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from budgetsched.bench.grid import TrialConfig, iter_groups
+from budgetsched.bench.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, iter_groups
 from budgetsched.bench.status import Status
 from budgetsched.bench.store import claim_owner
 from budgetsched.errors import EnvironmentFailure, UsageError
@@ -243,26 +243,45 @@ def _loaded(task_name: str) -> tuple[Any, Any] | None:
     return None
 
 
-def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int) -> list[tuple[bool, Chunk]]:
+#: What trains a chunk: the batched or sequential engine, one schedule-free run serving several budgets
+#: (:mod:`budgetsched.bench.schedulefree`), or anytime trunks and branches (:mod:`budgetsched.bench.anytime`).
+KINDS = ("batched", "sequential", "schedule-free", "anytime")
+
+
+def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int, anytime: bool = False
+                ) -> list[tuple[str, Chunk]]:
     """Group configs by ``group_key`` (first-seen order) and cut each group into chunks.
 
-    Returns ``(batched, chunk)`` pairs: a group of a batchable task (unless ``engine == "sequential"``) gives
-    chunks of up to ``chunk_size`` trials ordered by seed for the batched engine; any other group gives one-trial
-    chunks for the sequential engine (small chunks keep the processes evenly loaded and lose little on an
-    interrupt).
+    Returns ``(kind, chunk)`` pairs (:data:`KINDS`): a group of a batchable task (unless ``engine ==
+    "sequential"``) gives chunks of up to ``chunk_size`` trials ordered by seed for the batched engine; any other
+    group one-trial chunks for the sequential engine (small chunks keep the processes evenly loaded and lose little
+    on an interrupt). Schedule-free trials that differ only in budget are one chunk (one run serves them); with
+    ``anytime``, the closed-form trials of one task, optimizer and schedule are one chunk of trunks and branches.
     """
     from budgetsched.bench.batched import chunks_by_seed
+    from budgetsched.bench.schedulefree import run_key
 
-    out: list[tuple[bool, Chunk]] = []
+    configs = list(configs)
+    special: dict[tuple, list[TrialConfig]] = {}
+    rest = []
+    for c in configs:
+        if c.schedule == SCHEDULE_FREE:
+            special.setdefault(("schedule-free", *run_key(c)), []).append(c)
+        elif anytime and c.schedule != "plateau" and not any(k in c.params for k in CHANGE_PARAMS):
+            special.setdefault(("anytime", c.task, c.optimizer, c.budget_unit, c.schedule, c.schedule_params),
+                               []).append(c)
+        else:
+            rest.append(c)
+    out: list[tuple[str, Chunk]] = [(key[0], members) for key, members in special.items()]
     batchable: dict[str, bool] = {}
-    for members in iter_groups(configs).values():
+    for members in iter_groups(rest).values():
         task = members[0].task
         if task not in batchable:
             batchable[task] = _batchable(task, engine)
         if batchable[task]:
-            out.extend((True, chunk) for chunk in chunks_by_seed(members, chunk_size))
+            out.extend(("batched", chunk) for chunk in chunks_by_seed(members, chunk_size))
         else:
-            out.extend((False, [c]) for c in members)
+            out.extend(("sequential", [c]) for c in members)
     return out
 
 
@@ -285,8 +304,8 @@ def _task_data(task_name: str, data_dir: str | None, cache_dir: str | None) -> t
     return task, _DATA[k]
 
 
-def _iter_chunk(batched_chunk: bool, chunk: Chunk, device: str, data_dir: str | None, cache_dir: str | None,
-                chunk_size: int, on_epoch: Callable[[int], None] | None = None
+def _iter_chunk(kind: str, chunk: Chunk, device: str, data_dir: str | None, cache_dir: str | None,
+                chunk_size: int, checkpoint_dir: str | None = None, on_epoch: Callable[[int], None] | None = None
                 ) -> Iterator[tuple[TrialConfig, Any]]:
     """Train one chunk, yielding (config, result) as the engine produces them."""
     task, data = _task_data(chunk[0].task, data_dir, cache_dir)
@@ -296,7 +315,17 @@ def _iter_chunk(batched_chunk: bool, chunk: Chunk, device: str, data_dir: str | 
         for c in chunk:
             yield c, run_trainable(c, task)
         return
-    if batched_chunk:
+    if kind == "schedule-free":
+        from budgetsched.bench.schedulefree import train_schedule_free
+
+        yield from train_schedule_free(chunk, task, data, device)
+        return
+    if kind == "anytime":
+        from budgetsched.bench.anytime import train_anytime
+
+        yield from train_anytime(chunk, task, data, device, chunk_size, checkpoint_dir, on_epoch)
+        return
+    if kind == "batched":
         from budgetsched.bench import batched
 
         yield from batched.train_group(chunk, task, data, device, chunk_size, on_epoch=on_epoch)
@@ -312,12 +341,12 @@ def _iter_chunk(batched_chunk: bool, chunk: Chunk, device: str, data_dir: str | 
             yield c, train_trial(c, task, data, device, placed=placed, on_epoch=on_epoch)
 
 
-def _run_chunk(batched_chunk: bool, chunk: Chunk, device: str, data_dir: str | None, cache_dir: str | None,
-               chunk_size: int) -> list[tuple[TrialConfig, Any]]:
+def _run_chunk(kind: str, chunk: Chunk, device: str, data_dir: str | None, cache_dir: str | None,
+               chunk_size: int, checkpoint_dir: str | None = None) -> list[tuple[TrialConfig, Any]]:
     """A whole chunk's results (what a worker process or Ray task sends back)."""
     queue = _PROGRESS
     report = None if queue is None else (lambda n: queue.put(n))
-    return list(_iter_chunk(batched_chunk, chunk, device, data_dir, cache_dir, chunk_size, report))
+    return list(_iter_chunk(kind, chunk, device, data_dir, cache_dir, chunk_size, checkpoint_dir, report))
 
 
 def _watch_parent(parent: int) -> None:
@@ -352,12 +381,12 @@ def _init_worker(threads: int, parent: int, queue: Any) -> None:
     torch.set_num_threads(threads)
 
 
-def _ray_chunk(batched_chunk: bool, chunk: Chunk, device: str, data_dir: str | None, cache_dir: str | None,
-               chunk_size: int, threads: int) -> list[tuple[TrialConfig, Any]]:
+def _ray_chunk(kind: str, chunk: Chunk, device: str, data_dir: str | None, cache_dir: str | None,
+               chunk_size: int, checkpoint_dir: str | None, threads: int) -> list[tuple[TrialConfig, Any]]:
     import torch
 
     torch.set_num_threads(threads)
-    return _run_chunk(batched_chunk, chunk, device, data_dir, cache_dir, chunk_size)
+    return _run_chunk(kind, chunk, device, data_dir, cache_dir, chunk_size, checkpoint_dir)
 
 
 # ------------------------------------------------------------------------------------------------ provenance
@@ -482,6 +511,8 @@ def run_study(
     progress: bool = True,
     ray_address: str | None = None,
     lease_s: float = LEASE_S,
+    anytime: bool = False,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> StudySummary:
     """Run every config not yet finished in ``store`` and write each result to it as it arrives.
 
@@ -498,6 +529,9 @@ def run_study(
         progress: show a rich progress bar on stderr.
         ray_address: an existing Ray cluster (``engine="ray"``); default: the running instance or a local one.
         lease_s: seconds after which another run may take over trials this run claimed but stopped renewing.
+        anytime: train trials that differ only in budget as one trunk and a branch per budget
+            (:mod:`budgetsched.bench.anytime`; results equal separate runs, at less compute for ``wsd``).
+        checkpoint_dir: where anytime trunks keep their snapshots (a killed study resumes from them).
 
     Returns:
         A :class:`StudySummary`.
@@ -581,8 +615,9 @@ def run_study(
             adopt(finished)
             work = {t: plan.steps[t] for t in waiting}
             bar.set_work(float(sum(work.values())))
-            runner = _Executor(engine, workers, threads, ray_address, (device, data_dir_s, cache_dir_s, chunk_size),
-                               bar)
+            runner = _Executor(engine, workers, threads, ray_address,
+                               (device, data_dir_s, cache_dir_s, chunk_size,
+                                None if checkpoint_dir is None else str(checkpoint_dir)), bar, anytime)
             said = False
             while waiting:
                 # one pass: every chunk is claimed right before it runs; what another live run holds is skipped
@@ -647,15 +682,16 @@ class _Executor:
     """Runs chunks inline, in worker processes or on Ray, claiming each chunk's trials right before it runs."""
 
     def __init__(self, engine: str, workers: int, threads: int, ray_address: str | None, args: tuple,
-                 bar: _Progress) -> None:
+                 bar: _Progress, anytime: bool = False) -> None:
         self.engine, self.workers, self.threads, self.ray_address = engine, workers, threads, ray_address
-        self.args, self.bar = args, bar
+        self.args, self.bar, self.anytime = args, bar, anytime
 
     def run(self, configs: list[TrialConfig], store: Any, owner: str, lease_s: float, chunk_size: int,
             write: Callable[[TrialConfig, Any, str], None], work: dict[TrialConfig, int]) -> None:
         """One pass over ``configs``: each chunk's trials are claimed right before it runs (those finished or
         held by another run are left out) and every result is handed to ``write``."""
-        chunks = make_chunks(configs, "sequential" if self.engine == "sequential" else "batched", chunk_size)
+        chunks = make_chunks(configs, "sequential" if self.engine == "sequential" else "batched", chunk_size,
+                             self.anytime)
 
         def claimed(chunk: Chunk) -> Chunk:
             if not hasattr(store, "claim"):
@@ -670,16 +706,13 @@ class _Executor:
         else:
             self._processes(chunks, claimed, write, work)
 
-    def _engine_name(self, is_batched: bool) -> str:
-        return "batched" if is_batched else "sequential"
-
     def _inline(self, chunks, claimed, write, work) -> None:
-        for is_batched, chunk in chunks:
+        for kind, chunk in chunks:
             chunk = claimed(chunk)
             if not chunk:
                 continue
             self.bar.group(chunk[0])
-            steps = work[chunk[0]]
+            steps = sum(work[c] for c in chunk)
             seen = 0
 
             def on_epoch(n: int, steps: int = steps) -> None:
@@ -687,9 +720,9 @@ class _Executor:
                 if n:
                     self.bar.work(n)
                     seen += n
-            for config, result in _iter_chunk(is_batched, chunk, *self.args, on_epoch=on_epoch):
-                write(config, result, self._engine_name(is_batched))
-            self.bar.work(max(0, len(chunk) * steps - seen))  # what divergence or setup failures skipped
+            for config, result in _iter_chunk(kind, chunk, *self.args, on_epoch=on_epoch):
+                write(config, result, kind)
+            self.bar.work(max(0, steps - seen))  # what divergence, setup failures or shared work skipped
 
     def _processes(self, chunks, claimed, write, work) -> None:
         """Chunks over ``workers`` spawned processes, at most ``workers`` in flight (each claimed right before
@@ -714,16 +747,16 @@ class _Executor:
         reader.start()
         clean = False
         pending = iter(chunks)
-        futures: dict[cf.Future, tuple[bool, Chunk]] = {}
+        futures: dict[cf.Future, tuple[str, Chunk]] = {}
 
         claimed_work = [0.0]
 
         def submit_next() -> bool:
-            for is_batched, chunk in pending:
+            for kind, chunk in pending:
                 chunk = claimed(chunk)
                 if chunk:
-                    futures[pool.submit(_run_chunk, is_batched, chunk, *self.args)] = (is_batched, chunk)
-                    claimed_work[0] += len(chunk) * work[chunk[0]]
+                    futures[pool.submit(_run_chunk, kind, chunk, *self.args)] = (kind, chunk)
+                    claimed_work[0] += sum(work[c] for c in chunk)
                     return True
             return False
         try:
@@ -733,11 +766,11 @@ class _Executor:
             while futures:
                 done, _ = cf.wait(list(futures), return_when=cf.FIRST_COMPLETED)
                 for fut in done:
-                    is_batched, chunk = futures.pop(fut)
+                    kind, chunk = futures.pop(fut)
                     results = fut.result()  # a worker exception (e.g. missing data) propagates here
                     self.bar.group(chunk[0])
                     for config, result in results:
-                        write(config, result, self._engine_name(is_batched))
+                        write(config, result, kind)
                     submit_next()
             clean = True
         finally:
@@ -768,19 +801,19 @@ class _Executor:
         remote = ray.remote(num_cpus=1, max_retries=0)(_ray_chunk)
         # One torch thread per Ray task: Ray runs one task per CPU, so threads x tasks <= CPUs.
         pending = {}
-        for is_batched, chunk in chunks:
+        for kind, chunk in chunks:
             chunk = claimed(chunk)
             if chunk:
-                pending[remote.remote(is_batched, chunk, *self.args, 1)] = (is_batched, chunk)
+                pending[remote.remote(kind, chunk, *self.args, 1)] = (kind, chunk)
         try:
             while pending:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
-                    is_batched, chunk = pending.pop(ref)
+                    kind, chunk = pending.pop(ref)
                     self.bar.group(chunk[0])
                     for config, result in ray.get(ref):
-                        write(config, result, self._engine_name(is_batched))
-                    self.bar.work(len(chunk) * work[chunk[0]])
+                        write(config, result, kind)
+                    self.bar.work(sum(work[c] for c in chunk))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
