@@ -251,3 +251,14 @@ def test_delay_and_budget_change_presets():
                                                  "linear(delay=0.75)"}
     bc = StudySpec.from_mapping(get_preset("budget-change"), "budget-change")
     assert {c.params.get("on_change") for c in bc.configs()} == {None, "continue", "restart", "keep"}
+
+
+def test_the_store_records_the_study_it_ran(tmp_path):
+    db = tmp_path / "s.db"
+    argv = ["run", "--task", "digits-mlp", "--schedules", "rex", "--optimizers", "sgdm", "--lrs", "0.1",
+            "--budgets", "2", "--seeds", "1", "--store", str(db), "--quiet"]
+    assert main(argv) == 0 and main([*argv[:-3], "--seeds", "2", "--store", str(db), "--quiet"]) == 0
+    with Store(db, readonly=True) as s:
+        studies = s.studies()
+    assert [h["spec"]["seeds"] for h in studies] == [[0], [0, 1]]
+    assert StudySpec.from_mapping(studies[-1]["spec"], "recorded").configs()[0].task == "digits-mlp"

@@ -237,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as e:
         raise UsageError(str(e)) from None
     store = Store(args.store)
+    store.record_study(spec.to_dict())
     kw = dict(engine=args.engine, workers=args.workers, device=args.device, data_dir=args.data_dir,
               cache_dir=args.cache_dir, chunk_size=args.chunk_size, progress=not args.quiet,
               ray_address=args.ray_address, anytime=args.anytime,

@@ -625,7 +625,21 @@ class Store:
         """The store's own metadata (application, creation time and package version, migrations)."""
         return dict(self._read("SELECT key, value FROM meta"))
 
+    def studies(self) -> list[dict[str, Any]]:
+        """The study specs run into this store, oldest first (``{"time", "spec"}`` each; see :meth:`record_study`)."""
+        raw = self.meta().get("studies")
+        return [] if raw is None else json.loads(raw)
+
     # -- writing -------------------------------------------------------------------------------------------------
+    def record_study(self, spec: Mapping[str, Any]) -> None:
+        """Remember the study spec a run was started with (``StudySpec.to_dict()``), after the ones before it."""
+        self._writable()
+        with self._lock, self._tx() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'studies'").fetchone()
+            history = [] if row is None else json.loads(row[0])
+            history.append({"time": _now(), "spec": dict(spec)})
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('studies', ?)", (_dumps(history),))
+
     def put(self, config: TrialConfig, result: Any, meta: Mapping[str, Any] | None = None, *,
             total_steps: int | None = None, stand_in: str | None = None) -> None:
         """Record one trial in one durable transaction (releasing its claim); re-putting a config replaces its row.
