@@ -1,10 +1,17 @@
-"""Hugging Face Trainer with a budget-aware schedule: pass the optimizer and a BudgetScheduler as ``optimizers``.
+"""Hugging Face Trainer with a budget-aware schedule: pass the optimizer and a BudgetScheduler as ``optimizers``,
+and ``BudgetCallback()`` so the budget follows ``max_steps``, also when a run is resumed with more steps.
 
 The Trainer calls ``scheduler.step()`` once per optimizer step, so ``total_steps`` is the number of optimizer steps
-of the run (``max_steps``, or epochs x batches per epoch / gradient accumulation). A tiny regression model keeps
-the example self-contained (no download):
+of the run (``max_steps``, or epochs x batches per epoch / gradient accumulation); ``BudgetCallback`` sets it from
+``state.max_steps`` at train begin, so a resume from a checkpoint with a larger ``max_steps`` continues the decay
+(no LR jump) down to the floor at the new end instead of training the new steps at LR 0. A tiny regression model
+keeps the example self-contained (no download):
 
     python examples/hf_trainer.py
+
+The user's lines: ``scheduler = BudgetScheduler(optimizer, "rex", total_steps=max_steps)`` and
+``Trainer(..., optimizers=(optimizer, scheduler), callbacks=[BudgetCallback()])``; or let the Trainer build it:
+``BudgetTrainer(model=..., args=..., schedule="rex")`` (budgetsched.integrations.hf).
 
 ``BudgetScheduler(optimizer, "plateau", patience=...)`` is a ``PlateauScheduler``, a ``ReduceLROnPlateau``: the
 Trainer then steps it with the evaluation metric (``metric_for_best_model``) after each evaluation, and not after
@@ -18,6 +25,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
+from budgetsched.integrations.hf import BudgetCallback
 from budgetsched.torch import BudgetScheduler
 
 
@@ -57,11 +65,13 @@ class RecordLR(TrainerCallback):
 
 
 def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "rex", *, save_steps: int | None = None,
-          eval_steps: int | None = None, resume_from_checkpoint: str | None = None, **schedule_args) -> tuple:
+          eval_steps: int | None = None, resume_from_checkpoint: str | None = None,
+          budget_callback: BudgetCallback | None = None, **schedule_args) -> tuple:
     """Train the tiny model for ``max_steps`` optimizer steps under ``profile``; return (trainer, scheduler, lrs).
 
     With ``save_steps`` the Trainer checkpoints (optimizer and scheduler state included) to ``output_dir``;
-    ``resume_from_checkpoint`` continues such a run: the scheduler resumes from its saved step and budget.
+    ``resume_from_checkpoint`` continues such a run: the scheduler resumes from its saved step, and
+    ``budget_callback`` (default ``BudgetCallback()``) moves its budget to this call's ``max_steps``.
     With ``eval_steps`` it evaluates on a held-out set every ``eval_steps`` steps (``eval_loss`` is the metric a
     plateau scheduler receives).
     """
@@ -79,7 +89,8 @@ def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "re
                                  metric_for_best_model="loss" if evaluating else None,
                                  disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=Pairs(), optimizers=(optimizer, scheduler),
-                          eval_dataset=Pairs(n=64, seed=1) if evaluating else None, callbacks=[recorder])
+                          eval_dataset=Pairs(n=64, seed=1) if evaluating else None,
+                          callbacks=[recorder, budget_callback or BudgetCallback()])
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer, scheduler, recorder.lrs
 
@@ -88,5 +99,10 @@ if __name__ == "__main__":
     trainer, scheduler, lrs = train(max_steps=40, warmup_steps=4)
     print("LR per step:", " ".join(f"{x:.4f}" for x in lrs))
     print("final train loss:", trainer.state.log_history[-1].get("train_loss"))
+    with tempfile.TemporaryDirectory() as out:  # stop at step 20 of 40, then resume with a budget of 80 steps
+        train(max_steps=40, output_dir=out, save_steps=20)
+        _, scheduler, lrs = train(max_steps=80, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-20")
+        print("resumed at step 20 with max_steps=80, LR per step:", " ".join(f"{x:.4f}" for x in lrs))
+        print("budget changes:", scheduler.budget_changes)
     trainer, scheduler, lrs = train(max_steps=40, profile="plateau", eval_steps=5, patience=0, factor=0.5)
     print("plateau, LR per step:", " ".join(f"{x:.4f}" for x in lrs))
