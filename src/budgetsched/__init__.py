@@ -22,8 +22,8 @@ from .sampling import Sampling, parse_sampling
 from .schedule import Schedule
 
 __version__ = "0.1.0"
-__all__ = ["Schedule", "Plateau", "Sampling", "available", "get_profile", "parse_sampling", "MissingExtraError",
-           "__version__"]
+__all__ = ["Schedule", "Plateau", "Sampling", "available", "get_profile", "parse_sampling", "__version__"]
+# budgetsched.MissingExtraError is importable too, but not star-exported: catching ImportError is enough
 
 # import name -> distribution name, where they differ (for the message)
 _DISTRIBUTIONS = {"sklearn": "scikit-learn"}
