@@ -258,6 +258,7 @@ def test_get_scheduler_names_ratios_and_enums():
      "num_warmup_steps .* does not apply to plateau"),
     (dict(name="rex", num_training_steps=10, num_warmup_steps=2.5), "a whole number of steps or a ratio"),
     (dict(name="rex", num_training_steps=10, num_warmup_steps=-1), "num_warmup_steps must be"),
+    (dict(name="rex", num_training_steps=10, num_warmup_steps=float("inf")), "num_warmup_steps must be"),
     (dict(name="rex", num_training_steps=10, num_warmup_steps=10), "warmup_steps must be < total_steps"),
     (dict(name="nope", num_training_steps=10), "unknown schedule 'nope'"),
     (dict(name="exp", num_training_steps=10, scheduler_specific_kwargs={"gama": 1}), "gama"),

@@ -22,6 +22,7 @@ Three pieces (docs/integrations.md):
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 from typing import Any, Mapping
 
@@ -67,7 +68,7 @@ def warmup_from_args(args: Any) -> Warmup | None:
 
 def _warmup_kwargs(num_warmup_steps: Any) -> dict[str, Any]:
     w = 0 if num_warmup_steps is None else num_warmup_steps
-    if isinstance(w, bool) or not isinstance(w, numbers.Real) or w != w or w < 0:
+    if isinstance(w, bool) or not isinstance(w, numbers.Real) or not math.isfinite(w) or w < 0:
         raise ValueError(f"num_warmup_steps must be a step count >= 0 or a ratio in (0, 1), got {_show(w)}")
     if 0 < w < 1:
         return {"warmup_fraction": float(w)}
