@@ -269,3 +269,9 @@ def test_per_step_path_equals_values_bit_for_bit(name, kw):
     s = Schedule(name, 997, 0.3, **kw).with_budget(1500, at_step=400)
     v = s.values()
     assert [s(t) for t in range(1500)] == v.tolist()
+
+
+def test_warmup_steps_attribute_follows_a_budget_change_inside_a_ratio_warmup():
+    s = Schedule("linear", 20, warmup_fraction=0.2).with_budget(40, at_step=2)
+    assert s.warmup_steps == 8  # ceil(0.2 x 40): the re-mapped warmup, not the first one (4)
+    assert s(7) == 1.0 and s(6) < 1.0

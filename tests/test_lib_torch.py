@@ -408,3 +408,21 @@ def test_scheduler_pickles_like_torch_schedulers():
     _run(o, s, 3)
     copy = pickle.loads(pickle.dumps(s))
     assert _run(copy.optimizer, copy, 10) == _run(o, s, 10)
+
+
+def test_scheduler_on_an_accelerate_wrapped_optimizer():
+    """Trainer.create_scheduler receives accelerate's AcceleratedOptimizer: the step watch follows the wrapped one."""
+    accelerate = pytest.importorskip("accelerate")
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    accelerate.Accelerator(cpu=True)
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = AcceleratedOptimizer(torch.optim.SGD([p], lr=0.1))
+    sched = BudgetScheduler(opt, "rex", total_steps=10)
+    lrs = []
+    for _ in range(4):
+        lrs.append(opt.param_groups[0]["lr"])
+        p.grad = torch.ones(1)
+        opt.step()
+        sched.step()
+    assert lrs == pytest.approx([Schedule("rex", 10, peak_lr=0.1)(t) for t in range(4)])

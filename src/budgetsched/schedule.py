@@ -532,7 +532,7 @@ class Schedule:
         new = self._copy()
         new._set_phases(phases)
         new.total_steps = new_t
-        new.warmup_steps = next((p.end for p in phases if isinstance(p, _Ramp) and p.warmup), 0)
+        new.warmup_steps = max((p.end for p in phases if isinstance(p, _Ramp) and p.warmup), default=0)  # the latest
         new._history = self._history + (change,)
         return new
 

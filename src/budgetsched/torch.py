@@ -162,7 +162,12 @@ class _StepWatch:
                 me.stepped = True
                 me.handle.remove()
 
-        self.handle = optimizer.register_step_post_hook(hook)
+        # A wrapper that is an Optimizer without one's state (accelerate's AcceleratedOptimizer, as Trainer's
+        # create_scheduler receives it) steps the optimizer it wraps: watch that one.
+        inner = optimizer
+        while isinstance(getattr(inner, "optimizer", None), Optimizer):
+            inner = inner.optimizer
+        self.handle = inner.register_step_post_hook(hook)
 
 
 class BudgetScheduler(LRScheduler):
