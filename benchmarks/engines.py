@@ -18,8 +18,8 @@ medians), per task:
 ``--workers-threads`` also measures one 2-thread batched engine against two 1-thread engines in two processes
 running at once (aggregate model-steps/s), the choice the runner's ``--workers`` makes on a 2-core machine.
 
-Usage: ``python benchmarks/engines.py [--quick] [--threads 2] [--tasks mnist1d-mlp,mnist1d-cnn,shakespeare-char,digits-vae]
-[--ks 8,32,128] [--repeats N] [--workers-threads] [--device cpu|cuda]``.
+Usage: ``python benchmarks/engines.py [--quick] [--threads 2] [--tasks mnist1d-mlp,mnist1d-cnn,...] [--ks 8,32,128]
+[--repeats N] [--workers-threads] [--compare-stacking] [--clock wall|cpu] [--device cpu|cuda]``.
 The last line of ``--quick`` is ``batched/sequential speedup: X.XX`` (mnist1d-mlp, K = 32, paper member mix).
 """
 from __future__ import annotations

@@ -103,7 +103,9 @@ def test_mlp_kernel_equals_each_model_alone(float64, seeds, tile):
 @pytest.mark.parametrize("act", [nn.ReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.Identity])
 def test_sequential_mlps_with_any_activation_and_no_bias(float64, act):
     seeds = (0, 0, 1, 2, 2)
-    make = lambda: nn.Sequential(nn.Linear(7, 9, bias=False), act(), nn.Linear(9, 6), act(), nn.Linear(6, 4))  # noqa: E731
+
+    def make():
+        return nn.Sequential(nn.Linear(7, 9, bias=False), act(), nn.Linear(9, 6), act(), nn.Linear(6, 4))
     x, y = batch(seeds, (7,), n_classes=4)
     check_step(make, seeds, make_task(), x, y)
 
