@@ -64,8 +64,8 @@ def assert_same(seq, bat):
             assert b == pytest.approx(a, rel=RTOL, abs=1e-12), f
 
 
-def check_equal(task, data, configs, chunk_size=64):
-    batched = dict(train_group(configs, task, data, chunk_size=chunk_size))
+def check_equal(task, data, configs, chunk_size=64, stacking="auto"):
+    batched = dict(train_group(configs, task, data, chunk_size=chunk_size, stacking=stacking))
     assert set(batched) == set(configs)
     for c in configs:
         assert_same(train_trial(c, task, data), batched[c])
@@ -113,7 +113,7 @@ def test_weight_decay_and_augmentation(float64, optimizer, lr):
 def test_weight_decay_and_augmentation_under_vmap(float64):
     task, data = load("mnist1d-cnn")
     task = dataclasses.replace(task, weight_decay=5e-3, augment=flip_and_jitter)
-    check_equal(task, data, group("mnist1d-cnn", "adam", 1.0, 0.003)[:3])
+    check_equal(task, data, group("mnist1d-cnn", "adam", 1.0, 0.003)[:3], stacking="vmap")
 
 
 def test_exploding_member_is_stopped_like_sequentially(float64):

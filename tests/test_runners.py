@@ -229,3 +229,10 @@ def test_claims_of_a_stalled_run_are_taken_over_after_the_lease(tmp_path):
             s = run_study(GRID, store, progress=False, lease_s=1.0)
         assert time.monotonic() - t0 < 30
         assert s.ran == 12 and len(store.rows()) == 12
+
+
+def test_workers_auto_is_one_process_per_core(tmp_path):
+    with Store(tmp_path / "s.db") as store:
+        s = run_study(GRID, store, workers="auto", progress=False)
+        assert s.workers == runners.usable_cpus() and s.ran == 12
+        assert {r["run_meta"]["threads"] for r in store.rows()} == {1} or runners.usable_cpus() == 1

@@ -90,6 +90,16 @@ def parse_schedules(text: str) -> list[str | tuple[str, dict[str, Any]]]:
     return out
 
 
+def _workers(text: str) -> int | str:
+    """``--workers``: a count, or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of processes or 'auto'") from None
+
+
 def _float_list(text: str, what: str) -> list[float]:
     try:
         vals = parse_list(text, float)
@@ -476,7 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "where the best sits at its edge")
     r.add_argument("--store", required=True, help="results store file (SQLite); rerunning resumes")
     r.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    r.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    r.add_argument("--workers", type=_workers, default=1,
+                   help="parallel processes (default 1); 'auto': one 1-thread process per CPU core")
     r.add_argument("--engine", default="batched", choices=("batched", "sequential", "ray"))
     r.add_argument("--ray-address", help="address of a running Ray cluster (engine ray)")
     r.add_argument("--chunk-size", type=int, default=64, help="trials per batched-engine call (default 64)")
@@ -531,7 +542,8 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("store", metavar="STORE")
     rf.add_argument("--from", dest="source", default="linear", help="the schedule whose runs give the norms "
                                                                     "(default linear)")
-    rf.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    rf.add_argument("--workers", type=_workers, default=1,
+                    help="parallel processes (default 1); 'auto': one per CPU core")
     rf.add_argument("--data-dir", help="directory holding the tasks' data files")
     rf.add_argument("--quiet", action="store_true", help="no progress bar")
     rf.set_defaults(func=cmd_refine)

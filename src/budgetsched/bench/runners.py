@@ -164,8 +164,8 @@ def check_options(engine: str = "batched", workers: Any = 1, chunk_size: Any = 6
 def _check_args(engine: str, workers: Any, chunk_size: Any, ray_address: str | None) -> None:
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise UsageError(f"workers must be an integer >= 1, got {workers!r}")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UsageError(f"workers must be an integer >= 1 or 'auto', got {workers!r}")
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if ray_address is not None and engine != "ray":
@@ -503,7 +503,7 @@ def run_study(
     store: Any,
     *,
     engine: str = "batched",
-    workers: int = 1,
+    workers: int | str = 1,
     device: str = "cpu",
     data_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -522,7 +522,9 @@ def run_study(
         engine: ``"batched"`` (stack trials of a group where the task allows it, else sequential),
             ``"sequential"`` (one model at a time) or ``"ray"`` (batched chunks as Ray tasks).
         workers: processes training chunks in parallel (``engine != "ray"``), at most the usable cores (a larger
-            value is capped with a warning); for a local Ray instance, its CPUs.
+            value is capped with a warning); ``"auto"``: one 1-thread process per usable core (measured as fast as
+            one engine with every thread on a quiet 2-core machine, and far steadier on a busy one;
+            docs/benchmarks.md); for a local Ray instance, its CPUs.
         device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (only if ``torch.cuda.is_available()``).
         data_dir, cache_dir: passed to each task's loader.
         chunk_size: trials per batched-engine call (bounds memory; also the unit lost on an interrupt).
@@ -544,6 +546,8 @@ def run_study(
     """
     device = check_options(engine, workers, chunk_size, ray_address, device)
     cores = usable_cpus()
+    if workers == "auto":
+        workers = cores
     if engine != "ray" and workers > cores:
         warnings.warn(f"workers capped at {cores}, the CPU cores this process may use (asked for {workers})",
                       UserWarning, stacklevel=2)
