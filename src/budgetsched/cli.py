@@ -325,7 +325,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         with _output_file(args.output) as f:
             rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
         return 0
-    text = {"md": lambda x: rep.to_markdown(x, figures=figures), "csv": rep.to_csv,
+    from budgetsched.bench.experiments import markdown_sections
+
+    text = {"md": lambda x: rep.to_markdown(x, figures=figures) + markdown_sections(rows), "csv": rep.to_csv,
             "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
     if args.output is None:
         sys.stdout.write(text)
@@ -351,6 +353,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     report = _report(rows, resamples=args.resamples, seed=args.seed)
     written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
+    if any("delay" in (r.get("schedule_params") or {}) for r in rows):
+        written += plots.delay_figure(report, out)
+    if any("sampling" in (r.get("schedule_params") or {}) for r in rows):
+        written += plots.sampling_heatmap(rows, out)
     settings = {(s.task, s.optimizer) for s in report.settings}
     for task, opt in sorted(settings):
         # LR / loss curves of each task x optimizer at its largest budget (the longest runs show the most).

@@ -426,3 +426,83 @@ def curves(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, task: str | N
         ax.grid(alpha=0.3)
     fig.suptitle(f"{s.task} / {s.optimizer} / {s.budget:g}% of epochs: chosen LR per schedule (mean over seeds)")
     return _save(fig, out, _safe(f"curves_{s.task}_{s.optimizer}_{s.budget:g}"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The paper's other experiments
+
+
+def delay_figure(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path,
+                 reference: str = "step") -> list[Path]:
+    """The paper's Figure 2: test metric vs budget for REX, linear and the delayed schedules, with the
+    ``reference`` schedule's result at the largest budget as a dashed horizontal line (the paper's red line: step at
+    100 % of the epochs). Writes ``figure2_delay.png`` / ``.pdf``."""
+    report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
+    out = _out_dir(out_dir)
+    pairs = list(dict.fromkeys((s.task, s.optimizer) for s in report.settings))
+    if not pairs:
+        _skip("delay_figure: no data to plot; nothing written")
+        return []
+    fig, axes = _grid(len(pairs), max_cols=2, width=5.2, height=3.8)
+    for ax, (task, opt) in zip(axes, pairs):
+        ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
+        labels = [x for x in schedule_order({k for s in ss for k in s.results}) if x != reference]
+        for i, label in enumerate(labels):
+            pts = [(s.budget, c.mean, c.mean if c.lo is None else c.lo, c.mean if c.hi is None else c.hi)
+                   for s in ss if (c := s.results.get(label)) is not None and not c.diverged]
+            if pts:
+                b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
+                style = _style(label)
+                if "delay" in label:
+                    style["linestyle"] = "--"
+                ax.errorbar(b * _dodge(i, len(labels)), m, yerr=np.vstack([m - lo, hi - m]), marker="o",
+                            markersize=3.5, capsize=1.5, elinewidth=0.8, label=label, **style)
+        ref = ss[-1].results.get(reference) if ss else None
+        if ref is not None and not ref.diverged:
+            ax.axhline(ref.mean, color="#d62728", linestyle="--", linewidth=1.2,
+                       label=f"{reference} at {ss[-1].budget:g} %")
+        ax.set_xscale("log")
+        budgets = [s.budget for s in ss]
+        ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("budget (% of the task's maximum training, log scale)")
+        ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')}")
+        ax.set_title(f"{task} / {opt}")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    _suptitle(fig, "Delaying the decay (paper, Figure 2): linear delayed to X % of the run, REX and linear; dashed "
+                   "red: the step schedule at the largest budget. Mean and 95 % interval over seeds.")
+    return _save(fig, out, "figure2_delay")
+
+
+def sampling_heatmap(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+    """The paper's Table 2 as heat-maps: profiles x sampling rates, one panel per task x optimizer x budget, colour =
+    mean test metric (each panel on its own scale), the value written in each cell. Writes ``table2_sampling``."""
+    from budgetsched.bench.experiments import SAMPLING_ORDER, sampling_cells
+
+    cells = sampling_cells(rows)
+    out = _out_dir(out_dir)
+    if not cells:
+        _skip("sampling_heatmap: no sampling study in these rows; nothing written")
+        return []
+    keys = sorted(cells)
+    fig, axes = _grid(len(keys), max_cols=3, width=4.6, height=3.6)
+    for ax, key in zip(axes, keys):
+        table = cells[key]
+        profiles = sorted({p for p, _ in table}, key=lambda p: (p != "step≈exp", p))
+        rates = sorted({r for _, r in table}, key=lambda r: SAMPLING_ORDER.index(r) if r in SAMPLING_ORDER else 99)
+        m = np.array([[table[(p, r)][0] if table.get((p, r)) else np.nan for p in profiles] for r in rates])
+        shown = np.where(np.isfinite(m), m, np.nan)
+        im = ax.imshow(shown, cmap="viridis_r", aspect="auto")
+        for i in range(len(rates)):
+            for j in range(len(profiles)):
+                if np.isfinite(m[i, j]):
+                    ax.text(j, i, f"{m[i, j]:.3g}", ha="center", va="center", fontsize=7, color="white")
+        ax.set_xticks(range(len(profiles)), profiles, fontsize=8)
+        ax.set_yticks(range(len(rates)), rates, fontsize=8)
+        task, opt, budget = key
+        ax.set_title(f"{task} / {opt} / {budget:g} %", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8, label=f"test {metric_name(task)}")
+    _suptitle(fig, "Profiles x sampling rates at a fixed LR (paper, Table 2): mean test metric over seeds "
+                   "(lower is better; darker is better)")
+    return _save(fig, out, "table2_sampling")
