@@ -20,6 +20,15 @@ def one_torch_thread():
 
 
 @pytest.fixture
+def float64():
+    """Engines compared in float64, so that equivalence is not at the mercy of float32 reduction order."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
 def sigint_default():
     """Ctrl-C delivered as in a foreground terminal: the default KeyboardInterrupt handler, whatever this test
     process inherited (a background job, or nohup, starts with SIGINT ignored)."""

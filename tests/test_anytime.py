@@ -19,14 +19,6 @@ WSD = (("fraction", 0.2), ("warmup_steps", 5))
 BUDGETS = (10.0, 25.0, 50.0, 100.0)
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 @pytest.fixture(scope="module")
 def small():
     task = dataclasses.replace(get_task("digits-mlp"), max_epochs=10, batch_size=45)  # 20 steps an epoch

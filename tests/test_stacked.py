@@ -23,14 +23,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RTOL = 1e-10
 
 
-@pytest.fixture
-def float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
 def mse(out, y):
     return ((out - y) ** 2).mean()
 

@@ -226,6 +226,18 @@ def _check_resamples(n: int) -> None:
         raise UsageError(f"--resamples must be at most {MAX_RESAMPLES}, got {n}")
 
 
+def _read_rows(path: str) -> list[dict[str, Any]]:
+    """Every trial of an existing store (opened read-only); a store with none is a usage error."""
+    store = _open_existing_store(path)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    if not rows:
+        raise UsageError(f"store {path!r} holds no trials yet; run a study first")
+    return rows
+
+
 def _open_existing_store(path: str) -> Any:
     """An existing store, opened read-only (``report`` and ``plot`` never write to it)."""
     from budgetsched.bench.store import Store
@@ -342,13 +354,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
     _check_resamples(args.resamples)
     out = _output_dir(args.out, "--out")
-    store = _open_existing_store(args.store)
-    try:
-        rows = store.rows()
-    finally:
-        store.close()
-    if not rows:
-        raise UsageError(f"store {args.store!r} holds no trials yet; run a study first")
+    rows = _read_rows(args.store)
     from budgetsched.bench.report import build_report
 
     report = _report(rows, resamples=args.resamples, seed=args.seed)
@@ -393,13 +399,7 @@ def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> floa
 def cmd_advise(args: argparse.Namespace) -> int:
     from budgetsched.bench.advise import advise, leave_one_budget_out
 
-    store = _open_existing_store(args.store)
-    try:
-        rows = store.rows()
-    finally:
-        store.close()
-    if not rows:
-        raise UsageError(f"store {args.store!r} holds no trials yet; run a study first")
+    rows = _read_rows(args.store)
     budget = _advice_budget(args, rows)
     for a in advise(rows, budget, args.task, args.optimizer):
         print(a.line())

@@ -101,9 +101,23 @@ def _suptitle(fig: Figure, text: str) -> None:
     fig.suptitle("\n".join(textwrap.fill(part, width) for part in text.split("\n")), fontsize=10)
 
 
+def _budget_axes(ax: Any, budgets: Iterable[float], task: str, opt: str, ylabel: str) -> None:
+    """A panel of metric against budget: log x with the budgets as ticks, labels, title, grid, legend."""
+    budgets = sorted(budgets)
+    ax.set_xscale("log")
+    ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("budget (% of the task's maximum training, log scale)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{task} / {opt}")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+
+
 def _style(label: str) -> dict[str, Any]:
     return {"color": color_for(label), "linewidth": 2.2 if label == "rex" else 1.4,
-            "linestyle": "--" if label.startswith("delayed-linear") else "-", "zorder": 3 if label == "rex" else 2}
+            "linestyle": "--" if label.startswith("delayed-linear") or "delay=" in label else "-",
+            "zorder": 3 if label == "rex" else 2}
 
 
 def _out_dir(out_dir: str | Path) -> Path:
@@ -214,15 +228,8 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
         for i, (label, pts) in enumerate(lines.items()):
             b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
             _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
-        ax.set_xscale("log")
-        budgets = sorted({p[0] for pts in lines.values() for p in pts})
-        ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("budget (% of the task's maximum training, log scale)")
-        ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')}")
-        ax.set_title(f"{task} / {opt}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        _budget_axes(ax, {p[0] for pts in lines.values() for p in pts}, task, opt,
+                     f"test {report.metric_names.get(task, 'metric')}")
     _suptitle(fig, "Test metric vs training budget (LR chosen on validation; mean and 95 % interval over seeds). "
                    "The intervals include the seed effect all schedules share: compare schedules in figure2_paired.")
     return _save(fig, out, "figure2")
@@ -262,15 +269,8 @@ def figure2_paired(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir
         for i, (label, pts) in enumerate(lines.items()):
             b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
             _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
-        ax.set_xscale("log")
-        budgets = sorted({p[0] for pts in lines.values() for p in pts})
-        ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("budget (% of the task's maximum training, log scale)")
-        ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')} − {report.reference}")
-        ax.set_title(f"{task} / {opt}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        _budget_axes(ax, {p[0] for pts in lines.values() for p in pts}, task, opt,
+                     f"test {report.metric_names.get(task, 'metric')} − {report.reference}")
     _suptitle(fig, f"Schedule − {report.reference}, paired over seeds (LR chosen on validation; 95 % interval; "
                    "below 0 = better)")
     return _save(fig, out, "figure2_paired")
@@ -452,24 +452,12 @@ def delay_figure(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: 
                    for s in ss if (c := s.results.get(label)) is not None and not c.diverged]
             if pts:
                 b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-                style = _style(label)
-                if "delay" in label:
-                    style["linestyle"] = "--"
-                ax.errorbar(b * _dodge(i, len(labels)), m, yerr=np.vstack([m - lo, hi - m]), marker="o",
-                            markersize=3.5, capsize=1.5, elinewidth=0.8, label=label, **style)
+                _errorbars(ax, b * _dodge(i, len(labels)), m, lo, hi, label)
         ref = ss[-1].results.get(reference) if ss else None
         if ref is not None and not ref.diverged:
             ax.axhline(ref.mean, color="#d62728", linestyle="--", linewidth=1.2,
                        label=f"{reference} at {ss[-1].budget:g} %")
-        ax.set_xscale("log")
-        budgets = [s.budget for s in ss]
-        ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("budget (% of the task's maximum training, log scale)")
-        ax.set_ylabel(f"test {report.metric_names.get(task, 'metric')}")
-        ax.set_title(f"{task} / {opt}")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+        _budget_axes(ax, [s.budget for s in ss], task, opt, f"test {report.metric_names.get(task, 'metric')}")
     _suptitle(fig, "Delaying the decay (paper, Figure 2): linear delayed to X % of the run, REX and linear; dashed "
                    "red: the step schedule at the largest budget. Mean and 95 % interval over seeds.")
     return _save(fig, out, "figure2_delay")
