@@ -5,7 +5,8 @@ The fields are those of a study file (:class:`budgetsched.bench.study.StudySpec`
 
 ``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``; ``suite`` is
 the paper's protocol on the five offline tasks with LR refinement (docs/tasks.md, docs/results.md); ``smoke`` is
-a seconds-long study for tests.
+a seconds-long study for tests. ``sampling``, ``delay``, ``budget-change``
+and ``contenders`` are the paper's other experiments and the newer alternatives (docs/results.md).
 
 LR grids are multiples of 3 as in the REX paper (section 5). The suite's grids are five points per task and
 optimizer placed around the best LR of a pilot (linear decay at 25, 50 and 100 %, two seeds); refinement then adds
@@ -111,6 +112,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "budgets": list(PAPER_BUDGETS),
         "lrs": {"sgdm": [0.03, 0.1, 0.3, 1.0, 3.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
         "seeds": [0, 1, 2],
+    },
+    "contenders": {
+        "description": "REX against what a practitioner without a known budget would reach for today: WSD "
+                       "(20 % linear cooldown) and schedule-free SGD / AdamW (one run serves every budget), with "
+                       "linear, cosine and OneCycle; mnist1d-mlp, SGDM and Adam, all 6 budgets, the suite's LR grid "
+                       "plus refinement, 3 seeds",
+        "tasks": ["mnist1d-mlp"],
+        "schedules": ["rex", "linear", "cosine", "onecycle", ["wsd", {"fraction": 0.2}], "schedule-free"],
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        "lrs": {"sgdm": [0.03, 0.1, 0.3, 1.0, 3.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+        "seeds": [0, 1, 2],
+        "refine": True,
     },
     "smoke": {
         "description": "a seconds-long study for tests: digits-mlp, 2 schedules, SGDM, 2 budgets, 2 LRs, 1 seed",
