@@ -147,3 +147,44 @@ def test_a_study_of_50_settings_reports_in_seconds():
     elapsed = time.perf_counter() - t0
     assert len(rep.settings) == 50 and rep.uncertainty["resamples"] == stats.DEFAULT_RESAMPLES
     assert elapsed < 10.0, elapsed  # measured: ~1.5 s on 2 shared CPU cores
+
+
+def test_selection_weights_are_a_bayesian_bootstrap_comonotone_with_the_t_weights():
+    draws = stats.SeedDraws(3, 20000, np.random.default_rng(1))
+    every = np.ones(3, dtype=bool)
+    g, w = draws.weights(every, convex=True), draws.weights(every)
+    assert (g >= 0).all() and np.allclose(g.sum(axis=1), 1.0)
+    # Dirichlet(1, 1, 1): each weight is Beta(1, 2)
+    assert sps.kstest(g[:, 0], sps.beta(1, 2).cdf).pvalue > 0.01
+    # the same normals drive both: a seed weighted up in one is weighted up in the other
+    assert sps.spearmanr(g[:, 0], w[:, 0]).statistic > 0.8
+    # with the Dirichlet method both are the same weights
+    d = stats.SeedDraws(3, 10, np.random.default_rng(1), method="dirichlet")
+    assert np.array_equal(d.weights(every, convex=True), d.weights(every))
+
+
+def test_an_lr_with_one_blown_up_seed_is_re_chosen_only_as_often_as_a_bayesian_bootstrap_allows():
+    # LR 0.1 is steady at 10 %; LR 0.3 has two seeds at 9 % and one that blew up to 60 % (mean 26 %). Re-choosing
+    # it in a draw needs weights that all but ignore the third seed: under Dirichlet(1, 1, 1) weights that has
+    # probability ~4 % (computed independently below); the t weights, negative and heavy-tailed at n = 3, re-chose it
+    # in 22 % of draws, which put a 50-point tail on a result whose seeds span 9.6-10.4.
+    val = np.array([[10.0, 10.4, 9.6], [9.0, 9.2, 60.0]])
+    draws = stats.SeedDraws(3, 40000, np.random.default_rng(3))
+    chosen_convex = (draws.means(val, convex=True).argmin(axis=1) == 1).mean()
+    chosen_t = (draws.means(val).argmin(axis=1) == 1).mean()
+    g = np.random.default_rng(4).dirichlet(np.ones(3), size=200000)
+    expected = ((g @ val.T).argmin(axis=1) == 1).mean()
+    assert abs(chosen_convex - expected) < 0.005 and 0.03 < expected < 0.06
+    assert chosen_t > 4 * chosen_convex
+    rows = []
+    for seed in range(3):
+        for lr, k in ((0.1, 0), (0.3, 1)):
+            rows.append({"key": f"rex{lr}{seed}", "task": "S", "schedule": "rex", "schedule_params": {},
+                         "label": "rex", "optimizer": "sgdm", "budget": 10.0, "lr": lr, "seed": seed,
+                         "status": "done", "val_metric": val[k, seed], "test_metric": val[k, seed], "val_loss": None,
+                         "test_loss": None, "curves": {}, "steps": 1, "wall_time": 0.0, "error": None, "config": {}})
+    choice = build_report(rows, resamples=4000, metric_names={"S": "error"}).settings[0].results["rex"]
+    assert choice.lr == 0.1 and choice.mean == pytest.approx(10.0)
+    # the upper end is the steady LR's own t interval, 10 + 4.30 * 0.4 / sqrt(3) = 10.99 (re-choosing LR 0.3 only
+    # ever lowers this result); the lower end carries the ~4 % of draws that re-choose the wild LR
+    assert choice.hi == pytest.approx(10.0 + sps.t.ppf(0.975, 2) * 0.4 / math.sqrt(3), abs=0.15)

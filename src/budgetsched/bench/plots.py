@@ -200,6 +200,13 @@ def figure1(out_dir: str | Path, total_steps: int = 1000) -> list[Path]:
 # Figure 2
 
 
+
+def _panels(report: Report) -> list[tuple[str, str, list[Any]]]:
+    """(task, optimizer, its settings by budget) per panel of a per-budget figure, in the report's order."""
+    return [(task, opt, sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)),
+                               key=lambda s: s.budget))
+            for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings)]
+
 def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """Test metric vs % of epochs, log x, one line per schedule (delayed-linear variants dashed), one panel per
     task x optimizer. A point is the mean test metric of the candidate chosen on validation; its error bar is the
@@ -208,8 +215,7 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
     report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
     out = _out_dir(out_dir)
     panels = []
-    for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings):
-        ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
+    for task, opt, ss in _panels(report):
         lines = {}
         for label in schedule_order({k for s in ss for k in s.results}):
             pts = [(s.budget, c.mean, c.mean if c.lo is None else c.lo, c.mean if c.hi is None else c.hi)
@@ -247,8 +253,7 @@ def figure2_paired(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir
         _skip("figure2_paired: the report has no reference schedule; nothing written")
         return []
     panels = []
-    for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings):
-        ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
+    for task, opt, ss in _panels(report):
         lines = {}
         for label in schedule_order({k for s in ss for k in s.vs_reference}):
             pts = [(s.budget, d.value, d.value if d.lo is None else d.lo, d.value if d.hi is None else d.hi)

@@ -368,7 +368,7 @@ def _analyse(task: str, opt: str, budget: float, grows: list[Mapping[str, Any]],
     resampled = n_seeds >= 2
     draws = stats.SeedDraws(n_seeds, opts["resamples"], _setting_stream(opts["seed"], task, opt, budget),
                             opts["method"])
-    mval = np.vstack([stats.point_means(val)[None], draws.means(val)])  # (1 + B, K)
+    mval = np.vstack([stats.point_means(val)[None], draws.means(val, convex=True)])  # (1 + B, K); selection only
     mtest = np.vstack([stats.point_means(test)[None], draws.means(test)])
     rows_idx = np.arange(mval.shape[0])
 
