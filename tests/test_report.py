@@ -263,3 +263,17 @@ def test_bad_inputs(rows):
         build_report([bad])
     empty = build_report([])
     assert empty.settings == [] and to_json(empty)["table1"] == {}
+
+
+def test_refined_lrs_are_per_schedule_not_missing_trials():
+    # refinement gives rex LR 0.173 and linear LR 0.52; neither is a missing trial of the other, but a seed
+    # missing from one of rex's own LRs is
+    def row(label, lr, seed):
+        return {"key": f"{label}{lr}{seed}", "task": "T", "schedule": label, "schedule_params": {}, "label": label,
+                "optimizer": "sgdm", "budget": 10.0, "lr": lr, "seed": seed, "status": "done", "val_metric": 1.0,
+                "test_metric": 1.0, "val_loss": None, "test_loss": None, "curves": {}, "steps": 1, "wall_time": 0.0,
+                "error": None, "config": {}}
+    rows = [row(label, lr, seed) for label, lrs in (("rex", (0.1, 0.173, 0.3)), ("linear", (0.1, 0.3, 0.52)))
+            for lr in lrs for seed in range(3) if (label, lr, seed) != ("rex", 0.173, 2)]
+    rep = build_report(rows, resamples=200)
+    assert [(m["schedule"], m["lr"], m["seed"], m["reason"]) for m in rep.missing] == [("rex", 0.173, 2, "not run")]

@@ -604,13 +604,12 @@ def _missing_trials(task: str, opt: str, budget: float, grows: list[Mapping[str,
                     labels: list[str]) -> list[dict[str, Any]]:
     """Trials the setting's own grid implies but that have no finished result, and schedules absent altogether.
 
-    The implied grid: every label of the study x every LR seen in the setting (x every patience seen, for
-    plateau) x every seed seen in the setting.
+    The implied grid: every label of the study x every LR (and, for plateau, LR and patience) that label has in
+    the setting x every seed seen in the setting. LRs are per label because refinement gives each schedule (and
+    patience) its own: a schedule never run at an LR that others ran is not a missing trial.
     """
     where = {"task": task, "optimizer": opt, "budget": budget}
-    lrs = sorted({float(r["lr"]) for r in grows})
     seeds = sorted({int(r["seed"]) for r in grows})
-    pats = sorted({p for r in grows if (p := patience_of(r)) is not None}) or [None]
     status = {(r["label"], float(r["lr"]), patience_of(r), int(r["seed"])): r for r in grows}
     out = []
     for label in labels:
@@ -621,15 +620,16 @@ def _missing_trials(task: str, opt: str, budget: float, grows: list[Mapping[str,
             out.append({**where, "schedule": label, "lr": None, "patience": None, "seed": None,
                         "reason": f"schedule missing in this setting: {why}"})
             continue
-        for lr in lrs:
-            for pat in (pats if label == "plateau" else [None]):
-                for seed in seeds:
-                    r = status.get((label, lr, pat, seed))
-                    if r is not None and r["status"] in FINISHED:
-                        continue
-                    reason = "not run" if r is None else f"failed: {r.get('error') or 'no error message'}"
-                    out.append({**where, "schedule": label, "lr": lr, "patience": pat, "seed": seed,
-                                "reason": reason})
+        cands = sorted({(float(r["lr"]), patience_of(r) if label == "plateau" else None)
+                        for r in grows if r["label"] == label}, key=lambda c: (c[0], c[1] or 0))
+        for lr, pat in cands:
+            for seed in seeds:
+                r = status.get((label, lr, pat, seed))
+                if r is not None and r["status"] in FINISHED:
+                    continue
+                reason = "not run" if r is None else f"failed: {r.get('error') or 'no error message'}"
+                out.append({**where, "schedule": label, "lr": lr, "patience": pat, "seed": seed,
+                            "reason": reason})
     return out
 
 
