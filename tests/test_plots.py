@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import pytest
 
 from budgetsched.bench.grid import TrialConfig
@@ -107,3 +108,16 @@ def test_empty_data_is_skipped_with_a_warning(tmp_path):
         curves(rows, tmp_path, task="nope")
     with pytest.raises(ValueError, match="metric must be 'test' or 'val'"):
         figure3(rows, tmp_path, metric="train")
+
+
+def test_a_point_outside_its_own_interval_is_drawn(tmp_path):
+    # the selection redone in every draw can put the point estimate outside its interval; the bar ends at the point
+    import matplotlib.pyplot as plt
+
+    from budgetsched.bench import plots
+
+    fig, ax = plt.subplots()
+    plots._errorbars(ax, np.array([1.0, 5.0]), np.array([2.0, 3.0]), np.array([2.5, 1.0]), np.array([4.0, 2.5]), "rex")
+    segments = ax.collections[0].get_segments()
+    assert [tuple(s[:, 1]) for s in segments] == [(2.0, 4.0), (1.0, 3.0)]
+    plt.close(fig)

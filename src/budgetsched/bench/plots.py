@@ -91,7 +91,9 @@ def _dodge(i: int, n: int) -> float:
 
 
 def _errorbars(ax: Any, x: np.ndarray, m: np.ndarray, lo: np.ndarray, hi: np.ndarray, label: str) -> None:
-    ax.errorbar(x, m, yerr=np.vstack([m - lo, hi - m]), marker="o", markersize=3.5, capsize=1.5, elinewidth=0.8,
+    """Points with their intervals. With the selection redone in every draw a point can lie outside its own
+    interval (the choice it was made with is a minority of the draws); its bar then ends at the point."""
+    ax.errorbar(x, m, yerr=np.vstack([np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)]), marker="o", markersize=3.5, capsize=1.5, elinewidth=0.8,
                 label=label, **_style(label))
 
 
@@ -107,7 +109,7 @@ def _budget_axes(ax: Any, budgets: Iterable[float], task: str, opt: str, ylabel:
     ax.set_xscale("log")
     ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("budget (% of the task's maximum training, log scale)")
+    ax.set_xlabel("budget (% of the 100 % run, log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{task} / {opt}")
     ax.grid(alpha=0.3, which="both")
