@@ -499,5 +499,5 @@ def sampling_heatmap(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> 
         ax.set_title(f"{task} / {opt} / {budget:g} %", fontsize=9)
         fig.colorbar(im, ax=ax, shrink=0.8, label=f"test {metric_name(task)}")
     _suptitle(fig, "Profiles x sampling rates at a fixed LR (paper, Table 2): mean test metric over seeds "
-                   "(lower is better; darker is better)")
+                   "(lower, and lighter, is better)")
     return _save(fig, out, "table2_sampling")
