@@ -251,6 +251,7 @@ def test_delay_and_budget_change_presets():
                                                  "linear(delay=0.75)"}
     bc = StudySpec.from_mapping(get_preset("budget-change"), "budget-change")
     assert {c.params.get("on_change") for c in bc.configs()} == {None, "continue", "restart", "keep"}
+    assert {c.params.get("change_at") for c in bc.configs()} == {None, 5, 20}  # told early, and late
 
 
 def test_the_store_records_the_study_it_ran(tmp_path):

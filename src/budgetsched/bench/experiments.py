@@ -36,13 +36,18 @@ def profile_of(row: Mapping[str, Any]) -> str:
     return row["schedule"] + ("" if not p else "(" + ",".join(f"{k}={v}" for k, v in sorted(p.items())) + ")")
 
 
-def _fmt(cell: tuple[float, float, float] | None, n: int) -> str:
+def _fmt(cell: tuple[float, float, float] | None, n: int, signed: bool = False) -> str:
+    """``mean [lo, hi]`` with as many decimals as the interval's width needs (at least 2, at most 4); ``signed``
+    for differences."""
     if cell is None:
         return "—" if n == 0 else f"n={n}"
     m, lo, hi = cell
     if not math.isfinite(m):
         return "diverged"
-    return f"{m:.2f} [{lo:.2f}, {hi:.2f}]" if abs(m) >= 1 else f"{m:.4g} [{lo:.3g}, {hi:.3g}]"
+    width = hi - lo
+    d = 2 if not (math.isfinite(width) and width > 0) else min(4, max(2, 1 - math.floor(math.log10(width))))
+    sign = "+" if signed else ""
+    return f"{m:{sign}.{d}f} [{lo:{sign}.{d}f}, {hi:{sign}.{d}f}]".replace("-", "−")
 
 
 def _best_lr(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
@@ -171,7 +176,7 @@ def budget_change_markdown(rows: Iterable[Mapping[str, Any]]) -> list[str]:
         out.append(f"| {e['task']} / {e['optimizer']} | {e['budget']:g} % | {e['schedule']} | "
                    f"{e['planned_budget']:g} %, told at {e['change_at']:g} % | {e['on_change']} | "
                    f"{_fmt(e['value'], e['n'])} | {_fmt(e['from_start'], e['n'])} | "
-                   f"{_fmt(e['difference'], e['n'])} |")
+                   f"{_fmt(e['difference'], e['n'], signed=True)} |")
     return out
 
 
