@@ -18,12 +18,14 @@ every figure (:func:`color_for`; REX is always magenta, as the paper's pink line
 from __future__ import annotations
 
 import math
+import re
 import textwrap
 import warnings
 import zlib
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import NullFormatter
@@ -117,7 +119,9 @@ def _budget_axes(ax: Any, budgets: Iterable[float], task: str, opt: str, ylabel:
 
 
 def _style(label: str) -> dict[str, Any]:
-    return {"color": color_for(label), "linewidth": 2.2 if label == "rex" else 1.4,
+    delay = re.search(r"delay=([0-9.eE+-]+)", label)
+    color = color_for(label) if delay is None else matplotlib.colormaps["viridis"](0.1 + 0.8 * float(delay.group(1)))
+    return {"color": color, "linewidth": 2.2 if label == "rex" else 1.4,
             "linestyle": "--" if label.startswith("delayed-linear") or "delay=" in label else "-",
             "zorder": 3 if label == "rex" else 2}
 
@@ -451,8 +455,7 @@ def delay_figure(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: 
         _skip("delay_figure: no data to plot; nothing written")
         return []
     fig, axes = _grid(len(pairs), max_cols=2, width=5.2, height=3.8)
-    for ax, (task, opt) in zip(axes, pairs):
-        ss = sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget)
+    for ax, (task, opt, ss) in zip(axes, _panels(report)):
         labels = [x for x in schedule_order({k for s in ss for k in s.results}) if x != reference]
         for i, label in enumerate(labels):
             pts = [(s.budget, c.mean, c.mean if c.lo is None else c.lo, c.mean if c.hi is None else c.hi)
