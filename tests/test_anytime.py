@@ -114,3 +114,29 @@ def test_closed_form_only(small):
     with pytest.raises(ValueError, match="plateau cannot branch"):
         list(train_anytime([TrialConfig("digits-mlp", "plateau", "sgdm", 10.0, 0.1, 0, (("patience", 2),))],
                            task, data))
+
+
+@pytest.mark.parametrize("schedule,params,shares", [
+    ("wsd", (("fraction", 0.2),), True),
+    ("wsd", (("fraction", 0.2), ("warmup_steps", 20)), True),
+    ("step", (), True),            # constant until its first milestone
+    ("constant", (), True),
+    ("linear", (("delay", 0.5),), True),
+    ("rex", (), False),            # decays from the first step: nothing to share
+    ("linear", (), False),
+    ("cosine", (), False),
+    ("wsd", (("warmup_fraction", 0.1),), False),  # a warmup that scales with the budget
+])
+def test_which_schedules_share_a_prefix_across_budgets(schedule, params, shares):
+    from budgetsched.bench.anytime import shares_prefix
+
+    assert shares_prefix(schedule, params) is shares
+
+
+def test_anytime_studies_train_schedules_without_a_shared_prefix_as_usual():
+    from budgetsched.bench.runners import make_chunks
+
+    configs = [TrialConfig("digits-mlp", s, "sgdm", b, 0.1, seed, schedule_params=p)
+               for s, p in (("rex", ()), ("wsd", (("fraction", 0.2),))) for b in (25.0, 100.0) for seed in (0, 1)]
+    kinds = {(kind, c.schedule) for kind, chunk in make_chunks(configs, "batched", 64, anytime=True) for c in chunk}
+    assert kinds == {("batched", "rex"), ("anytime", "wsd")}

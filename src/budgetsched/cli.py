@@ -502,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.add_argument("--anytime", action="store_true",
                    help="train the budgets of one (schedule, LR, seed) as one trunk and a branch per budget: the same "
-                        "results, less compute for schedules that share a prefix (wsd); snapshots in STORE.anytime/")
+                        "results, less compute for schedules that share a prefix (wsd, step, delay=); the others train as "
+                        "usual; snapshots in STORE.anytime/")
     r.set_defaults(func=cmd_run)
 
     from budgetsched.bench.stats import DEFAULT_RESAMPLES

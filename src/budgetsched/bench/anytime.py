@@ -17,6 +17,7 @@ killed mid-trunk resumes from its last snapshot instead of from scratch.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -45,6 +46,20 @@ def trunk_plan(config: TrialConfig, total: int) -> tuple[np.ndarray, np.ndarray 
 
     s = Schedule(config.schedule, 2 * total, peak_lr=config.lr, **config.params)
     return s.values(), s.momentum_values()
+
+
+@functools.lru_cache(maxsize=256)
+def shares_prefix(schedule: str, schedule_params: tuple[tuple[str, Any], ...]) -> bool:
+    """Whether runs of different budgets of this schedule start alike (their LR and momentum agree on the first
+    steps), so a trunk can serve them: true for ``wsd``, ``step``, ``constant``, any ``delay=``; false for profiles
+    that start decaying at once (``rex``, ``linear``, ``cosine``...), which gain nothing from branching."""
+    from budgetsched import Schedule
+
+    params = {k: list(v) if isinstance(v, tuple) else v for k, v in schedule_params}
+    a, b = (Schedule(schedule, t, peak_lr=1.0, **params) for t in (1000, 2000))
+    same = bool(np.array_equal(a.values()[:8], b.values()[:8]))
+    ma, mb = a.momentum_values(), b.momentum_values()
+    return same and (ma is None or bool(np.array_equal(ma[:8], mb[:8])))
 
 
 def branch_points(plans: dict[TrialConfig, Plan], trunk: tuple[np.ndarray, np.ndarray | None]

@@ -256,8 +256,10 @@ def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int, an
     "sequential"``) gives chunks of up to ``chunk_size`` trials ordered by seed for the batched engine; any other
     group one-trial chunks for the sequential engine (small chunks keep the processes evenly loaded and lose little
     on an interrupt). Schedule-free trials that differ only in budget are one chunk (one run serves them); with
-    ``anytime``, the closed-form trials of one task, optimizer and schedule are one chunk of trunks and branches.
+    ``anytime``, the closed-form trials of one task, optimizer and schedule whose budgets share a prefix
+    (:func:`budgetsched.bench.anytime.shares_prefix`) are one chunk of trunks and branches; the others train as usual.
     """
+    from budgetsched.bench.anytime import shares_prefix
     from budgetsched.bench.batched import chunks_by_seed
     from budgetsched.bench.schedulefree import run_key
 
@@ -267,7 +269,8 @@ def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int, an
     for c in configs:
         if c.schedule == SCHEDULE_FREE:
             special.setdefault(("schedule-free", *run_key(c)), []).append(c)
-        elif anytime and c.schedule != "plateau" and not any(k in c.params for k in CHANGE_PARAMS):
+        elif (anytime and c.schedule != "plateau" and not any(k in c.params for k in CHANGE_PARAMS)
+              and shares_prefix(c.schedule, c.schedule_params)):
             special.setdefault(("anytime", c.task, c.optimizer, c.budget_unit, c.schedule, c.schedule_params),
                                []).append(c)
         else:
