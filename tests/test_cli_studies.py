@@ -56,6 +56,6 @@ def test_advise_and_refine_commands(tmp_path, capsys):
     assert "--budget 'lots' is not a percent" in capsys.readouterr().err
     assert main(["refine", str(db), "--from", "linear", "--quiet"]) == 0
     refined = [r for r in _rows(db) if r["schedule"] == "refined"]
-    assert len(refined) == 3 * 2 * 2 and {r["label"] for r in refined} == {"refined(weighting=sgd)"}
+    assert len(refined) == 3 * 2 * 2 and {r["label"] for r in refined} == {"refined"}
     assert main(["refine", str(db), "--from", "cosine"]) == 2
     assert "'cosine' is not a schedule of this study" in capsys.readouterr().err

@@ -28,7 +28,9 @@ def test_refined_trials_from_a_real_study(tmp_path):
         assert all(v > 0 for r in linear for v in r["curves"]["grad_norm"])
         new = refined_trials(rows, source="linear")
         assert len(new) == 2 * 2 * 2 * 2  # settings x LRs x seeds
-        assert {c.label for c in new} == {"refined(weighting=sgd)", "refined(weighting=adam)"}
+        # one schedule across both optimizers: each uses its optimizer's own weighting, which the label leaves out
+        assert {c.label for c in new} == {"refined"}
+        assert {(c.optimizer, c.params["weighting"]) for c in new} == {("sgdm", "sgd"), ("adam", "adam")}
         one = next(c for c in new if c.optimizer == "sgdm" and c.budget == 20.0)
         norms = one.params["grad_norms"]
         assert len(norms) == 12  # 20 % of 60 epochs: one mean norm per epoch

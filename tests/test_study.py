@@ -263,3 +263,11 @@ def test_the_store_records_the_study_it_ran(tmp_path):
         studies = s.studies()
     assert [h["spec"]["seeds"] for h in studies] == [[0], [0, 1]]
     assert StudySpec.from_mapping(studies[-1]["spec"], "recorded").configs()[0].task == "digits-mlp"
+
+
+def test_refined_label_shows_a_weighting_only_when_it_is_not_the_optimizers_own():
+    def label(opt, weighting):
+        return TrialConfig("t", "refined", opt, 10.0, 0.1, 0,
+                           schedule_params=(("grad_norms", (1.0, 2.0)), ("weighting", weighting))).label
+    assert label("sgdm", "sgd") == label("adam", "adam") == "refined"
+    assert label("sgdm", "adam") == "refined(weighting=adam)"

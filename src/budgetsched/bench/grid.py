@@ -177,10 +177,13 @@ class TrialConfig:
         """Schedule name as shown in reports, e.g. ``delayed-linear(delay=0.5)``.
 
         Plateau's patience is an LR-like tuned knob, and ``refined``'s gradient norms are data (they differ per
-        setting), so neither is part of the label.
+        setting), so neither is part of the label; nor is ``refined``'s weighting when it is the optimizer's own
+        (``sgd`` for SGDM, ``adam`` for Adam), so a refined schedule is one schedule across both optimizers.
         """
+        own = {"sgdm": "sgd", "adam": "adam"}.get(self.optimizer)
         shown = {k: v for k, v in self.schedule_params
-                 if not (self.schedule == "plateau" and k == "patience") and k != "grad_norms"}
+                 if not (self.schedule == "plateau" and k == "patience") and k != "grad_norms"
+                 and not (self.schedule == "refined" and k == "weighting" and v == own)}
         if not shown:
             return self.schedule
         return f"{self.schedule}(" + ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
