@@ -105,21 +105,20 @@ def _floors(min_lr: Any, min_lr_ratio: Any, peaks: list[float]) -> list[float]:
     if min_lr_ratio is not None:
         values, names = _per_group("min_lr_ratio", min_lr_ratio, n)
         return [_check_fraction(name, v, hi_open=False) * p for name, v, p in zip(names, values, peaks)]
-    values, names = _per_group("min_lr", 0.0 if min_lr is None else min_lr, n)
-    out = []
-    for name, floor, peak in zip(names, values, peaks):
-        x = _check_lr(name, floor)
-        if x > peak:
-            raise ValueError(f"{name} ({floor!r}) must be <= the parameter group's peak lr ({peak!r})")
-        out.append(x)
-    return out
+    return _lrs_below_peaks("min_lr", 0.0 if min_lr is None else min_lr, peaks)
 
 
 def _starts(warmup_start_lr: Any, peaks: list[float]) -> list[float | None]:
+    """Each group's warmup start LR (scalar or per group), in [0, peak]; None for each when not given."""
     if warmup_start_lr is None:
         return [None] * len(peaks)
-    values, names = _per_group("warmup_start_lr", warmup_start_lr, len(peaks))
-    out: list[float | None] = []
+    return list(_lrs_below_peaks("warmup_start_lr", warmup_start_lr, peaks))
+
+
+def _lrs_below_peaks(what: str, value: Any, peaks: list[float]) -> list[float]:
+    """``value`` (scalar or one per group) checked as an LR and <= each group's peak."""
+    values, names = _per_group(what, value, len(peaks))
+    out = []
     for name, v, peak in zip(names, values, peaks):
         x = _check_lr(name, v)
         if x > peak:
