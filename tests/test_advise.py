@@ -39,6 +39,11 @@ def test_clear_winner_between_two_budgets():
 def test_identical_schedules_are_no_clear_winner():
     [a] = advise(study(0.0), 25.0)
     assert not a.clear and "tied within noise" in a.note and "no clear winner" in a.line()
+    # three identical schedules share first place in every draw: each has P(best) 1, and the line says why
+    assert sum(a.probabilities.values()) == pytest.approx(3.0)
+    assert "a tie for best counts for each tied schedule" in a.line()
+    [b] = advise(study(0.5), 25.0)
+    assert "a tie for best" not in b.line()
 
 
 def test_out_of_range_and_bad_input():

@@ -47,6 +47,8 @@ class Advice:
         if self.schedule is None:
             return f"{where}: no advice: {self.note}"
         others = ", ".join(f"{k} {v:.0%}" for k, v in sorted(self.probabilities.items(), key=lambda kv: -kv[1])[:4])
+        if sum(self.probabilities.values()) > 1.0 + 1e-9:  # e.g. plateau standing in for step ties with constant
+            others += "; a tie for best counts for each tied schedule"
         verdict = "recommended" if self.clear else "no clear winner; the likeliest"
         return (f"{where}: {verdict}: {self.schedule} at initial LR {self.lr:.3g} "
                 f"(P(best) {self.p_best:.0%}; interpolated between {self.neighbours[0]:g} % and "
