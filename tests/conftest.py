@@ -29,6 +29,22 @@ def float64():
 
 
 @pytest.fixture
+def trained(monkeypatch):
+    """Every config the engines start training in this process, in order (both engines' ``run_members`` wrapped)."""
+    from budgetsched.bench import batched, train
+
+    log: list = []
+    real = train.run_members
+
+    def counting(configs, *a, **k):
+        log.extend(configs)
+        return real(configs, *a, **k)
+    monkeypatch.setattr(train, "run_members", counting)
+    monkeypatch.setattr(batched, "run_members", counting)
+    return log
+
+
+@pytest.fixture
 def sigint_default():
     """Ctrl-C delivered as in a foreground terminal: the default KeyboardInterrupt handler, whatever this test
     process inherited (a background job, or nohup, starts with SIGINT ignored)."""

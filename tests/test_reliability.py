@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from budgetsched.bench import batched, runners, train
+from budgetsched.bench import runners
 from budgetsched.bench.grid import TrialConfig, expand
 from budgetsched.bench.store import SCHEMA_VERSION, Store
 from budgetsched.cli import main
@@ -159,7 +159,7 @@ KILL_GRID = dict(schedules="rex,linear", budgets="6", lrs="0.01,0.03,0.1,0.3", s
 
 @needs_proc
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_killed_parent_leaves_no_process_and_resume_completes_the_grid(tmp_path, counting, sig, monkeypatch):
+def test_killed_parent_leaves_no_process_and_resume_completes_the_grid(tmp_path, counting, sig, trained):
     db = tmp_path / "k.db"
     proc = counting.popen("run", *grid_args(**KILL_GRID), "--workers", "2", "--chunk-size", "2", "--store", str(db))
     deadline = time.monotonic() + 120
@@ -193,17 +193,9 @@ def test_killed_parent_leaves_no_process_and_resume_completes_the_grid(tmp_path,
     assert len(kept) < 16
 
     # resume (in this process, starts counted the same way): only the missing trials train, each once
-    started = collections.Counter()
-    real = train.run_members
-
-    def counting_members(configs, *a, **k):
-        started.update(c.key for c in configs)
-        return real(configs, *a, **k)
-
-    monkeypatch.setattr(train, "run_members", counting_members)
-    monkeypatch.setattr(batched, "run_members", counting_members)
     t0 = time.monotonic()
     assert main(["run", *grid_args(**KILL_GRID), "--store", str(db)]) == 0
+    started = collections.Counter(c.key for c in trained)
     assert time.monotonic() - t0 < 60  # the killed run's claims do not hold the resume up for their lease
     final = rows(db)
     assert sorted(r["key"] for r in final) == sorted(grid_keys(**KILL_GRID))  # the grid, every trial once

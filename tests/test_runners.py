@@ -182,22 +182,12 @@ def test_plateau_stand_in_whose_constant_trial_is_not_in_the_grid(tmp_path):
     assert (s.ran, s.stand_ins) == (1, 1) and row["stand_in"] == "constant" and row["schedule"] == "plateau"
 
 
-def test_trials_held_by_another_live_run_are_waited_for_then_adopted(tmp_path, monkeypatch):
+def test_trials_held_by_another_live_run_are_waited_for_then_adopted(tmp_path, trained):
     """Another run holds 4 trials; it writes them while this run waits: they are counted, not trained."""
     import threading
 
-    from budgetsched.bench import batched, train
     from budgetsched.bench.store import claim_owner
 
-    trained = []
-    real = train.run_members
-
-    def counting(configs, *a, **k):
-        trained.extend(c.key for c in configs)
-        return real(configs, *a, **k)
-
-    monkeypatch.setattr(train, "run_members", counting)
-    monkeypatch.setattr(batched, "run_members", counting)
     path = tmp_path / "s.db"
     other = claim_owner()
     held = GRID[:4]
@@ -216,7 +206,7 @@ def test_trials_held_by_another_live_run_are_waited_for_then_adopted(tmp_path, m
             s = run_study(GRID, store, progress=False, lease_s=60)
         t.join()
         rows = {r["key"]: r for r in store.rows()}
-    assert sorted(trained) == sorted(c.key for c in GRID[4:])  # never trained what the other run held
+    assert sorted(c.key for c in trained) == sorted(c.key for c in GRID[4:])  # never trained what the other held
     assert (s.ran, s.by_others) == (8, 4) and "4 trained meanwhile by another run" in s.line()
     assert len(rows) == 12 and all(rows[c.key]["val_loss"] == -1.0 for c in held)
 

@@ -8,7 +8,6 @@ import warnings
 
 import pytest
 
-from budgetsched.bench import train
 from budgetsched.bench.grid import TrialConfig
 from budgetsched.bench.presets import available_presets, get_preset
 from budgetsched.bench.runners import BudgetCollapseWarning, run_study
@@ -21,21 +20,6 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BASE = dict(tasks=["digits-mlp"], schedules=["rex", "linear"], lrs=[0.03, 0.1], optimizers=["sgdm"], budgets=[2.0],
             seeds=1)
-
-
-@pytest.fixture
-def trained(monkeypatch):
-    """Counts training starts: (config, seed) of every member the engines train."""
-    log: list[TrialConfig] = []
-    real = train.run_members
-
-    def counting(configs, *a, **k):
-        log.extend(configs)
-        return real(configs, *a, **k)
-    monkeypatch.setattr(train, "run_members", counting)
-    import budgetsched.bench.batched as batched
-    monkeypatch.setattr(batched, "run_members", counting)
-    return log
 
 
 def test_every_preset_is_a_valid_spec():
