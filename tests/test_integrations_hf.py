@@ -5,13 +5,13 @@ The truth each test compares with is independent of the code under test: the clo
 """
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 
+from _examples import load_example
 from budgetsched import Schedule, available
 from budgetsched.integrations.hf import BudgetCallback, BudgetTrainer, get_scheduler
 from budgetsched.torch import BudgetScheduler, PlateauScheduler
@@ -25,11 +25,7 @@ PEAK = 3e-2  # the example's AdamW learning rate
 
 
 def _example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "hf_trainer.py"
-    spec = importlib.util.spec_from_file_location("hf_trainer_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("hf_trainer.py")
 
 
 EXAMPLE = _example()

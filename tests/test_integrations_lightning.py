@@ -4,13 +4,12 @@ The truth is the closed form: ``Schedule`` for a fresh run, ``Schedule.with_budg
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
-from pathlib import Path
 
 import pytest
 import torch
 
+from _examples import load_example
 from budgetsched import Schedule
 
 L = pytest.importorskip("lightning.pytorch")  # part of the dev extra: installed by make test
@@ -28,11 +27,7 @@ PEAK = 0.03
 
 
 def _example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "lightning_loop.py"
-    spec = importlib.util.spec_from_file_location("lightning_loop_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("lightning_loop.py")
 
 
 EXAMPLE = _example()

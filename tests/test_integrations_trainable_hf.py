@@ -7,10 +7,10 @@ its evaluations) is checked against the closed form of the trial's own schedule 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
+from _examples import EXAMPLES
 from budgetsched import Schedule
 
 pytest.importorskip("transformers")  # part of the dev extra: installed by make test
@@ -21,7 +21,7 @@ from budgetsched.bench.store import Store  # noqa: E402
 from budgetsched.bench.tasks import get_task  # noqa: E402
 from budgetsched.cli import main  # noqa: E402
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "trainable_hf.py"
+EXAMPLE = EXAMPLES / "trainable_hf.py"
 REF = f"{EXAMPLE}:train"
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -3,18 +3,17 @@
 continuing a finished run (issue 12)."""
 from __future__ import annotations
 
-import importlib.util
 import io
 import logging
 import math
 import warnings
 from bisect import bisect_right
-from pathlib import Path
 
 import pytest
 import torch
 from torch.optim import lr_scheduler as L
 
+from _examples import load_example
 from budgetsched import Plateau, Schedule
 from budgetsched.torch import BudgetScheduler, PlateauScheduler
 
@@ -53,11 +52,7 @@ def _rex(total):
 
 
 def _example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "hf_trainer.py"
-    spec = importlib.util.spec_from_file_location("hf_trainer_example", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_example("hf_trainer.py")
 
 
 # -- defect 1: HF Trainer / Lightning step a plateau scheduler only with the eval metric ----------------------------

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch.optim import lr_scheduler as L
 
+from _examples import load_example
 from budgetsched import Plateau, Schedule
 from budgetsched.torch import BudgetScheduler
 
@@ -304,13 +305,7 @@ def test_no_warning_in_the_normal_loop():
 def test_hugging_face_trainer_steps_and_resumes_the_schedule(tmp_path):
     pytest.importorskip("transformers")
     pytest.importorskip("accelerate")
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "examples" / "hf_trainer.py"
-    spec = importlib.util.spec_from_file_location("hf_trainer_example", path)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+    example = load_example("hf_trainer.py")
 
     out = str(tmp_path)
     _, sched, lrs = example.train(max_steps=20, output_dir=out, save_steps=10, warmup_steps=4)
