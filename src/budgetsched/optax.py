@@ -155,7 +155,7 @@ def momentum_schedule(
     """
     s = _build(profile, total_steps, 1.0, params, sampling=sampling, warmup_steps=warmup_steps,
                warmup_fraction=warmup_fraction).with_budget_history(budget_changes)
-    if s._mom is None:
+    if not s.has_momentum:
         raise ValueError(f"only 'onecycle' has a momentum curve, got profile {profile!r}")
 
     def fn(count: Any) -> Any:

@@ -504,6 +504,14 @@ def _parameters(spec: ProfileSpec) -> list[str]:
             if p not in ("z", "xp", "r") and par.kind is not inspect.Parameter.VAR_KEYWORD]
 
 
+def profile_parameters(name: str) -> list[str]:
+    """The parameter names profile ``name`` takes (``[]`` for none)."""
+    key = canonical_name(name)
+    if key in METRIC_SCHEDULES:
+        return []
+    return [v for v in _parameters(_REGISTRY[key]) if v != "optimizer"]
+
+
 def check_params(name: str, params: dict[str, Any]) -> str:
     """Validate ``params`` for profile ``name`` (ValueError naming the parameter); return the canonical name."""
     key = canonical_name(name)

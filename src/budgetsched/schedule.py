@@ -33,89 +33,19 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import numbers
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
+from ._checks import MAX_STEPS, _check_fraction, _check_int, _check_lr, _show, check_keywords
+from .changes import STRATEGIES, BudgetChange, Extend, Rewarm, show_change
 from .profiles import NP, PY, Ops, canonical_name, momentum_formula, profile_formula
 from .sampling import Sampling, parse_sampling
 
 logger = logging.getLogger("budgetsched")
 
-#: The largest step count or step: integers up to 2**53 are exact in float64.
-MAX_STEPS = 2**53
-
-
-class BudgetChange(NamedTuple):
-    """A budget change: from ``at_step`` on, the run ends at ``total_steps`` (compares equal to the plain pair)."""
-
-    at_step: int
-    total_steps: int
-
-
-class Rewarm(NamedTuple):
-    """A budget change with a re-warm: from the LR at ``at_step`` up to ``rewarm_peak`` over ``rewarm_steps``, then
-    the profile from its start down to the floor at ``total_steps``. ``rewarm_peak`` None means the schedule's peak."""
-
-    at_step: int
-    total_steps: int
-    rewarm_steps: int
-    rewarm_peak: float | None
-
-
-def _show(value: Any) -> str:
-    """A value for an error message: huge integers by their size, long reprs cut."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and abs(int(value)) > 10**18:
-        return f"an integer with {len(str(abs(int(value))))} digits"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _check_int(name: str, value: Any, minimum: int, maximum: int = MAX_STEPS) -> int:
-    """``value`` as an int in [minimum, maximum] (whole floats accepted), else one ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        elif isinstance(value, (np.floating,)) and float(value).is_integer():
-            value = int(value)
-        else:
-            raise ValueError(f"{name} must be an integer, got {_show(value)}")
-    value = int(value)
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {_show(value)}")
-    if value > maximum:
-        bound = "2**53" if maximum == MAX_STEPS else str(maximum)
-        raise ValueError(f"{name} must be <= {bound}, got {_show(value)}")
-    return value
-
-
-def _check_lr(name: str, value: Any) -> float:
-    """``value`` as a finite float >= 0 (an LR), else one ValueError naming it."""
-    if isinstance(value, (str, bytes, bool)) or value is None:
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {_show(value)}") from None
-    except OverflowError:
-        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}") from None
-    if not math.isfinite(x) or x < 0.0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {_show(value)}")
-    return x
-
-
-def _check_fraction(name: str, value: Any, hi_open: bool = True) -> float:
-    if isinstance(value, (str, bytes, bool)) or value is None:
-        raise ValueError(f"{name} must be a number in [0, 1{')' if hi_open else ']'}, got {value!r}")
-    try:
-        x = float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"{name} must be a number in [0, 1{')' if hi_open else ']'}, got {_show(value)}") from None
-    if not (0.0 <= x < 1.0 if hi_open else 0.0 <= x <= 1.0):
-        raise ValueError(f"{name} must be in [0, 1{')' if hi_open else ']'}, got {_show(value)}")
-    return x
-
+_OWN = ("total_steps", "peak_lr", "sampling", "warmup_steps", "warmup_fraction", "warmup_start_lr", "min_lr",
+        "min_lr_ratio")
 
 def warmup_from_fraction(fraction: float, total_steps: int) -> int:
     """W = ceil(f T), as Hugging Face's ``warmup_ratio`` (rounded to 9 decimals first, so 0.07 x 100 gives 7, not 8)."""
@@ -229,6 +159,7 @@ class Schedule:
         else:
             self.name = canonical_name(profile)
             self._user = None
+            check_keywords("Schedule", _OWN, self.name, profile_params)
             profile_formula(self.name, **profile_params)  # checks the parameters (ValueError naming them)
         self.params = dict(profile_params)
         self._bind_formulas()
@@ -315,15 +246,30 @@ class Schedule:
 
         return decay
 
-    def _locate(self, t: int) -> tuple[int, float, float]:
-        """(phase index, w0, w1) of integer step t >= 0: its LR is ``a * w0 + b * w1`` with (a, b) the phase's
-        coefficients. The per-step path of the adapters: Python floats, no arrays, O(1) in T."""
+    def weights(self, t: int) -> tuple[int, float, float]:
+        """``(k, w0, w1)`` of integer step t >= 0 (unchecked): the LR of step t is ``a * w0 + b * w1`` with
+        ``(a, b) = coefficients[k]``. The weights depend only on the profile, sampling, warmup and budget history,
+        so schedules that differ only in peak, floor and warmup start (:meth:`with_peak`: one per parameter group)
+        share them: the adapters' per-step path, Python floats, O(1) in T."""
         starts = self._starts
         k = len(starts) - 1
         if t < starts[k]:
             k = bisect.bisect_right(starts, t) - 1
         w0, w1 = self._evals[k](t)
         return k, w0, w1
+
+    _locate = weights
+
+    @property
+    def coefficients(self) -> list[tuple[float, float]]:
+        """Per phase of the run, the ``(a, b)`` of ``lr = a * w0 + b * w1`` (see :meth:`weights`): (ramp start, ramp
+        end) on a warmup or re-warm ramp, (floor, peak - floor) on a decay, where (w0, w1) = (1 - u, u) or (1, m_S(z))."""
+        return list(self._coefs)
+
+    @property
+    def has_momentum(self) -> bool:
+        """Whether the profile drives momentum / beta1 (``onecycle``): then :meth:`momentum` is not None."""
+        return self._mom is not None
 
     def _phase_at(self, t: int) -> int:
         return bisect.bisect_right(self._starts, t) - 1
@@ -451,23 +397,33 @@ class Schedule:
         new.__dict__.update(self.__dict__)
         return new
 
-    def with_budget(self, new_total_steps: int, at_step: int, *, rewarm_steps: int | None = None,
-                    rewarm_peak: float | None = None) -> "Schedule":
-        """The same run with its budget changed to ``new_total_steps`` at step ``at_step``, with no LR jump.
+    def with_budget(self, new_total_steps: int, at_step: int, *, strategy: str | None = None,
+                    rewarm_steps: int | None = None, rewarm_peak: float | None = None,
+                    warn: bool = True) -> "Schedule":
+        """The same run with its budget changed to ``new_total_steps`` at step ``at_step``, continued by ``strategy``.
 
-        Re-maps the remaining progress (module docstring): z'(t) = z_a + (1 - z_a)(t - a)/(T' - a) for t >= a.
-        ``s.with_budget(T2, a)(t) == s(t)`` for every t <= a, and the LR reaches the end value at T2.
+        * ``"continue"`` (the default; no LR jump): re-map the remaining progress (module docstring),
+          z'(t) = z_a + (1 - z_a)(t - a)/(T' - a) for t >= a; ``s.with_budget(T2, a)(t) == s(t)`` for every t <= a,
+          and the LR reaches the end value at T2. A finished run (``at_step >= total_steps``) stays at its end value,
+          and a warning is logged (logger ``"budgetsched"``; ``warn=False`` leaves that to the caller).
+        * ``"rewarm"`` (the default when ``rewarm_steps`` is given): step a keeps its LR, then a linear ramp up to
+          ``rewarm_peak`` (default: this schedule's ``peak_lr``) reached at step a + K - 1, K = ``rewarm_steps``
+          (default: the initial warmup's length, at least 1; K = 1 restarts at the peak at step a + 1), then the
+          profile from z = 0 with that peak down to the floor at T2.
+        * ``"extend"``: step a keeps its LR; from a + 1 on the schedule planned for T2 from the start (same warmup
+          and floor), its peak scaled by min(1, sqrt(T / T2)), T the total before the change. A horizon-transfer
+          rule: for a schedule of fixed shape the convex bound is minimised by a peak proportional to 1/sqrt(T)
+          (Schaipp et al. 2025), so a longer run continues on the plan it would have had, at a lower peak; a
+          shorter one keeps the peak (never above the tuned one). Its LR may jump at a + 1, on purpose.
 
-        A finished run (``at_step >= total_steps``) stays at its end value, and a warning is logged
-        (logger ``"budgetsched"``). ``rewarm_steps=K`` re-warms instead, at any step: a linear ramp from the LR at
-        ``at_step`` up to ``rewarm_peak`` (default: this schedule's ``peak_lr``) over K steps, then the profile
-        from its start, with that peak, down to the floor at ``new_total_steps``.
+        Every change is kept in :attr:`budget_changes` (plain data: :meth:`with_budget_history` replays it).
         """
-        return self._rebudget(new_total_steps, at_step, rewarm_steps, rewarm_peak, warn=True)
+        return self._rebudget(new_total_steps, at_step, rewarm_steps, rewarm_peak, warn=warn, strategy=strategy)
 
     def with_budget_history(self, changes: Sequence[Sequence[Any]]) -> "Schedule":
-        """Apply budget changes in order, each ``(at_step, new_total_steps)`` or ``(at_step, new_total_steps,
-        rewarm_steps[, rewarm_peak])`` (plain data, as :attr:`budget_changes` lists and checkpoints store them).
+        """Apply budget changes in order, each ``(at_step, new_total_steps)`` (continue), ``(at_step,
+        new_total_steps, rewarm_steps[, rewarm_peak])`` (rewarm) or ``(at_step, new_total_steps, "extend")``
+        (plain data, as :attr:`budget_changes` lists and checkpoints store them).
 
         >>> s = Schedule("linear", total_steps=100).with_budget_history([(50, 150)])
         >>> s(50), s(100), s(150)
@@ -477,26 +433,40 @@ class Schedule:
         for i, change in enumerate(changes):
             if isinstance(change, (str, bytes)) or not hasattr(change, "__len__") or not 2 <= len(change) <= 4:
                 raise ValueError(f"budget_changes[{i}] must be (at_step, new_total_steps[, rewarm_steps[, "
-                                 f"rewarm_peak]]), got {_show(change)}")
+                                 f"rewarm_peak]]) or (at_step, new_total_steps, 'extend'), got {_show(change)}")
             at, total, *rest = change
+            if rest and isinstance(rest[0], str):
+                if rest[0] not in STRATEGIES or len(rest) > 1:
+                    raise ValueError(f"budget_changes[{i}]: the strategy must be one of {', '.join(STRATEGIES)} "
+                                     f"(alone, after the total), got {_show(change)}")
+                new = new.with_budget(total, at_step=at, strategy=rest[0])
+                continue
             steps = rest[0] if rest else None
             peak = rest[1] if len(rest) > 1 else None
             new = new.with_budget(total, at_step=at, rewarm_steps=steps, rewarm_peak=peak)
         return new
 
     def _rebudget(self, new_total_steps: Any, at_step: Any, rewarm_steps: Any, rewarm_peak: Any, *,
-                  warn: bool) -> "Schedule":
+                  warn: bool, strategy: str | None = None) -> "Schedule":
         a = _check_int("at_step", at_step, 0)
         new_t = _check_int("new_total_steps", new_total_steps, 1)
+        if strategy is None:
+            if rewarm_steps is None and rewarm_peak is not None:
+                raise ValueError(f"rewarm_peak ({rewarm_peak!r}) needs rewarm_steps (the length of the re-warm ramp) "
+                                 "or strategy='rewarm'")
+            strategy = "continue" if rewarm_steps is None else "rewarm"
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {_show(strategy)}")
         if new_t <= a:
             raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > at_step ({at_step!r})")
-        if rewarm_steps is None and rewarm_peak is not None:
-            raise ValueError(f"rewarm_peak ({rewarm_peak!r}) needs rewarm_steps (the length of the re-warm ramp)")
+        if strategy != "rewarm" and (rewarm_steps is not None or rewarm_peak is not None):
+            raise ValueError(f"rewarm_steps / rewarm_peak belong to strategy='rewarm', got strategy={strategy!r}")
         k = self._phase_at(a)
         cur = self._phases[k]
         keep = [p for p in self._phases if p.start < a]
-        if rewarm_steps is not None:
-            steps = _check_int("rewarm_steps", rewarm_steps, 1)
+        change: BudgetChange | Rewarm | Extend
+        if strategy == "rewarm":
+            steps = max(self._w0, 1) if rewarm_steps is None else _check_int("rewarm_steps", rewarm_steps, 1)
             peak = self.peak_lr if rewarm_peak is None else _check_lr("rewarm_peak", rewarm_peak)
             if peak < self.min_lr:
                 raise ValueError(f"rewarm_peak ({rewarm_peak!r}) must be >= min_lr ({self.min_lr!r})")
@@ -504,7 +474,10 @@ class Schedule:
                 raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > at_step + rewarm_steps "
                                  f"({a} + {steps} = {a + steps}): the profile needs at least one step after the re-warm")
             phases = [*keep, _Ramp(a, a + steps, self(a), peak, False), _Decay(a + steps, 0.0, new_t, peak, self.min_lr)]
-            change: BudgetChange | Rewarm = Rewarm(a, new_t, steps, None if rewarm_peak is None else peak)
+            change = Rewarm(a, new_t, steps, None if rewarm_peak is None else peak)
+        elif strategy == "extend":
+            phases = self._extend_phases(keep, cur, a, new_t)
+            change = Extend(a, new_t)
         elif isinstance(cur, _Ramp):
             end, ramp = cur.end, cur
             if cur.warmup and self.warmup_fraction is not None:
@@ -525,7 +498,7 @@ class Schedule:
                 logger.warning(
                     "budgetsched: continuing a finished run: step %d is at or past the end of the budget "
                     "(total_steps=%d), so the learning rate stays at its end value %g until the new total %d. To "
-                    "train on, re-warm: with_budget(..., rewarm_steps=K[, rewarm_peak=P]) "
+                    "train on, re-warm: with_budget(..., strategy='rewarm', rewarm_steps=K[, rewarm_peak=P]) "
                     "(set_total_steps(..., rewarm_steps=K) in the adapters).", a, self.total_steps, self(a), new_t)
             phases = [*keep, _Decay(a, z_a, new_t, cur.peak, cur.floor)]
             change = BudgetChange(a, new_t)
@@ -536,13 +509,28 @@ class Schedule:
         new._history = self._history + (change,)
         return new
 
+    def _extend_phases(self, keep: list[_Ramp | _Decay], cur: _Ramp | _Decay, a: int,
+                       new_t: int) -> list[_Ramp | _Decay]:
+        """Strategy "extend": step a as it was, then the plan for ``new_t`` with the peak x min(1, sqrt(T/new_t))."""
+        old_peak = cur.hi if isinstance(cur, _Ramp) else cur.peak
+        peak = max(old_peak * min(1.0, math.sqrt(self.total_steps / new_t)), self.min_lr)
+        w = self._w0 if self.warmup_fraction is None else warmup_from_fraction(self.warmup_fraction, new_t)
+        if new_t <= max(w, a + 1):
+            raise ValueError(f"new_total_steps ({new_t}) must be > at_step + 1 ({a + 1}) and > the planned warmup "
+                             f"({w}) for strategy='extend'")
+        here = _Ramp(a, a + 1, self(a), self(a), False)  # step a keeps the LR it ran at
+        if a + 1 < w:  # still warming up: the ramp goes on from the LR at a to the (scaled) peak at w - 1
+            return [*keep, _Ramp(a, w, self(a), peak, True), _Decay(w, 0.0, new_t, peak, self.min_lr)]
+        z1 = (a + 1 - w) / (new_t - w)
+        return [*keep, here, _Decay(a + 1, z1, new_t, peak, self.min_lr)]
+
     def with_peak(self, peak_lr: float, min_lr: float | None = None, *,
                   warmup_start_lr: float | None = None) -> "Schedule":
         """The same schedule (same budget history) for another peak LR and floor, e.g. another parameter group.
 
         ``min_lr`` None keeps the floor (``min_lr_ratio`` x the new peak if the schedule was given a ratio);
-        ``warmup_start_lr`` None keeps a given start LR, or the default new peak / W. Re-warm peaks that were given
-        explicitly scale with the peak.
+        ``warmup_start_lr`` None keeps a given start LR if it is <= the new peak, else the default new peak / W.
+        Re-warm peaks that were given explicitly scale with the peak.
         """
         peak = _check_lr("peak_lr", peak_lr)
         if min_lr is not None:
@@ -554,7 +542,7 @@ class Schedule:
                 raise ValueError(f"warmup_start_lr ({warmup_start_lr!r}) needs a warmup")
             start = _check_lr("warmup_start_lr", warmup_start_lr)
         else:
-            start = self._start_given
+            start = self._start_given if self._start_given is not None and self._start_given <= peak else None
         return self._derive(peak, floor, start, ratio=self.min_lr_ratio if min_lr is None else None)
 
     def _derive(self, peak: float, floor: float, start: float | None, ratio: float | None = None) -> "Schedule":
@@ -575,16 +563,23 @@ class Schedule:
                 rewarm_peak = None if c.rewarm_peak is None else c.rewarm_peak * scale
                 new = new._rebudget(c.total_steps, c.at_step, c.rewarm_steps, rewarm_peak, warn=False)
             else:
-                new = new._rebudget(c.total_steps, c.at_step, None, None, warn=False)
+                new = new._rebudget(c.total_steps, c.at_step, None, None, warn=False,
+                                    strategy="extend" if isinstance(c, Extend) else "continue")
         return new
 
     @property
-    def budget_changes(self) -> list[BudgetChange | Rewarm]:
-        """Every budget change so far, oldest first: ``(at_step, new_total_steps)`` pairs (:class:`BudgetChange`),
-        and :class:`Rewarm` records for re-warms."""
+    def budget_changes(self) -> list[BudgetChange | Rewarm | Extend]:
+        """Every budget change so far, oldest first: :class:`BudgetChange` ``(at_step, new_total_steps)`` pairs
+        (continue), :class:`Rewarm` and :class:`Extend` records."""
         return list(self._history)
 
     def __repr__(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.params.items() if k != "grad_norms")
+        changes = ""
+        if self._history:
+            changes = (f", initial_total_steps={self.initial_total_steps}, budget_changes="
+                       f"[{', '.join(show_change(c) for c in self._history)}]")
         return (f"Schedule({self.name!r}, total_steps={self.total_steps}, peak_lr={self.peak_lr:g}, "
-                f"sampling={self.sampling.name!r}, warmup_steps={self.warmup_steps}, min_lr={self.min_lr:g}{extra})")
+                f"sampling={self.sampling.name!r}, warmup_steps={self.warmup_steps}, min_lr={self.min_lr:g}{extra}"
+                f"{changes})")
+

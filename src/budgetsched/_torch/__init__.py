@@ -1,0 +1,1 @@
+"""The PyTorch adapter's modules; import from :mod:`budgetsched.torch`."""
