@@ -23,14 +23,14 @@ from pathlib import Path
 
 import torch
 
-from budgetsched.bench import anytime as anytime_mod
-from budgetsched.bench.report import build_report
-from budgetsched.bench.runners import run_study
-from budgetsched.bench.stats import mean_interval
-from budgetsched.bench.store import Store
-from budgetsched.bench.study import StudySpec
+from budgetsched.bench.engines import anytime as anytime_mod
+from budgetsched.bench.analysis.report import build_report
+from budgetsched.bench.execution.runners import run_study
+from budgetsched.bench.analysis.stats import mean_interval
+from budgetsched.bench.storage.store import Store
+from budgetsched.bench.protocol.study import StudySpec
 from budgetsched.bench.tasks import get_task
-from budgetsched.bench.train import plan_trial, steps_per_epoch
+from budgetsched.bench.engines.train import plan_trial, steps_per_epoch
 
 WSD = ["wsd", {"fraction": 0.2, "cooldown": "linear", "warmup_steps": 20}]
 

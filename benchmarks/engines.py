@@ -36,9 +36,9 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from budgetsched.bench import batched, stacked, train
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.optim import get_optimizer
+from budgetsched.bench.engines import batched, stacked, train
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.engines.optim import get_optimizer
 from budgetsched.bench.tasks import get_task
 
 # The paper protocol's group members (presets.py "paper"): 8 schedules, plateau with two patiences, 5 LRs each.

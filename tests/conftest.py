@@ -31,7 +31,7 @@ def float64():
 @pytest.fixture
 def trained(monkeypatch):
     """Every config the engines start training in this process, in order (both engines' ``run_members`` wrapped)."""
-    from budgetsched.bench import batched, train
+    from budgetsched.bench.engines import batched, train
 
     log: list = []
     real = train.run_members

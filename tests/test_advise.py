@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from budgetsched.bench.advise import advise, leave_one_budget_out
+from budgetsched.bench.analysis.advise import advise, leave_one_budget_out
 from budgetsched.errors import UsageError
 
 from test_report_uncertainty import row

@@ -7,11 +7,11 @@ import dataclasses
 import pytest
 import torch
 
-from budgetsched.bench.anytime import anytime_model_steps, branch_points, train_anytime, trunk_plan
-from budgetsched.bench.batched import train_group
-from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.engines.anytime import anytime_model_steps, branch_points, train_anytime, trunk_plan
+from budgetsched.bench.engines.batched import train_group
+from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.tasks import get_task
-from budgetsched.bench.train import plan_trial, train_trial
+from budgetsched.bench.engines.train import plan_trial, train_trial
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -128,13 +128,13 @@ def test_closed_form_only(small):
     ("wsd", (("warmup_fraction", 0.1),), False),  # a warmup that scales with the budget
 ])
 def test_which_schedules_share_a_prefix_across_budgets(schedule, params, shares):
-    from budgetsched.bench.anytime import shares_prefix
+    from budgetsched.bench.engines.anytime import shares_prefix
 
     assert shares_prefix(schedule, params) is shares
 
 
 def test_anytime_studies_train_schedules_without_a_shared_prefix_as_usual():
-    from budgetsched.bench.runners import make_chunks
+    from budgetsched.bench.execution.runners import make_chunks
 
     configs = [TrialConfig("digits-mlp", s, "sgdm", b, 0.1, seed, schedule_params=p)
                for s, p in (("rex", ()), ("wsd", (("fraction", 0.2),))) for b in (25.0, 100.0) for seed in (0, 1)]

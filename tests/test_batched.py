@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from budgetsched.bench.batched import chunks_by_seed, supports, train_group
-from budgetsched.bench.grid import TrialConfig
+from budgetsched.bench.engines.batched import chunks_by_seed, supports, train_group
+from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.tasks import available_tasks, get_task
-from budgetsched.bench.train import train_trial
+from budgetsched.bench.engines.train import train_trial
 
 RTOL = 1e-7
 

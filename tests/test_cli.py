@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from budgetsched.bench import tasks as tasks_mod
-from budgetsched.bench.grid import expand
-from budgetsched.bench.store import Store
+from budgetsched.bench.tasks import registry as tasks_mod
+from budgetsched.bench.protocol.grid import expand
+from budgetsched.bench.storage.store import Store
 from budgetsched.cli import main, parse_lrs, parse_schedules, parse_seeds
 
 # One torch thread per process: the test machine's cores are shared, and tiny models gain nothing from more.
@@ -155,7 +155,7 @@ def test_huge_lr_diverges_and_the_study_finishes(tmp_path, engine):
 # --------------------------------------------------------------------------------------------------- bad input
 def _needs_files_task(monkeypatch):
     """A registered task whose loader cannot find its files (as a data-dir task does when they are missing)."""
-    from budgetsched.bench.data import DatasetNotFoundError
+    from budgetsched.bench.tasks.data import DatasetNotFoundError
 
     def load(data_dir, cache_dir):
         raise DatasetNotFoundError(f"needs-files: {data_dir}/train.bin not found; put the data set there")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from budgetsched.bench.store import Store
+from budgetsched.bench.storage.store import Store
 from budgetsched.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

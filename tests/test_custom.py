@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from budgetsched.bench import batched
-from budgetsched.bench.custom import Trial, run_trainable, trainable
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.store import Store
+from budgetsched.bench.engines import batched
+from budgetsched.bench.engines.trainable import Trial, run_trainable
+from budgetsched.bench.tasks.custom import trainable
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.storage.store import Store
 from budgetsched.bench.tasks import Task, get_task, register_task
 from budgetsched.cli import main
 
@@ -81,7 +82,7 @@ def test_bad_references_exit_2_with_one_line(tmp_path, capsys, ref, needle):
 
 
 def test_register_task_in_process(monkeypatch):
-    from budgetsched.bench import tasks
+    from budgetsched.bench.tasks import registry as tasks
 
     monkeypatch.setattr(tasks, "_TASKS", dict(tasks._TASKS))  # leave the registry as it was
     t = get_task(f"{FILE}:make_task")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from budgetsched.bench import data as D
+from budgetsched.bench.tasks import data as D
 
 # the project's shared data folder sits beside the checkout (as in CI)
 SHAKESPEARE = Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"

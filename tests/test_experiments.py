@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from budgetsched.bench.experiments import budget_change_cells, markdown_sections, sampling_cells
-from budgetsched.bench.plots import delay_figure, sampling_heatmap
-from budgetsched.bench.report import build_report
+from budgetsched.bench.analysis.experiments import budget_change_cells, markdown_sections, sampling_cells
+from budgetsched.bench.rendering.plots import delay_figure, sampling_heatmap
+from budgetsched.bench.analysis.report import build_report
 
 from test_report_uncertainty import row
 

@@ -1,7 +1,7 @@
 """Study grid: trial keys, grid expansion, epochs per budget, LR grids."""
 import pytest
 
-from budgetsched.bench.grid import TrialConfig, expand, group_key, iter_groups, lr_grid, parse_list
+from budgetsched.bench.protocol.grid import TrialConfig, expand, group_key, iter_groups, lr_grid, parse_list
 
 
 def test_key_is_canonical_and_sensitive():

@@ -1,7 +1,7 @@
 """The paper's protocol through a Hugging Face Trainer: examples/trainable_hf.py run by the study runner.
 
 A small grid of the trainable (a tiny randomly initialised BERT on scikit-learn's digits, no download) goes through
-``budgetsched.bench.runners.run_study`` into a store, end to end; the LR each trial's Trainer ran at (reported with
+``budgetsched.bench.execution.runners.run_study`` into a store, end to end; the LR each trial's Trainer ran at (reported with
 its evaluations) is checked against the closed form of the trial's own schedule over its own budget.
 """
 from __future__ import annotations
@@ -15,9 +15,9 @@ from budgetsched import Schedule
 
 pytest.importorskip("transformers")  # part of the dev extra: installed by make test
 
-from budgetsched.bench.grid import expand  # noqa: E402
-from budgetsched.bench.runners import run_study  # noqa: E402
-from budgetsched.bench.store import Store  # noqa: E402
+from budgetsched.bench.protocol.grid import expand  # noqa: E402
+from budgetsched.bench.execution.runners import run_study  # noqa: E402
+from budgetsched.bench.storage.store import Store  # noqa: E402
 from budgetsched.bench.tasks import get_task  # noqa: E402
 from budgetsched.cli import main  # noqa: E402
 

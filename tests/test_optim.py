@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from budgetsched.bench.grid import OPTIMIZERS as GRID_OPTIMIZERS
-from budgetsched.bench.optim import OPTIMIZERS, get_optimizer
+from budgetsched.bench.protocol.grid import OPTIMIZERS as GRID_OPTIMIZERS
+from budgetsched.bench.engines.optim import OPTIMIZERS, get_optimizer
 
 
 def _torch_steps(name, p0, grads, lrs, moms, wd):

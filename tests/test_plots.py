@@ -7,10 +7,10 @@ import warnings
 import numpy as np
 import pytest
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.plots import (PlotSkipWarning, _closest, color_for, curves, figure1, figure2, figure2_paired,
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.rendering.plots import (PlotSkipWarning, _closest, color_for, curves, figure1, figure2, figure2_paired,
                                      figure3)
-from budgetsched.bench.report import build_report
+from budgetsched.bench.analysis.report import build_report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -114,7 +114,7 @@ def test_a_point_outside_its_own_interval_is_drawn(tmp_path):
     # the selection redone in every draw can put the point estimate outside its interval; the bar ends at the point
     import matplotlib.pyplot as plt
 
-    from budgetsched.bench import plots
+    from budgetsched.bench.rendering import plots
 
     fig, ax = plt.subplots()
     plots._errorbars(ax, np.array([1.0, 5.0]), np.array([2.0, 3.0]), np.array([2.5, 1.0]), np.array([4.0, 2.5]), "rex")

@@ -9,9 +9,9 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="the ray extra (pip install 'budgetsched[ray]') is not installed")
 
-from budgetsched.bench.grid import expand  # noqa: E402
-from budgetsched.bench.runners import StudyInterrupted, run_study  # noqa: E402
-from budgetsched.bench.store import Store  # noqa: E402
+from budgetsched.bench.protocol.grid import expand  # noqa: E402
+from budgetsched.bench.execution.runners import StudyInterrupted, run_study  # noqa: E402
+from budgetsched.bench.storage.store import Store  # noqa: E402
 from budgetsched.cli import main  # noqa: E402
 
 GRID = expand(["digits-mlp"], ["rex", "linear"], ["sgdm"], [2.0, 4.0], [0.03, 0.1], [0, 1])  # 16 trials

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from budgetsched import Schedule
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.refine import refined_trials
-from budgetsched.bench.runners import run_study
-from budgetsched.bench.store import Store
-from budgetsched.bench.study import StudySpec
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.analysis.refine import refined_trials
+from budgetsched.bench.execution.runners import run_study
+from budgetsched.bench.storage.store import Store
+from budgetsched.bench.protocol.study import StudySpec
 from budgetsched.errors import UsageError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

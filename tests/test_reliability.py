@@ -27,9 +27,9 @@ from pathlib import Path
 
 import pytest
 
-from budgetsched.bench import runners
-from budgetsched.bench.grid import TrialConfig, expand
-from budgetsched.bench.store import SCHEMA_VERSION, Store
+from budgetsched.bench.execution import runners
+from budgetsched.bench.protocol.grid import TrialConfig, expand
+from budgetsched.bench.storage.store import SCHEMA_VERSION, Store
 from budgetsched.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,7 +40,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 #: The wrapper: ``python counting.py <budgetsched arguments>`` with every training start logged as "pid key".
 COUNTING = textwrap.dedent("""
     import os, sys
-    from budgetsched.bench import batched, train
+    from budgetsched.bench.engines import batched, train
 
     _real = train.run_members
 
@@ -303,7 +303,7 @@ def test_store_in_a_read_only_directory_fails_in_one_line_before_training(tmp_pa
 
 
 def test_locked_store_fails_in_one_line(tmp_path, capsys, monkeypatch):
-    from budgetsched.bench import store as store_mod
+    from budgetsched.bench.storage import store as store_mod
 
     db = _new_store(tmp_path / "locked.db")
     holder = sqlite3.connect(db, isolation_level=None)
@@ -356,7 +356,7 @@ def test_overlapping_grids_train_the_shared_trials_once(tmp_path, counting):
 
 CREATE = textwrap.dedent("""
     import json, os, sys, time
-    from budgetsched.bench.store import Store
+    from budgetsched.bench.storage.store import Store
     directory, attempts, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
     out = []
     for i in range(attempts):
@@ -402,8 +402,8 @@ def _store_with_rows(path: Path, n: int = 2) -> list[TrialConfig]:
 
 KILLED_WRITER = textwrap.dedent("""
     import os, signal, sys
-    from budgetsched.bench.grid import TrialConfig
-    from budgetsched.bench.store import Store
+    from budgetsched.bench.protocol.grid import TrialConfig
+    from budgetsched.bench.storage.store import Store
     s = Store(sys.argv[1])
     s.put(TrialConfig("digits-mlp", "linear", "sgdm", 2.0, 0.1, 0),
           dict(status="done", val_loss=1.0, val_metric=5.0, test_loss=1.0, test_metric=6.0, curves={}, steps=20,

@@ -45,9 +45,9 @@ import math
 import pytest
 from rich.console import Console
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.report import build_report, to_csv, to_json, to_markdown, render_rich
-from budgetsched.bench.store import Store
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.analysis.report import build_report, to_csv, to_json, to_markdown, render_rich
+from budgetsched.bench.storage.store import Store
 
 D = "diverged"
 F = "failed"

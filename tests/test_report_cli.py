@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.store import Store
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.storage.store import Store
 from budgetsched.cli import main
 
 

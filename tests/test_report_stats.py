@@ -1,4 +1,4 @@
-"""The report's resampling (``budgetsched.bench.stats``) against known answers and its coverage on synthetic data.
+"""The report's resampling (``budgetsched.bench.analysis.stats``) against known answers and its coverage on synthetic data.
 
 Coverage: many synthetic studies are drawn from a known truth (paired seeds: a large seed effect shared by every
 schedule of a seed, plus trial noise); the fraction of 95 % intervals that contain the true value must be close to
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from budgetsched.bench import stats
-from budgetsched.bench.report import build_report
+from budgetsched.bench.analysis import stats
+from budgetsched.bench.analysis.report import build_report
 
 
 def interval_of(values, method, rng, resamples=1000):

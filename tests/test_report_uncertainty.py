@@ -17,9 +17,9 @@ import pytest
 from rich.console import Console
 from scipy import stats as sps
 
-import budgetsched.bench.plots as plots
-from budgetsched.bench.report import build_report, render_rich, to_csv, to_json, to_markdown
-from budgetsched.bench.status import Status
+import budgetsched.bench.rendering.plots as plots
+from budgetsched.bench.analysis.report import build_report, render_rich, to_csv, to_json, to_markdown
+from budgetsched.bench.protocol.status import Status
 
 
 def row(schedule="rex", lr=0.1, seed=0, val=1.0, test=None, *, task="T", opt="sgdm", budget=10.0,
@@ -377,7 +377,7 @@ def test_every_format_carries_the_uncertainty():
 def test_plots_use_only_public_report_helpers():
     tree = ast.parse(Path(plots.__file__).read_text())
     imported = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-                and node.module == "budgetsched.bench.report" for a in node.names]
+                and node.module == "budgetsched.bench.analysis.report" for a in node.names]
     assert imported and not [n for n in imported if n.startswith("_")]
 
 

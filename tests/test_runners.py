@@ -7,11 +7,11 @@ import time
 import pytest
 
 import budgetsched
-from budgetsched.bench import runners
-from budgetsched.bench.grid import expand, group_key
-from budgetsched.bench.runners import StudyInterrupted, check_device, make_chunks, run_study
-from budgetsched.bench.store import Store
-from budgetsched.bench.train import TrialResult
+from budgetsched.bench.execution import runners
+from budgetsched.bench.protocol.grid import expand, group_key
+from budgetsched.bench.execution.runners import StudyInterrupted, check_device, make_chunks, run_study
+from budgetsched.bench.storage.store import Store
+from budgetsched.bench.engines.train import TrialResult
 
 GRID = expand(["digits-mlp"], ["rex", "linear", "cosine"], ["sgdm"], [2.0, 4.0], [0.03, 0.1], [0])  # 12 trials
 
@@ -109,7 +109,7 @@ def test_argument_errors_name_the_value(tmp_path, monkeypatch):
 
 
 def test_data_loads_once_per_process(tmp_path, monkeypatch):
-    from budgetsched.bench import tasks
+    from budgetsched.bench.tasks import registry as tasks
 
     calls = []
     task = tasks.get_task("digits-mlp")
@@ -155,7 +155,7 @@ def test_ctrl_c_during_a_store_write_is_held_until_the_write_ends(tmp_path, sigi
 # ------------------------------------------------------------------------------------------ claims, retries
 def test_a_failing_trial_is_written_once_and_the_study_ends(tmp_path, monkeypatch):
     """A failed trial is retried by the next run, not again and again by this one."""
-    from budgetsched.bench import batched, train
+    from budgetsched.bench.engines import batched, train
 
     calls = []
 
@@ -173,7 +173,7 @@ def test_a_failing_trial_is_written_once_and_the_study_ends(tmp_path, monkeypatc
 
 def test_plateau_stand_in_whose_constant_trial_is_not_in_the_grid(tmp_path):
     """Only the plateau config is asked for: the constant run is trained for it, its row is not written."""
-    from budgetsched.bench.grid import expand as ex
+    from budgetsched.bench.protocol.grid import expand as ex
 
     grid = ex(["digits-mlp"], ["plateau"], ["sgdm"], [2.0], [0.1], [0], plateau_patience=[10 ** 21])
     with Store(tmp_path / "s.db") as store:
@@ -186,7 +186,7 @@ def test_trials_held_by_another_live_run_are_waited_for_then_adopted(tmp_path, t
     """Another run holds 4 trials; it writes them while this run waits: they are counted, not trained."""
     import threading
 
-    from budgetsched.bench.store import claim_owner
+    from budgetsched.bench.storage.store import claim_owner
 
     path = tmp_path / "s.db"
     other = claim_owner()

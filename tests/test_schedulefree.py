@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 import torch
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.schedulefree import train_schedule_free
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.engines.schedulefree import train_schedule_free
 from budgetsched.bench.tasks import get_task
-from budgetsched.bench.train import Batches
+from budgetsched.bench.engines.train import Batches
 
 schedulefree = pytest.importorskip("schedulefree", reason="the schedulefree extra is part of make test's install")
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 from torch import nn
 
-from budgetsched.bench import kernels
-from budgetsched.bench.kernels import stack_layers, transformer_spec, vae_spec
-from budgetsched.bench.models import VAE, CNN1d, MLP, CharTransformer
-from budgetsched.bench.stacked import SingleModel, StackedModel
+from budgetsched.bench.engines import kernels
+from budgetsched.bench.engines.kernels import stack_layers, transformer_spec, vae_spec
+from budgetsched.bench.tasks.models import VAE, CNN1d, MLP, CharTransformer
+from budgetsched.bench.engines.stacked import SingleModel, StackedModel
 from budgetsched.bench.tasks import bits_per_char, cross_entropy, error_percent, vae_loss, vae_neg_elbo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,8 +12,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.storage.store import APPLICATION_ID, SCHEMA_VERSION, Store, StoreError
 
 
 def result(status="done", val=1.0, test=2.0, **kw):
@@ -139,8 +139,8 @@ def test_sigkill_after_puts_loses_nothing(tmp_path):
     n = 7
     script = textwrap.dedent(f"""
         import os, signal
-        from budgetsched.bench.grid import TrialConfig
-        from budgetsched.bench.store import Store
+        from budgetsched.bench.protocol.grid import TrialConfig
+        from budgetsched.bench.storage.store import Store
         s = Store({str(path)!r})
         for i in range({n}):
             c = TrialConfig("mnist1d", "rex", "sgdm", 10.0, 0.1, i)
@@ -208,7 +208,7 @@ def test_v1_store_is_read_without_migrating(tmp_path):
 
 
 def test_failed_migration_leaves_the_v1_store_as_it_was(tmp_path, monkeypatch):
-    from budgetsched.bench import store as store_mod
+    from budgetsched.bench.storage import store as store_mod
 
     path = _v1_store(tmp_path / "v1.db")
     before = path.read_bytes()
@@ -254,7 +254,7 @@ def test_missing_column_is_refused_by_readers_and_writers(tmp_path):
 
 
 def test_damaged_row_is_skipped_with_a_warning_naming_its_key(tmp_path):
-    from budgetsched.bench.store import StoreWarning
+    from budgetsched.bench.storage.store import StoreWarning
 
     path = tmp_path / "s.db"
     with Store(path) as s:
@@ -289,7 +289,7 @@ def test_read_only_store_is_never_written(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- claims
 def test_claims_split_keys_between_owners_and_finished_trials_are_never_claimed(tmp_path):
-    from budgetsched.bench.store import claim_owner
+    from budgetsched.bench.storage.store import claim_owner
 
     keys = [cfg(lr=lr).key for lr in (0.1, 0.2, 0.3, 0.4)]
     with Store(tmp_path / "s.db") as a, Store(tmp_path / "s.db") as b:
@@ -305,9 +305,9 @@ def test_claims_split_keys_between_owners_and_finished_trials_are_never_claimed(
 
 
 def test_claims_of_an_ended_process_or_an_expired_lease_are_taken_over(tmp_path):
-    from budgetsched.bench.store import claim_owner, owner_is_gone
+    from budgetsched.bench.storage.store import claim_owner, owner_is_gone
 
-    proc = subprocess.run([sys.executable, "-c", "from budgetsched.bench.store import claim_owner; print(claim_owner())"],
+    proc = subprocess.run([sys.executable, "-c", "from budgetsched.bench.storage.store import claim_owner; print(claim_owner())"],
                           capture_output=True, text=True, timeout=60)
     dead = proc.stdout.strip()  # a run on this host whose process has ended (e.g. SIGKILLed)
     remote = "elsewhere.example:1:-:abcd1234"  # a run on another host: only its lease can expire

@@ -8,11 +8,11 @@ import warnings
 
 import pytest
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.presets import available_presets, get_preset
-from budgetsched.bench.runners import BudgetCollapseWarning, run_study
-from budgetsched.bench.store import Store
-from budgetsched.bench.study import MAX_EXTENSIONS, StudySpec, load_config, refinement
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.presets import available_presets, get_preset
+from budgetsched.bench.execution.runners import BudgetCollapseWarning, run_study
+from budgetsched.bench.storage.store import Store
+from budgetsched.bench.protocol.study import MAX_EXTENSIONS, StudySpec, load_config, refinement
 from budgetsched.cli import main
 from budgetsched.errors import UsageError
 
@@ -211,7 +211,7 @@ def test_cli_refine_adds_trials_and_resumes(tmp_path, capsys):
 
 def test_sampling_preset_is_the_papers_table2_grid():
     from budgetsched import Schedule
-    from budgetsched.bench.presets import STEP_AS_EXP_GAMMA, TABLE2_SAMPLINGS
+    from budgetsched.bench.protocol.presets import STEP_AS_EXP_GAMMA, TABLE2_SAMPLINGS
 
     spec = StudySpec.from_mapping(get_preset("sampling"), "sampling")
     configs = spec.configs()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, stack_module_state
 
-from budgetsched.bench import models as M
+from budgetsched.bench.tasks import models as M
 from budgetsched.bench.tasks import Task, TaskData, available_tasks, get_task
 
 ALL = ["mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "digits-vae", "shakespeare-char",

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from budgetsched import Plateau, Schedule
-from budgetsched.bench import optim
-from budgetsched.bench.grid import TrialConfig, total_steps
-from budgetsched.bench.status import Status
+from budgetsched.bench.engines import optim
+from budgetsched.bench.protocol.grid import TrialConfig, total_steps
+from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.tasks import get_task
-from budgetsched.bench.train import EVAL_BATCH, TrialResult, plan_trial, plateau_is_constant, train_trial
+from budgetsched.bench.engines.train import EVAL_BATCH, TrialResult, plan_trial, plateau_is_constant, train_trial
 
 TASK = "digits-mlp"
 BATCH = 45  # the tests' variant of the task: 20 steps per epoch (898 training examples), 50 epochs at 100 %

@@ -30,8 +30,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator, NoReturn, Sequence
 
-from budgetsched.bench.grid import BUDGET_UNITS, OPTIMIZERS, parse_list
-from budgetsched.bench.study import MAX_SEEDS
+from budgetsched.bench.protocol.grid import BUDGET_UNITS, OPTIMIZERS, parse_list
+from budgetsched.bench.protocol.study import MAX_SEEDS
 from budgetsched.errors import BudgetschedError, EnvironmentFailure, UsageError
 
 __all__ = ["main", "build_parser", "parse_schedules", "parse_lrs", "parse_seeds"]
@@ -71,7 +71,7 @@ def parse_schedules(text: str) -> list[str | tuple[str, dict[str, Any]]]:
     """``rex,linear,delayed-linear:delay=0.5`` -> ``["rex", "linear", ("delayed-linear", {"delay": 0.5})]``.
 
     Parameters follow the name after ``:``, several separated by ``:`` (``step:factor=0.2``). Names and parameters
-    are checked once, when the study is built (:class:`budgetsched.bench.study.StudySpec`).
+    are checked once, when the study is built (:class:`budgetsched.bench.protocol.study.StudySpec`).
     """
     out: list[str | tuple[str, dict[str, Any]]] = []
     for item in parse_list(text):
@@ -142,9 +142,9 @@ def parse_seeds(text: str) -> list[int]:
 
 def study_spec(args: argparse.Namespace) -> Any:
     """The study of ``budgetsched run``: a preset or a ``--config`` file (not both), with every flag applied over
-    it, validated once (:class:`budgetsched.bench.study.StudySpec`)."""
-    from budgetsched.bench.presets import get_preset
-    from budgetsched.bench.study import StudySpec, load_config
+    it, validated once (:class:`budgetsched.bench.protocol.study.StudySpec`)."""
+    from budgetsched.bench.protocol.presets import get_preset
+    from budgetsched.bench.protocol.study import StudySpec, load_config
 
     if args.preset is not None and args.config is not None:
         raise UsageError("give --preset or --config, not both")
@@ -240,15 +240,15 @@ def _read_rows(path: str) -> list[dict[str, Any]]:
 
 def _open_existing_store(path: str) -> Any:
     """An existing store, opened read-only (``report`` and ``plot`` never write to it)."""
-    from budgetsched.bench.store import Store
+    from budgetsched.bench.storage.store import Store
 
     return Store(path, readonly=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from budgetsched.bench.runners import StudyInterrupted, check_options, run_study
-    from budgetsched.bench.store import Store
-    from budgetsched.bench.study import refinement
+    from budgetsched.bench.execution.runners import StudyInterrupted, check_options, run_study
+    from budgetsched.bench.storage.store import Store
+    from budgetsched.bench.protocol.study import refinement
 
     try:  # everything the user typed is read and checked before the store is touched
         spec = study_spec(args)
@@ -297,13 +297,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _report(rows: list[dict[str, Any]], **options: Any) -> Any:
     """``build_report`` with the user's options (a bad option raises UsageError: one line, exit 2)."""
-    from budgetsched.bench.report import build_report
+    from budgetsched.bench.analysis.report import build_report
 
     return build_report(rows, **options)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from budgetsched.bench import report as rep
+    from budgetsched.bench.analysis import report as rep
 
     _check_resamples(args.resamples)
     figures_dir = None if args.figures is None else _output_dir(args.figures, "--figures")
@@ -318,7 +318,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.figures is not None:
         import os
 
-        from budgetsched.bench import plots
+        from budgetsched.bench.rendering import plots
 
         written = [*plots.figure2(r, figures_dir), *plots.figure2_paired(r, figures_dir),
                    *plots.figure3(rows, figures_dir)]
@@ -337,7 +337,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         with _output_file(args.output) as f:
             rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
         return 0
-    from budgetsched.bench.experiments import markdown_sections
+    from budgetsched.bench.analysis.experiments import markdown_sections
 
     text = {"md": lambda x: rep.to_markdown(x, figures=figures) + markdown_sections(rows), "csv": rep.to_csv,
             "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
@@ -350,12 +350,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from budgetsched.bench import plots
+    from budgetsched.bench.rendering import plots
 
     _check_resamples(args.resamples)
     out = _output_dir(args.out, "--out")
     rows = _read_rows(args.store)
-    from budgetsched.bench.report import build_report
+    from budgetsched.bench.analysis.report import build_report
 
     report = _report(rows, resamples=args.resamples, seed=args.seed)
     written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
@@ -397,7 +397,7 @@ def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> floa
 
 
 def cmd_advise(args: argparse.Namespace) -> int:
-    from budgetsched.bench.advise import advise, leave_one_budget_out
+    from budgetsched.bench.analysis.advise import advise, leave_one_budget_out
 
     rows = _read_rows(args.store)
     budget = _advice_budget(args, rows)
@@ -414,9 +414,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
 
 def cmd_refine(args: argparse.Namespace) -> int:
-    from budgetsched.bench.refine import refined_trials
-    from budgetsched.bench.runners import StudyInterrupted, check_options, run_study
-    from budgetsched.bench.store import Store
+    from budgetsched.bench.analysis.refine import refined_trials
+    from budgetsched.bench.execution.runners import StudyInterrupted, check_options, run_study
+    from budgetsched.bench.storage.store import Store
 
     check_options("batched", args.workers)
     with Store(args.store, readonly=True) as s:
@@ -451,7 +451,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
             continue
         print(f"{name:<16}" + "".join(f"{s(min(round(z * n), n)):>9.4f}" for z in SHOW_Z))
     if out is not None:
-        from budgetsched.bench import plots
+        from budgetsched.bench.rendering import plots
 
         for path in plots.figure1(out, total_steps=n):
             print(path)
@@ -469,10 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run (or resume) a study into a results store",
                        description="Run every trial of the grid not yet finished in STORE. Flags override the "
                                    "preset's or the config file's fields.")
-    from budgetsched.bench.presets import available_presets
+    from budgetsched.bench.protocol.presets import available_presets
 
     r.add_argument("--preset", help=f"start from a preset: {', '.join(available_presets())} "
-                                    "(see budgetsched.bench.presets)")
+                                    "(see budgetsched.bench.protocol.presets)")
     r.add_argument("--config", help="start from a TOML study file (keys as in docs/studies.md)")
     r.add_argument("--task", help="task name(s), comma-separated, e.g. mnist1d-mlp,digits-mlp")
     r.add_argument("--schedules", help="schedule names, comma-separated; parameters as name:key=value")
@@ -506,7 +506,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "usual; snapshots in STORE.anytime/")
     r.set_defaults(func=cmd_run)
 
-    from budgetsched.bench.stats import DEFAULT_RESAMPLES
+    from budgetsched.bench.analysis.stats import DEFAULT_RESAMPLES
 
     rp = sub.add_parser("report", help="Table 1 and per-task tables of a study, with their uncertainty")
     rp.add_argument("store", metavar="STORE")
@@ -574,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``budgetsched`` command; returns the exit code: 0; 2 for a usage error; 1 for an
     environment failure; 130 on Ctrl-C; 143 on SIGTERM (docs/cli.md has the table)."""
     args = build_parser().parse_args(argv)
-    from budgetsched.bench.data import DatasetNotFoundError
+    from budgetsched.bench.tasks.data import DatasetNotFoundError
 
     previous = None
     if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:

@@ -3,12 +3,12 @@ holds them:
 
 * **Sampling rates (the paper's Table 2)** - profiles x sampling rates at one fixed LR (``--preset sampling``):
   mean test metric with its 95 % Student-t interval over seeds, per budget, best per rate and per profile marked;
-  :func:`budgetsched.bench.plots.sampling_heatmap` draws it.
+  :func:`budgetsched.bench.rendering.plots.sampling_heatmap` draws it.
 * **Budget changes** - runs planned for one budget that learn mid-run that they have another
   (``--preset budget-change``): per schedule and budget, each strategy (continue / restart / keep) against the run
   that knew its budget from the start, as paired per-seed differences with 95 % intervals.
 * **Delayed decay (Figure 2)** needs no section of its own: its schedules are ordinary labels of the per-task
-  tables; :func:`budgetsched.bench.plots.delay_figure` adds the paper's reference line (step at 100 %).
+  tables; :func:`budgetsched.bench.rendering.plots.delay_figure` adds the paper's reference line (step at 100 %).
 
 LRs are chosen on validation (mean over seeds), as everywhere in budgetsched; the test metric is reported.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from budgetsched.bench.report import metric_name, metric_value
-from budgetsched.bench.stats import mean_interval
-from budgetsched.bench.status import Status
+from budgetsched.bench.analysis.report import metric_name, metric_value
+from budgetsched.bench.analysis.stats import mean_interval
+from budgetsched.bench.protocol.status import Status
 
 __all__ = ["sampling_cells", "sampling_markdown", "budget_change_cells", "budget_change_markdown",
            "markdown_sections", "profile_of"]

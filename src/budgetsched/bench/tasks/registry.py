@@ -63,7 +63,7 @@ class Task:
         metric: ``(model output, y) -> [N]`` per-example metric; its mean is the trial's result.
         batchable: True if K copies of the model may be trained as one stacked model (no BatchNorm running
             statistics, no dropout, no data-dependent control flow); None (default for your own tasks): decided by
-            trying it on a few examples (:func:`budgetsched.bench.batched.supports`).
+            trying it on a few examples (:func:`budgetsched.bench.engines.batched.supports`).
         augment: ``(x batch, torch.Generator) -> x batch`` applied to training batches, drawing only from the
             generator (each trial has its own).
         weight_decay: the L2 coefficient of both optimizers (``torch.optim`` semantics).
@@ -154,7 +154,7 @@ def register_task(task: Task, *, replace: bool = False) -> Task:
 
 
 def _is_trainable(obj: object) -> bool:
-    from budgetsched.bench.custom import Trainable
+    from budgetsched.bench.tasks.custom import Trainable
 
     return isinstance(obj, Trainable)
 

@@ -27,8 +27,8 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from budgetsched.bench.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig
-from budgetsched.bench.train import (Batches, Members, Plan, Snapshot, TrialResult, fit, place, plan_trial,
+from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig
+from budgetsched.bench.engines.train import (Batches, Members, Plan, Snapshot, TrialResult, fit, place, plan_trial,
                                      steps_per_epoch)
 
 __all__ = ["trunk_key", "trunk_plan", "branch_points", "train_anytime", "anytime_model_steps"]
@@ -125,8 +125,8 @@ def train_anytime(configs: Sequence[TrialConfig], task: Any, data: Any, device: 
                   ) -> Iterator[tuple[TrialConfig, TrialResult]]:
     """Train ``configs`` (one task, optimizer and budget unit; any LRs, seeds, budgets) by trunks and branches;
     yield ``(config, result)`` per trial. ``counter[0]`` accumulates the model-steps actually trained."""
-    from budgetsched.bench.batched import chunks_by_seed, supports
-    from budgetsched.bench.stacked import SingleModel, StackedModel
+    from budgetsched.bench.engines.batched import chunks_by_seed, supports
+    from budgetsched.bench.engines.stacked import SingleModel, StackedModel
 
     configs = list(configs)
     if len({(c.task, c.optimizer, c.budget_unit) for c in configs}) > 1:
@@ -165,8 +165,8 @@ def train_anytime(configs: Sequence[TrialConfig], task: Any, data: Any, device: 
 def _train_family(chunk: list[list[TrialConfig]], task: Any, data: Any, device: Any, n: int, stackable: bool,
                   ckpt: Path | None, steps_trained: Callable[[int], None], SingleModel: Any, StackedModel: Any
                   ) -> Iterator[tuple[TrialConfig, TrialResult]]:
-    from budgetsched.bench.optim import get_optimizer
-    from budgetsched.bench.train import run_members
+    from budgetsched.bench.engines.optim import get_optimizer
+    from budgetsched.bench.engines.train import run_members
 
     budgets = sorted(c.budget for c in chunk[0])
     by_budget = [{c.budget: c for c in trunk} for trunk in chunk]
@@ -233,7 +233,7 @@ def _branch(model: Any, members: Members, spec: Any, task: Any, data: Any, batch
     """Train one branch (every trunk of the chunk, one budget) from its snapshot (or from scratch)."""
     import time
 
-    from budgetsched.bench.train import _sync
+    from budgetsched.bench.engines.train import _sync
 
     if rebuild is not None:  # no shared prefix: an ordinary run
         model = rebuild()

@@ -3,7 +3,7 @@
 A trial ends in exactly one of three states:
 
 * ``DONE`` - trained to the end of its budget; its final validation and test metrics are its result.
-* ``DIVERGED`` - stopped by the divergence rule (:mod:`budgetsched.bench.train`); it has no metrics, ranks last
+* ``DIVERGED`` - stopped by the divergence rule (:mod:`budgetsched.bench.engines.train`); it has no metrics, ranks last
   in LR selection (+inf) and is never retried.
 * ``FAILED`` - raised an error (bad setup, out of memory, a user trainable that raised); it is *missing*, not a
   loss, and a rerun of the study retries it.

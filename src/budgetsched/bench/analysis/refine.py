@@ -17,8 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.status import Status
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.status import Status
 from budgetsched.errors import UsageError
 
 __all__ = ["refined_trials"]

@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from budgetsched.bench.grid import (BUDGET_UNITS, DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand,
+from budgetsched.bench.protocol.grid import (BUDGET_UNITS, DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand,
                                     group_key)
 from budgetsched.errors import UsageError
 
@@ -248,7 +248,7 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[M
     Returns the new configs (every seed of the grid each), or an empty list when refinement is complete. A schedule
     whose trials are not all finished, or that never trains at any LR, is left alone.
     """
-    from budgetsched.bench.status import Status
+    from budgetsched.bench.protocol.status import Status
 
     base: dict[tuple, list[TrialConfig]] = {}
     for c in configs:

@@ -2,7 +2,7 @@
 
 For a budget that was not in the grid, :func:`advise` takes the two neighbouring budgets of the study (same task
 and optimizer), each schedule's probability of being the best there (the report's paired resampling,
-:func:`budgetsched.bench.report.build_report`), and interpolates it linearly in log-budget; it recommends the
+:func:`budgetsched.bench.analysis.report.build_report`), and interpolates it linearly in log-budget; it recommends the
 schedule with the highest interpolated probability and an initial LR interpolated on a log scale between that
 schedule's chosen LRs at the two neighbours. It says when the store cannot support an answer: no budget on each
 side (it does not extrapolate), or no clear winner (the best interpolated probability below one half, or both
@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from budgetsched.bench.report import Setting, build_report
+from budgetsched.bench.analysis.report import Setting, build_report
 from budgetsched.errors import UsageError
 
 __all__ = ["Advice", "advise", "leave_one_budget_out", "CLEAR"]

@@ -10,7 +10,7 @@ trains to the largest budget and, at each budget's last step, switches to the av
 budget's result is what a separate run of that length would give: the method does not depend on the budget.
 
 The run uses the same data order, augmentation draws and initial weights as every other trial of its seed
-(:class:`budgetsched.bench.train.Batches`, seed-then-``make_model``), the same evaluation points (epoch ends and the
+(:class:`budgetsched.bench.engines.train.Batches`, seed-then-``make_model``), the same evaluation points (epoch ends and the
 end of each budget) and the same divergence rule (a budget whose run diverged before its end is ``diverged``).
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import torch
 
-from budgetsched.bench.grid import SCHEDULE_FREE, TrialConfig
-from budgetsched.bench.status import Status
+from budgetsched.bench.protocol.grid import SCHEDULE_FREE, TrialConfig
+from budgetsched.bench.protocol.status import Status
 
 __all__ = ["SCHEDULE_FREE", "train_schedule_free", "make_optimizer", "run_key"]
 
@@ -51,8 +51,8 @@ def run_key(c: TrialConfig) -> tuple:
 def train_schedule_free(configs: Sequence[TrialConfig], task: Any, data: Any, device: str | torch.device = "cpu"
                         ) -> list[tuple[TrialConfig, Any]]:
     """One schedule-free run for ``configs`` (one run key, any budgets); ``(config, TrialResult)`` per budget."""
-    from budgetsched.bench.stacked import SingleModel
-    from budgetsched.bench.train import (CURVE_KEYS, Batches, TrialResult, place, plan_trial, steps_per_epoch)
+    from budgetsched.bench.engines.stacked import SingleModel
+    from budgetsched.bench.engines.train import (CURVE_KEYS, Batches, TrialResult, place, plan_trial, steps_per_epoch)
 
     configs = sorted(configs, key=lambda c: c.budget)
     if len({run_key(c) for c in configs}) != 1 or any(c.schedule != SCHEDULE_FREE for c in configs):

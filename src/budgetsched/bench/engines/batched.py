@@ -1,10 +1,10 @@
 """Batched engine: K trials of one group (same task, optimizer, budget) trained as one stacked model.
 
 Every member is built exactly as the sequential engine builds it (seed, then ``task.make_model()``) and trained by
-the same loop (:func:`budgetsched.bench.train.fit`) with its own LR schedule, momentum / beta1, optimizer state,
+the same loop (:func:`budgetsched.bench.engines.train.fit`) with its own LR schedule, momentum / beta1, optimizer state,
 plateau and divergence record, so each member's result equals its sequential run up to floating-point reduction
 order. What is shared is the work: one forward, one backward and one optimizer update per step for all K members
-(:class:`budgetsched.bench.stacked.StackedModel`), and one batch per seed: members are ordered by seed, so the
+(:class:`budgetsched.bench.engines.stacked.StackedModel`), and one batch per seed: members are ordered by seed, so the
 members of one seed read one input batch (for MLPs, their first layer is one wide matmul).
 """
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from budgetsched.bench.grid import TrialConfig, group_key
-from budgetsched.bench.stacked import STACKINGS, StackedModel
-from budgetsched.bench.train import TrialResult, place, plan_trial, run_members
+from budgetsched.bench.protocol.grid import TrialConfig, group_key
+from budgetsched.bench.engines.stacked import STACKINGS, StackedModel
+from budgetsched.bench.engines.train import TrialResult, place, plan_trial, run_members
 
 __all__ = ["supports", "train_group", "chunks_by_seed"]
 
@@ -49,7 +49,7 @@ def _stacks(task: Any, data: Any) -> bool:
     aug = getattr(task, "augment", None)
     if aug is not None:
         x = aug(x, torch.Generator().manual_seed(0))
-    from budgetsched.bench.stacked import SingleModel
+    from budgetsched.bench.engines.stacked import SingleModel
 
     singles = [SingleModel(m, task, "cpu").loss_and_grad(x[None], y[None]) for m in models]
     torch.manual_seed(0)

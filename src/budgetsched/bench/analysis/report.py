@@ -27,7 +27,7 @@ Protocol (REX paper, section 5 and Table 1; ``docs/architecture.md``):
   setting once, under the largest of those budgets (rounding is upward, so it is the closest to the real length),
   and the report says so.
 
-Uncertainty (:mod:`budgetsched.bench.stats` explains the method and why): every setting is redrawn ``resamples``
+Uncertainty (:mod:`budgetsched.bench.analysis.stats` explains the method and why): every setting is redrawn ``resamples``
 times with paired seed weights (the same for every candidate of the setting); inside every draw the LR (and
 patience) selection, the plateau-into-step merge and the ranking are redone. From the draws:
 
@@ -57,9 +57,9 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from budgetsched.bench import stats
-from budgetsched.bench.grid import LOW_BUDGET_LIMIT, OPTIMIZERS
-from budgetsched.bench.status import FINISHED, STATUSES, Status
+from budgetsched.bench.analysis import stats
+from budgetsched.bench.protocol.grid import LOW_BUDGET_LIMIT, OPTIMIZERS
+from budgetsched.bench.protocol.status import FINISHED, STATUSES, Status
 from budgetsched.errors import UsageError
 
 __all__ = ["Choice", "Ranked", "Difference", "Setting", "Report", "LrPoint", "build_report", "to_json",
@@ -1103,7 +1103,7 @@ def to_markdown(report: Report, figures: Mapping[str, str] | None = None) -> str
     task: test metric mean ± sd (best per column in bold), chosen LR with P(Top-1) / P(Top-3), the ranking per
     setting (n, best, runner-up, gap, tied within noise, subject differences), paired differences against the
     reference; figures (``figures`` maps a caption to an image path, e.g. Figure 2 and 3 written by
-    :mod:`budgetsched.bench.plots`); missing trials.
+    :mod:`budgetsched.bench.rendering.plots`); missing trials.
     """
     n_low = sum(s.split == "low" for s in report.settings)
     n_counted = sum(s.counted for s in report.settings)

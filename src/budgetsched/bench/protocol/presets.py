@@ -1,6 +1,6 @@
 """Named study presets: plain dicts a user can read, print and copy.
 
-The fields are those of a study file (:class:`budgetsched.bench.study.StudySpec`, docs/studies.md); each is also a
+The fields are those of a study file (:class:`budgetsched.bench.protocol.study.StudySpec`, docs/studies.md); each is also a
 ``budgetsched run`` flag that overrides it.
 
 ``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``; ``suite`` is
@@ -18,7 +18,7 @@ import copy
 import math
 from typing import Any
 
-from budgetsched.bench.grid import PAPER_BUDGETS
+from budgetsched.bench.protocol.grid import PAPER_BUDGETS
 
 __all__ = ["PRESETS", "get_preset", "available_presets"]
 

@@ -1,9 +1,9 @@
 """The training loop, written once for both engines.
 
 A *member* is one trial. The loop (:func:`fit`) trains K members at once through a model container that holds
-their parameters as rows of one ``[K, N]`` buffer: :class:`budgetsched.bench.stacked.SingleModel` (K = 1, any
-``nn.Module``: the sequential engine, :func:`train_trial`) or :class:`budgetsched.bench.stacked.StackedModel`
-(K stacked copies: the batched engine, :mod:`budgetsched.bench.batched`). Everything that decides a result is
+their parameters as rows of one ``[K, N]`` buffer: :class:`budgetsched.bench.engines.stacked.SingleModel` (K = 1, any
+``nn.Module``: the sequential engine, :func:`train_trial`) or :class:`budgetsched.bench.engines.stacked.StackedModel`
+(K stacked copies: the batched engine, :mod:`budgetsched.bench.engines.batched`). Everything that decides a result is
 here and nowhere else:
 
 * **Budget.** A trial runs ``config.total_steps(max_epochs, steps_per_epoch)`` optimizer steps (:class:`Plan`);
@@ -12,7 +12,7 @@ here and nowhere else:
   (``torch.manual_seed(seed)`` right before ``task.make_model()``), see the same batches (one ``randperm`` per
   epoch from ``torch.Generator().manual_seed(seed)``) and the same augmentation draws (:func:`augment_generator`),
   whatever their schedule, LR or engine: the schedules of one seed form a paired comparison.
-* **Optimizer.** :class:`budgetsched.bench.optim.OptimizerSpec` (``torch.optim`` semantics), LR and momentum per
+* **Optimizer.** :class:`budgetsched.bench.engines.optim.OptimizerSpec` (``torch.optim`` semantics), LR and momentum per
   step from the schedule, times the plateau scale.
 * **Evaluation.** On the validation split at the end of every epoch and at the end of the run; on the test split
   once, at the end. A trial's result is its final validation and test loss and metric.
@@ -38,13 +38,12 @@ import numpy as np
 import torch
 
 from budgetsched import Plateau, Schedule
-from budgetsched.bench.data import TaskData
-from budgetsched.bench.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, total_steps
-from budgetsched.bench.optim import OptimizerSpec, get_optimizer
-from budgetsched.bench.status import Status
+from budgetsched.bench.tasks.data import TaskData
+from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, total_steps
+from budgetsched.bench.engines.optim import OptimizerSpec, get_optimizer
+from budgetsched.bench.protocol.status import Status
+from budgetsched.bench.engines.stacked import EVAL_BATCH, SingleModel  # EVAL_BATCH: re-exported
 
-#: Examples per evaluation forward pass: large for speed; both engines split the same way so the sums agree.
-EVAL_BATCH = 1000
 #: Curves recorded per evaluation.
 #: ``grad_norm`` is the epoch's mean L2 norm of the mini-batch gradient (before weight decay): the input of the
 #: ``refined`` schedule (``budgetsched refine``).
@@ -110,7 +109,7 @@ def plan_trial(config: TrialConfig, task: Any, n_train: int) -> Plan:
     total = config.total_steps(task.max_epochs, spe)
     if config.schedule == "plateau":
         return Plan(total, spe, np.full(total, config.lr), None, config.params)
-    if config.schedule == SCHEDULE_FREE:  # trained by budgetsched.bench.schedulefree at its constant LR
+    if config.schedule == SCHEDULE_FREE:  # trained by budgetsched.bench.engines.schedulefree at its constant LR
         return Plan(total, spe, np.full(total, config.lr), None, None)
     params = config.params
     change = {k: params.pop(k) for k in CHANGE_PARAMS if k in params}
@@ -167,7 +166,7 @@ def plateau_is_constant(config: TrialConfig, task: Any, n_train: int) -> bool:
 
 # ---------------------------------------------------------------------------------------------- the members
 class Model(Protocol):
-    """What the loop needs of a model container (see :mod:`budgetsched.bench.stacked`)."""
+    """What the loop needs of a model container (see :mod:`budgetsched.bench.engines.stacked`)."""
 
     K: int
     flat: torch.Tensor  # [K, N] parameters, one row per member
@@ -365,7 +364,7 @@ def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: Ta
     """Train the members of ``model`` to the end of their budget, recording everything in ``members``.
 
     ``on_epoch(model_steps)`` is called after every epoch with the model-steps it trained (for progress bars).
-    Anytime branching (:mod:`budgetsched.bench.anytime`) continues a run from ``start``, asks for a
+    Anytime branching (:mod:`budgetsched.bench.engines.anytime`) continues a run from ``start``, asks for a
     :class:`Snapshot` after each step in ``snapshot_at`` (``on_snapshot``), and stops after ``stop_at`` steps
     without the final test evaluation.
     """
@@ -481,8 +480,6 @@ def train_trial(config: TrialConfig, task: Any, data: TaskData, device: str | to
     Raises:
         ValueError: ``config.task`` is not ``task.name`` (a caller mistake, not a trial outcome).
     """
-    from budgetsched.bench.stacked import SingleModel
-
     if config.task != task.name:
         raise ValueError(f"config is for task {config.task!r} but the task given is {task.name!r}")
     try:

@@ -31,8 +31,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
 
-from budgetsched.bench.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
-from budgetsched.bench.status import Status
+from budgetsched.bench.analysis.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
+from budgetsched.bench.protocol.status import Status
 
 __all__ = ["figure1", "figure2", "figure2_paired", "figure3", "curves", "color_for", "PlotSkipWarning",
            "FIGURE1_SAMPLINGS"]
@@ -306,7 +306,7 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
     """Final test (``metric="test"``) or validation metric vs initial LR, log x, one line per schedule and one
     panel per task x optimizer x budget. ``budgets`` defaults, per task x optimizer, to the two budgets closest to
     5 % and 25 % (as in the paper). Each point is the mean over seeds with its Student-t 95 % interval as error bar
-    (:func:`budgetsched.bench.report.lr_points`; none with one seed); an LR where any seed diverged is left out
+    (:func:`budgetsched.bench.analysis.report.lr_points`; none with one seed); an LR where any seed diverged is left out
     (listed in the panel); plateau uses, at each LR, the patience chosen by validation.
     Writes ``figure3.png`` / ``.pdf``."""
     if metric not in ("test", "val"):
@@ -476,7 +476,7 @@ def delay_figure(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: 
 def sampling_heatmap(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """The paper's Table 2 as heat-maps: profiles x sampling rates, one panel per task x optimizer x budget, colour =
     mean test metric (each panel on its own scale), the value written in each cell. Writes ``table2_sampling``."""
-    from budgetsched.bench.experiments import SAMPLING_ORDER, sampling_cells
+    from budgetsched.bench.analysis.experiments import SAMPLING_ORDER, sampling_cells
 
     cells = sampling_cells(rows)
     out = _out_dir(out_dir)

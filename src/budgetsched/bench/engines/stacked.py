@@ -1,12 +1,12 @@
-"""Model containers for the training loop (:func:`budgetsched.bench.train.fit`): K members' parameters as the rows
+"""Model containers for the training loop (:func:`budgetsched.bench.engines.train.fit`): K members' parameters as the rows
 of one ``[K, N]`` buffer, a per-member loss and gradient for one batch, and a per-member evaluation.
 
 * :class:`SingleModel` - one ``nn.Module`` (K = 1), any architecture (BatchNorm, dropout): the sequential engine.
   Its parameters are views of the buffer's single row.
 * :class:`StackedModel` - K copies of a stateless model (``task.batchable``) trained as one. MLPs and 1-D CNNs run
-  through the hand-written kernel :class:`budgetsched.bench.kernels.StackedNet` (batched matmuls in a feature-major
+  through the hand-written kernel :class:`budgetsched.bench.engines.kernels.StackedNet` (batched matmuls in a feature-major
   layout, convolutions as im2col + batched matmul, no autograd), the project's ``CharTransformer`` and ``VAE``
-  through hand-stacked forwards (:class:`budgetsched.bench.kernels.StackedTransformer`, ``StackedVAE``) and
+  through hand-stacked forwards (:class:`budgetsched.bench.engines.kernels.StackedTransformer`, ``StackedVAE``) and
   autograd; any other model runs through ``torch.func.vmap(functional_call)`` and autograd.
 
 Batches arrive per *seed group*: ``xb`` is ``[G, B, ...]`` for the G distinct seeds, and member k reads group
@@ -24,14 +24,17 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
-from budgetsched.bench.kernels import (StackedNet, StackedTransformer, StackedVAE, stack_layers, transformer_spec,
+from budgetsched.bench.engines.kernels import (StackedNet, StackedTransformer, StackedVAE, stack_layers, transformer_spec,
                                        vae_spec)
 
-__all__ = ["SingleModel", "StackedModel", "STACKINGS"]
+__all__ = ["SingleModel", "StackedModel", "STACKINGS", "EVAL_BATCH"]
+
+#: Examples per evaluation forward pass: large for speed; both containers split the same way so the sums agree.
+EVAL_BATCH = 1000
 
 #: Implementations of the stacked model: "bmm" is the hand-written kernel for MLPs only, "vmap" works for any
 #: stateless model, "auto" picks the fastest one the model allows (the kernel for MLPs and 1-D CNNs, see
-#: :func:`budgetsched.bench.kernels.stack_layers`; the hand-stacked transformer and VAE). Results agree up to
+#: :func:`budgetsched.bench.engines.kernels.stack_layers`; the hand-stacked transformer and VAE). Results agree up to
 #: floating-point reduction order.
 STACKINGS = ("auto", "bmm", "vmap")
 
@@ -60,7 +63,6 @@ class SingleModel:
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        from budgetsched.bench.train import EVAL_BATCH
 
         self.model.eval()
         loss = metric = torch.zeros((), dtype=torch.float64, device=x.device)
@@ -154,7 +156,6 @@ class StackedModel:
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[list[float], list[float]]:
-        from budgetsched.bench.train import EVAL_BATCH
 
         loss = metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
         for s in range(0, len(y), EVAL_BATCH):

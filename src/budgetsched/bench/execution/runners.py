@@ -5,11 +5,11 @@ How a study runs (``run_study``):
 1. **Plan.** Each task's data is loaded once (a missing file fails here, before anything trains). Every config's
    run length is resolved in steps; budgets of one task that come out as the same run are trained once and the
    duplicate budget is dropped with a :class:`BudgetCollapseWarning`. A plateau trial whose patience cannot trigger
-   within its budget (:func:`budgetsched.bench.train.plateau_is_constant`) is not trained: it reuses the constant
+   within its budget (:func:`budgetsched.bench.engines.train.plateau_is_constant`) is not trained: it reuses the constant
    trial of the same LR and seed, and its row says ``stand_in = "constant"``.
 2. **Resume.** Configs already finished in the store (``done`` or ``diverged``) are skipped (``failed`` ones
    are retried).
-3. **Claim, group and chunk.** The rest are grouped by :func:`budgetsched.bench.grid.group_key`; a group of a
+3. **Claim, group and chunk.** The rest are grouped by :func:`budgetsched.bench.protocol.grid.group_key`; a group of a
    batchable task is cut into chunks of at most ``chunk_size`` trials ordered by seed, which the batched engine
    trains as one stacked model; other groups (and ``engine="sequential"``) run one trial per chunk. Each chunk's
    trials are *claimed* in the store right before it runs, so several runs on one store split the work; trials
@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from budgetsched.bench.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, iter_groups
-from budgetsched.bench.status import Status
-from budgetsched.bench.store import claim_owner
+from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, iter_groups
+from budgetsched.bench.protocol.status import Status
+from budgetsched.bench.storage.store import claim_owner
 from budgetsched.errors import EnvironmentFailure, UsageError
 
 __all__ = ["ENGINES", "StudySummary", "StudyInterrupted", "BudgetCollapseWarning", "run_study", "make_chunks",
@@ -192,7 +192,7 @@ def plan_study(configs: Iterable[TrialConfig], task_sizes: dict[str, tuple[Any, 
 
     ``task_sizes`` maps task name -> (task, number of training examples).
     """
-    from budgetsched.bench.train import plateau_is_constant, steps_per_epoch
+    from budgetsched.bench.engines.train import plateau_is_constant, steps_per_epoch
 
     unique = list(dict.fromkeys(configs))
 
@@ -227,7 +227,7 @@ def plan_study(configs: Iterable[TrialConfig], task_sizes: dict[str, tuple[Any, 
 def _batchable(task_name: str, engine: str) -> bool:
     if engine == "sequential":
         return False
-    from budgetsched.bench import batched
+    from budgetsched.bench.engines import batched
 
     task, data = _loaded(task_name) or _task_data(task_name, None, None)
     return bool(batched.supports(task, data))
@@ -244,7 +244,7 @@ def _loaded(task_name: str) -> tuple[Any, Any] | None:
 
 
 #: What trains a chunk: the batched or sequential engine, one schedule-free run serving several budgets
-#: (:mod:`budgetsched.bench.schedulefree`), or anytime trunks and branches (:mod:`budgetsched.bench.anytime`).
+#: (:mod:`budgetsched.bench.engines.schedulefree`), or anytime trunks and branches (:mod:`budgetsched.bench.engines.anytime`).
 KINDS = ("batched", "sequential", "schedule-free", "anytime")
 
 
@@ -257,11 +257,11 @@ def make_chunks(configs: Iterable[TrialConfig], engine: str, chunk_size: int, an
     group one-trial chunks for the sequential engine (small chunks keep the processes evenly loaded and lose little
     on an interrupt). Schedule-free trials that differ only in budget are one chunk (one run serves them); with
     ``anytime``, the closed-form trials of one task, optimizer and schedule whose budgets share a prefix
-    (:func:`budgetsched.bench.anytime.shares_prefix`) are one chunk of trunks and branches; the others train as usual.
+    (:func:`budgetsched.bench.engines.anytime.shares_prefix`) are one chunk of trunks and branches; the others train as usual.
     """
-    from budgetsched.bench.anytime import shares_prefix
-    from budgetsched.bench.batched import chunks_by_seed
-    from budgetsched.bench.schedulefree import run_key
+    from budgetsched.bench.engines.anytime import shares_prefix
+    from budgetsched.bench.engines.batched import chunks_by_seed
+    from budgetsched.bench.engines.schedulefree import run_key
 
     configs = list(configs)
     special: dict[tuple, list[TrialConfig]] = {}
@@ -313,27 +313,27 @@ def _iter_chunk(kind: str, chunk: Chunk, device: str, data_dir: str | None, cach
     """Train one chunk, yielding (config, result) as the engine produces them."""
     task, data = _task_data(chunk[0].task, data_dir, cache_dir)
     if data is None:  # a trainable
-        from budgetsched.bench.custom import run_trainable
+        from budgetsched.bench.engines.trainable import run_trainable
 
         for c in chunk:
             yield c, run_trainable(c, task)
         return
     if kind == "schedule-free":
-        from budgetsched.bench.schedulefree import train_schedule_free
+        from budgetsched.bench.engines.schedulefree import train_schedule_free
 
         yield from train_schedule_free(chunk, task, data, device)
         return
     if kind == "anytime":
-        from budgetsched.bench.anytime import train_anytime
+        from budgetsched.bench.engines.anytime import train_anytime
 
         yield from train_anytime(chunk, task, data, device, chunk_size, checkpoint_dir, on_epoch)
         return
     if kind == "batched":
-        from budgetsched.bench import batched
+        from budgetsched.bench.engines import batched
 
         yield from batched.train_group(chunk, task, data, device, chunk_size, on_epoch=on_epoch)
     else:
-        from budgetsched.bench.train import place, train_trial
+        from budgetsched.bench.engines.train import place, train_trial
 
         placed = None
         for c in chunk:
@@ -521,7 +521,7 @@ def run_study(
 
     Args:
         configs: the study grid (``grid.expand``); duplicates are run once.
-        store: a :class:`budgetsched.bench.store.Store` opened for writing (this process is its only writer).
+        store: a :class:`budgetsched.bench.storage.store.Store` opened for writing (this process is its only writer).
         engine: ``"batched"`` (stack trials of a group where the task allows it, else sequential),
             ``"sequential"`` (one model at a time) or ``"ray"`` (batched chunks as Ray tasks).
         workers: processes training chunks in parallel (``engine != "ray"``), at most the usable cores (a larger
@@ -535,7 +535,7 @@ def run_study(
         ray_address: an existing Ray cluster (``engine="ray"``); default: the running instance or a local one.
         lease_s: seconds after which another run may take over trials this run claimed but stopped renewing.
         anytime: train trials that differ only in budget as one trunk and a branch per budget
-            (:mod:`budgetsched.bench.anytime`; results equal separate runs, at less compute for ``wsd``).
+            (:mod:`budgetsched.bench.engines.anytime`; results equal separate runs, at less compute for ``wsd``).
         checkpoint_dir: where anytime trunks keep their snapshots (a killed study resumes from them).
 
     Returns:
@@ -654,7 +654,7 @@ def run_study(
 
 
 def _row_result(row: dict[str, Any]) -> Any:
-    from budgetsched.bench.train import TrialResult
+    from budgetsched.bench.engines.train import TrialResult
 
     return TrialResult(Status.parse(row["status"]), row["val_loss"], row["val_metric"], row["test_loss"],
                        row["test_metric"], row["curves"], row["steps"] or 0, row["wall_time"] or 0.0, row["error"])

@@ -92,7 +92,7 @@ def stack_layers(model: nn.Module) -> tuple[str | None, list[LayerSpec]] | None:
     ``Flatten()`` (required after convolutions, optional first otherwise), then ``Linear`` layers, each layer
     followed by at most one elementwise activation; no buffers.
     """
-    from budgetsched.bench.models import MLP, CNN1d
+    from budgetsched.bench.tasks.models import MLP, CNN1d
 
     if any(True for _ in model.buffers()):
         return None
@@ -609,7 +609,7 @@ class _AutogradStack:
 def transformer_spec(model: nn.Module) -> dict[str, Any] | None:
     """The shape of the project's ``CharTransformer`` (dims, heads, layers, LayerNorm eps) if ``model`` is one
     built from the standard parts, else None."""
-    from budgetsched.bench.models import Block, CharTransformer
+    from budgetsched.bench.tasks.models import Block, CharTransformer
 
     if type(model) is not CharTransformer or any(True for _ in model.buffers()):
         return None
@@ -678,7 +678,7 @@ class StackedTransformer(_AutogradStack):
 def vae_spec(model: nn.Module) -> dict[str, Any] | None:
     """The encoder's and decoder's layers of the project's ``VAE`` (noise as an input) if ``model`` is one, else
     None."""
-    from budgetsched.bench.models import VAE
+    from budgetsched.bench.tasks.models import VAE
 
     if type(model) is not VAE or any(True for _ in model.buffers()):
         return None

@@ -49,8 +49,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
-from budgetsched.bench.grid import TrialConfig
-from budgetsched.bench.status import FINISHED, STATUSES, Status
+from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.status import FINISHED, STATUSES, Status
 from budgetsched.errors import EnvironmentFailure, UsageError
 
 try:

@@ -213,7 +213,7 @@ def find_tinyshakespeare(data_dir: Path | str | None = None) -> Path:
     looked = ", ".join(str(c) for c in candidates[:4]) + (", ..." if len(candidates) > 4 else "")
     raise DatasetNotFoundError(
         f"tinyshakespeare.txt not found (looked at {looked}); get it from {TINYSHAKESPEARE_URL} "
-        "(or call budgetsched.bench.data.download_tinyshakespeare(dir)) and pass --data-dir dir")
+        "(or call budgetsched.bench.tasks.data.download_tinyshakespeare(dir)) and pass --data-dir dir")
 
 
 #: Characters of each Tiny Shakespeare split that the shakespeare-char task trains and evaluates on (a fixed

@@ -1,0 +1,1 @@
+"""Rendering: figures (and the report's text formats) drawn from the analysis."""
