@@ -113,7 +113,8 @@ class TimeMeter:
     The clock starts at the first :meth:`tick` after ``startup_steps`` ticks (one tick per ``step()``, that is per
     optimizer step), so building, loading and the first (compiling) steps are not counted. :meth:`pause` stops it
     until :meth:`resume` or the next :meth:`tick`; a meter restored from a checkpoint is paused until its first
-    tick, so the time between a checkpoint and its resume is not counted.
+    tick, so the time between a checkpoint and its resume is not counted; the one step run between the resume and
+    that tick, which no clock timed, is counted at the mean step time so far.
     """
 
     unit = "seconds"
@@ -127,6 +128,8 @@ class TimeMeter:
         self._used = 0.0  # seconds counted up to _since
         self._since: float | None = None  # the clock when counting (re)started; None while stopped
         self._started = False
+        self.steps = 0  # steps timed in full (the clock ran from one step() to the next)
+        self._credit = False
 
     @property
     def total(self) -> int:
@@ -158,6 +161,11 @@ class TimeMeter:
         if self._since is None:
             self._since = self._now()
             self._started = True
+            if self._credit and self.steps:  # the step run since the resume: credited at the mean step time
+                self._used += self._used / self.steps
+            self._credit = False
+        else:
+            self.steps += 1
         return self.position()
 
     def position(self) -> int:
@@ -191,7 +199,8 @@ class TimeMeter:
         return max(1, round(parse_duration(amount, name) * TICKS_PER_SECOND))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"unit": "seconds", "budget": self.budget, "used": self.used, "startup_left": self.startup_left}
+        return {"unit": "seconds", "budget": self.budget, "used": self.used, "startup_left": self.startup_left,
+                "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.budget = float(state["budget"])
@@ -199,6 +208,8 @@ class TimeMeter:
         self.startup_left = int(state.get("startup_left", 0))
         self._since = None  # paused until the next step: the time between checkpoint and resume is not counted
         self._started = self.startup_left == 0 and self._used > 0
+        self.steps = int(state.get("steps", 0))
+        self._credit = True
 
 
 def make_meter(state: dict[str, Any], clock: Callable[[], float] | None) -> TimeMeter | TokenMeter:
