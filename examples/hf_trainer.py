@@ -66,7 +66,7 @@ class RecordLR(TrainerCallback):
 
 def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "rex", *, save_steps: int | None = None,
           eval_steps: int | None = None, resume_from_checkpoint: str | None = None,
-          budget_callback: BudgetCallback | None = None, **schedule_args) -> tuple:
+          budget_callback: BudgetCallback | None = None, callbacks: list | None = None, **schedule_args) -> tuple:
     """Train the tiny model for ``max_steps`` optimizer steps under ``profile``; return (trainer, scheduler, lrs).
 
     With ``save_steps`` the Trainer checkpoints (optimizer and scheduler state included) to ``output_dir``;
@@ -90,7 +90,7 @@ def train(max_steps: int = 40, output_dir: str | None = None, profile: str = "re
                                  disable_tqdm=True, dataloader_num_workers=0)
         trainer = Trainer(model=model, args=args, train_dataset=Pairs(), optimizers=(optimizer, scheduler),
                           eval_dataset=Pairs(n=64, seed=1) if evaluating else None,
-                          callbacks=[recorder, budget_callback or BudgetCallback()])
+                          callbacks=[recorder, budget_callback or BudgetCallback(), *(callbacks or [])])
         trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     return trainer, scheduler, recorder.lrs
 

@@ -58,15 +58,15 @@ def data(n: int = 80, seed: int = 0) -> DataLoader:
 
 
 def train(max_epochs: int, out_dir: str, *, ckpt_path: str | None = None, budget_callback: L.Callback | None = None,
-          **module_args) -> tuple[L.Trainer, list[float]]:
+          callbacks: list | None = None, max_time: str | None = None, **module_args) -> tuple[L.Trainer, list[float]]:
     """Fit for ``max_epochs`` (a checkpoint per epoch in ``out_dir``), resuming ``ckpt_path`` if given; return the
     trainer and the LR of every step this call ran."""
     torch.manual_seed(0)
     recorder = RecordLR()
     checkpoints = L.callbacks.ModelCheckpoint(dirpath=out_dir, filename="{epoch}", save_top_k=-1, every_n_epochs=1)
-    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False,
+    trainer = L.Trainer(max_epochs=max_epochs, accelerator="cpu", devices=1, logger=False, max_time=max_time,
                         enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[recorder, checkpoints, budget_callback or BudgetCallback()])
+                        callbacks=[recorder, checkpoints, budget_callback or BudgetCallback(), *(callbacks or [])])
     trainer.fit(Regressor(**module_args), data(), ckpt_path=ckpt_path)
     return trainer, recorder.lrs
 

@@ -276,3 +276,39 @@ def test_hf_extra_hint_when_transformers_is_missing(monkeypatch):
         importlib.import_module("budgetsched.integrations.hf")
     assert isinstance(e.value, ImportError) and e.value.extra == "hf"
 
+
+
+# ------------------------------------------------------------------------------------------------- time budget
+class _Tick(TrainerCallback):
+    """Advances a fake clock by 0.1 s +-30 % each training step."""
+
+    def __init__(self, clock) -> None:
+        import random
+
+        self.clock, self.rng, self.dts = clock, random.Random(0), []
+
+    def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001
+        dt = 0.1 * (1 + self.rng.uniform(-0.3, 0.3))
+        self.clock[0] += dt
+        self.dts.append(dt)
+
+
+def test_time_budget_stops_the_trainer_at_a_fake_clock_deadline_with_the_lr_at_its_floor():
+    clock = [0.0]
+    tick = _Tick(clock)
+    callback = BudgetCallback(time_budget="10s", clock=lambda: clock[0])
+    trainer, sched, lrs = EXAMPLE.train(max_steps=10_000, budget_callback=callback, callbacks=[tick],
+                                        warmup_fraction=0.05)
+    assert sched.budget_unit == "seconds" and sched.done
+    assert trainer.state.global_step == len(lrs) < 10_000  # stopped by the deadline, not by max_steps
+    counted = sum(tick.dts[1:])  # the clock starts at the first scheduler step
+    assert 10.0 <= counted < 10.0 + tick.dts[-1]  # within one step of the deadline
+    assert lrs[-1] <= 0.01 * PEAK  # the last step ran within 1 % of the peak above the floor (0)
+    assert max(lrs) <= PEAK and lrs[0] < 0.01 * PEAK  # warmed up from (nearly) 0, as a fraction of the time
+
+
+def test_time_budget_errors():
+    with pytest.raises(ValueError, match="time_budget must be seconds"):
+        BudgetCallback(time_budget="ten minutes")
+    with pytest.raises(ValueError, match="clock must be a zero-argument callable"):
+        BudgetCallback(time_budget=5, clock=3.0)

@@ -158,3 +158,36 @@ def test_user_errors_are_one_clear_message():
         _fit(NotOurs(), max_epochs=1)
     with pytest.raises(ValueError, match="rewarm_steps"):
         BudgetCallback(rewarm_steps=-2)
+
+
+class _Tick(L.Callback):
+    """Advances a fake clock by 0.1 s +-30 % each training batch."""
+
+    def __init__(self, clock) -> None:
+        import random
+
+        self.clock, self.rng, self.dts = clock, random.Random(0), []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):  # noqa: ANN001
+        dt = 0.1 * (1 + self.rng.uniform(-0.3, 0.3))
+        self.clock[0] += dt
+        self.dts.append(dt)
+
+
+def test_time_budget_stops_lightning_at_a_fake_clock_deadline_with_the_lr_at_its_floor(tmp_path):
+    clock = [0.0]
+    tick = _Tick(clock)
+    callback = BudgetCallback(time_budget=30, clock=lambda: clock[0])
+    trainer, lrs = EXAMPLE.train(1000, str(tmp_path), budget_callback=callback, callbacks=[tick], min_lr=1e-3)
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    assert sched.budget_unit == "seconds" and sched.done and trainer.global_step == len(lrs) < 5000
+    counted = sum(tick.dts)  # counted from train start
+    assert 30.0 <= counted < 30.0 + tick.dts[-1]  # stopped within one step of the deadline
+    assert lrs[-1] - 1e-3 <= 0.01 * (PEAK - 1e-3)  # the last step within 1 % of the peak above the floor
+
+
+def test_time_budget_follows_trainer_max_time(tmp_path):
+    trainer, lrs = EXAMPLE.train(2, str(tmp_path), max_time={"hours": 1})
+    sched = trainer.lr_scheduler_configs[0].scheduler
+    assert sched.budget_unit == "seconds" and 3500 < sched.schedule.total_steps / 1e6 <= 3600
+    assert lrs[0] == pytest.approx(PEAK, rel=1e-3) and not sched.done

@@ -179,9 +179,12 @@ class TimeMeter:
             self._since = None
 
     def resume(self) -> None:
-        """Count again from now (no-op while counting or before the clock has started)."""
-        if self._since is None and self._started:
+        """Count again from now (no-op while counting or during the startup steps); starts the clock if it has not
+        started."""
+        if self._since is None and self.startup_left == 0:
             self._since = self._now()
+            self._started = True
+            self._credit = False  # timed from here on
 
     @property
     def fraction_used(self) -> float:

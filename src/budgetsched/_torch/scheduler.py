@@ -398,6 +398,39 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
             return self._meter.done
         return self.last_epoch >= self.total_steps
 
+    @property
+    def used(self) -> float:
+        """The amount of the budget used, in its unit: steps done, tokens, or training seconds."""
+        if self._meter is not None:
+            return float(self._meter.used)
+        return float(max(self.last_epoch, 0))
+
+    def use_time_budget(self, time_budget: float | str, *, clock: Callable[[], float] | None = None,
+                        startup_steps: int = 0) -> None:
+        """Count this run's budget in seconds of training (``"2h"``, ``"90m"``, or a number): before the first step
+        a step budget becomes a time budget (a trainer callback that knows the deadline calls this); a time budget
+        is changed with the continue rule (no LR jump). The warmup must be a ``warmup_fraction``."""
+        if isinstance(self._meter, TimeMeter):
+            if clock is not None:
+                self._meter.clock = clock
+                self._clock = clock
+            if TimeMeter(time_budget).budget != self._meter.budget:
+                self.set_budget(time_budget)
+            return
+        if self._meter is not None or self.last_epoch > 0 or self.budget_changes:
+            raise ValueError(f"use_time_budget({time_budget!r}): a time budget replaces a {self.budget_unit} budget "
+                             f"only before the first step; this run is at step {self.last_epoch}")
+        if self._config["warmup_steps"]:
+            raise ValueError(f"this scheduler's warmup is {self._config['warmup_steps']} steps; a time budget's "
+                             "warmup is a fraction of it: build the scheduler with warmup_fraction=")
+        meter = TimeMeter(time_budget, clock, startup_steps)
+        config = dict(self._config, initial_total_steps=meter.total, warmup_steps=None, measure_steps=None)
+        built = self._build(config, list(self._peaks), list(self.min_lrs), list(self._start_lrs), [],
+                            self.optimizer.param_groups[:len(self._peaks)])
+        self._install(config, built)
+        self._meter, self._clock, self._pos, self._was_done = meter, clock, 0, False
+        self._apply(0)
+
     def pause(self) -> None:
         """Stop a time budget's clock (evaluation, checkpoints, anything that is not training) until :meth:`resume`
         or the next ``step()``. No-op for other units."""
@@ -405,7 +438,8 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
             self._meter.pause()
 
     def resume(self) -> None:
-        """Count a time budget's clock again from now (see :meth:`pause`)."""
+        """Count a time budget's clock again from now (see :meth:`pause`); before the first step this starts it
+        (a trainer whose own deadline counts from its start, as Lightning's ``max_time``)."""
         if isinstance(self._meter, TimeMeter):
             self._meter.resume()
 

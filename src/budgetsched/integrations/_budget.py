@@ -78,6 +78,39 @@ def _set_warmup(scheduler: BudgetScheduler, total: int, warmup: Warmup) -> None:
         scheduler.load_state_dict(state)
 
 
+def _ours(scheduler: Any, who: str) -> BudgetScheduler | None:
+    """The budgetsched scheduler inside ``scheduler`` (None for a plateau one); a TypeError for another kind."""
+    sched = unwrap(scheduler)
+    if isinstance(sched, PlateauScheduler):
+        return None
+    if not isinstance(sched, BudgetScheduler):
+        raise TypeError(f"{who} sets the budget of a budgetsched BudgetScheduler, but the trainer's scheduler is a "
+                        f"{type(sched).__module__}.{type(sched).__name__}; pass a budgetsched.torch.BudgetScheduler "
+                        "(or build it with budgetsched.integrations' helpers)")
+    return sched
+
+
+def follow_time(scheduler: Any, seconds: float, *, who: str, clock: Any = None, warmup: Warmup | None = None,
+                source: str = "") -> BudgetScheduler | None:
+    """Make ``scheduler`` count a time budget of ``seconds`` of training in all (a resumed time budget keeps its
+    used time): before the first step a step budget becomes this time budget (:meth:`BudgetScheduler.use_time_budget`,
+    with ``warmup`` as a ratio if the scheduler has no warmup); a time budget that differs is changed with the
+    continue rule. Returns the scheduler (None for plateau)."""
+    sched = _ours(scheduler, who)
+    if sched is None:
+        return None
+    if sched.budget_unit == "steps" and warmup is not None and warmup[0] == "fraction" and own_warmup(sched) is None:
+        _set_warmup(sched, sched.total_steps, warmup)
+    try:
+        sched.use_time_budget(seconds, clock=clock)
+    except ValueError as e:
+        raise ValueError(f"{who}: {e}") from None
+    where = f" ({source})" if source else ""
+    logger.info("budgetsched: %s follows a time budget of %gs (%.1f%% used)%s", who, seconds,
+                100 * sched.fraction_used, where)
+    return sched
+
+
 def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | None = None,
                 override_warmup: bool = False, rewarm_steps: int | None = None,
                 rewarm_peak: float | None = None, source: str = "") -> bool:
@@ -93,13 +126,9 @@ def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | N
     Plateau schedulers are left alone (their budget is in evaluations and does not move the LR). Returns whether
     the scheduler was changed.
     """
-    sched = unwrap(scheduler)
-    if isinstance(sched, PlateauScheduler):
-        return False
-    if not isinstance(sched, BudgetScheduler):
-        raise TypeError(f"{who} sets the budget of a budgetsched BudgetScheduler, but the trainer's scheduler is a "
-                        f"{type(sched).__module__}.{type(sched).__name__}; pass a budgetsched.torch.BudgetScheduler "
-                        "(or build it with budgetsched.integrations' helpers)")
+    sched = _ours(scheduler, who)
+    if sched is None or sched.budget_unit != "steps":
+        return False  # plateau: a budget in evaluations; a time or token budget is not the trainer's step count
     if steps_left <= 0:
         return False  # the trainer has nothing left to run
     at = max(sched.last_epoch, 0)

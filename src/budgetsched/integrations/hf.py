@@ -36,7 +36,9 @@ from budgetsched.profiles import canonical_name  # noqa: E402
 from budgetsched.schedule import _show  # noqa: E402
 from budgetsched.torch import BudgetScheduler, PlateauScheduler  # noqa: E402
 
-from ._budget import Warmup, check_ratio, check_rewarm, sync_budget  # noqa: E402
+from budgetsched.budget import parse_duration  # noqa: E402
+
+from ._budget import Warmup, check_ratio, check_rewarm, follow_time, sync_budget  # noqa: E402
 
 __all__ = ["BudgetCallback", "get_scheduler", "BudgetTrainerMixin", "BudgetTrainer", "warmup_from_args"]
 
@@ -173,22 +175,57 @@ class BudgetCallback(TrainerCallback):
             over ``rewarm_steps`` steps, then the profile down to the floor at the new end. Without them the LR
             stays at the end value and a warning is logged (logger ``"budgetsched"``).
 
+        time_budget: seconds of training (a number or ``"2h"``, ``"90m"``, ``"45s"``) for the whole run, resumes
+            included: the schedule follows the clock (``clock``, default ``time.monotonic``) and training stops at
+            the deadline (``control.should_training_stop``), its last step within one step of it at the floor.
+            ``max_steps`` must not be reached first (set it high). The warmup is a ratio (``warmup_ratio``, or the
+            arguments' ratio).
+        count_evaluation: with a time budget, whether evaluation and checkpoint saving count (default True: a
+            wall-clock budget); False stops the clock from the end of the step before them until they are done.
+
     A resume in the middle of the run never re-warms: the rest of the decay is re-mapped to the new budget.
     """
 
     def __init__(self, warmup_ratio: float | None = None, *, rewarm_steps: int | None = None,
-                 rewarm_peak: float | None = None) -> None:
+                 rewarm_peak: float | None = None, time_budget: float | str | None = None, clock: Any = None,
+                 count_evaluation: bool = True) -> None:
         self.warmup_ratio = check_ratio("warmup_ratio", warmup_ratio)
         self.rewarm_steps, self.rewarm_peak = check_rewarm(rewarm_steps, rewarm_peak)
+        self.time_budget = None if time_budget is None else parse_duration(time_budget)
+        if clock is not None and not callable(clock):
+            raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
+        self.clock, self.count_evaluation = clock, bool(count_evaluation)
+        self._timed: Any = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None, **kwargs: Any) -> None:
         if lr_scheduler is None:
             raise ValueError("BudgetCallback: the Trainer has no LR scheduler at train begin")
         warmup = ("fraction", self.warmup_ratio) if self.warmup_ratio is not None else warmup_from_args(args)
+        if self.time_budget is not None:
+            self._timed = follow_time(lr_scheduler, self.time_budget, who="BudgetCallback", clock=self.clock,
+                                      warmup=warmup, source=f"state.global_step={state.global_step}")
+            return
         sync_budget(lr_scheduler, state.max_steps - state.global_step, who="BudgetCallback", warmup=warmup,
                     override_warmup=self.warmup_ratio is not None, rewarm_steps=self.rewarm_steps,
                     rewarm_peak=self.rewarm_peak,
                     source=f"state.max_steps={state.max_steps}, state.global_step={state.global_step}")
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        sched = self._timed
+        if sched is None:
+            return
+        if sched.done:
+            control.should_training_stop = True
+        elif not self.count_evaluation and (control.should_evaluate or control.should_save):
+            sched.pause()
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._timed is not None and not self.count_evaluation and not control.should_save:
+            self._timed.resume()
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self._timed is not None and not self.count_evaluation:
+            self._timed.resume()
 
 
 class BudgetTrainerMixin:

@@ -24,11 +24,16 @@ from budgetsched import _require
 _require("budgetsched.integrations.lightning", "lightning", "torch", "lightning")
 
 from lightning.pytorch import Callback  # noqa: E402
+from lightning.pytorch.callbacks import Timer  # noqa: E402
+
+from budgetsched.budget import parse_duration  # noqa: E402
 
 from budgetsched.profiles import canonical_name  # noqa: E402
 from budgetsched.torch import BudgetScheduler, PlateauScheduler  # noqa: E402
 
-from ._budget import check_ratio, check_rewarm, sync_budget, unwrap  # noqa: E402
+from budgetsched.schedule import _show  # noqa: E402
+
+from ._budget import check_ratio, check_rewarm, follow_time, sync_budget, unwrap  # noqa: E402
 
 __all__ = ["BudgetCallback", "lr_scheduler_config"]
 
@@ -85,14 +90,70 @@ class BudgetCallback(Callback):
             epochs), re-warm from the current LR up to ``rewarm_peak`` (default each group's peak) over
             ``rewarm_steps`` steps, then the profile down to the floor at the new end. Without them the LR stays at
             the end value and a warning is logged (logger ``"budgetsched"``).
+        time_budget: seconds of training (a number or ``"2h"``) for the whole run, resumes included. Default: the
+            trainer's ``max_time`` when it is set (the budget is then the scheduler's used time plus Lightning's
+            ``Timer.time_remaining()`` at train start, so both end together). The schedule follows the clock
+            (``clock``, default ``time.monotonic``), counted from train start, and the callback stops the trainer
+            when the budget is used (``trainer.should_stop``), the last step at the floor.
+        count_validation: with a time budget, whether validation counts (default True; Lightning's ``max_time``
+            counts it, so keep True with ``max_time``); False stops the clock during validation loops.
     """
 
     def __init__(self, warmup_ratio: float | None = None, *, rewarm_steps: int | None = None,
-                 rewarm_peak: float | None = None) -> None:
+                 rewarm_peak: float | None = None, time_budget: float | str | None = None, clock: Any = None,
+                 count_validation: bool = True) -> None:
         self.warmup_ratio = check_ratio("warmup_ratio", warmup_ratio)
         self.rewarm_steps, self.rewarm_peak = check_rewarm(rewarm_steps, rewarm_peak)
+        self.time_budget = None if time_budget is None else parse_duration(time_budget)
+        if clock is not None and not callable(clock):
+            raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
+        self.clock, self.count_validation = clock, bool(count_validation)
+        self._timed: list[Any] = []
+
+    def _deadline(self, trainer: Any) -> tuple[float | None, str]:
+        if self.time_budget is not None:
+            return self.time_budget, f"time_budget={self.time_budget:g}s"
+        for cb in getattr(trainer, "callbacks", []):
+            if isinstance(cb, Timer):
+                left = cb.time_remaining()
+                if left is not None:
+                    return left, f"Trainer(max_time=...): {left:.1f}s remaining"
+        return None, ""
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        seconds, source = self._deadline(trainer)
+        if seconds is not None:
+            self._timed = []
+            for config in trainer.lr_scheduler_configs:
+                sched = unwrap(config.scheduler)
+                if not isinstance(sched, BudgetScheduler):
+                    continue
+                total = seconds if self.time_budget is not None else (
+                    sched.used if sched.budget_unit == "seconds" else 0.0) + seconds
+                warmup = None if self.warmup_ratio is None else ("fraction", self.warmup_ratio)
+                timed = follow_time(sched, total, who="BudgetCallback", clock=self.clock, warmup=warmup, source=source)
+                if timed is not None:
+                    timed.resume()  # counted from train start, as Lightning's own Timer
+                    self._timed.append(timed)
+            if self._timed:
+                return
+        self._sync_steps(trainer)
+
+    def on_train_batch_end(self, trainer: Any, *args: Any, **kwargs: Any) -> None:
+        if any(s.done for s in self._timed):
+            trainer.should_stop = True
+
+    def on_validation_start(self, trainer: Any, pl_module: Any) -> None:
+        if not self.count_validation:
+            for s in self._timed:
+                s.pause()
+
+    def on_validation_end(self, trainer: Any, pl_module: Any) -> None:
+        if not self.count_validation:
+            for s in self._timed:
+                s.resume()
+
+    def _sync_steps(self, trainer: Any) -> None:
         configs = list(trainer.lr_scheduler_configs)
         ours = [c for c in configs if isinstance(unwrap(c.scheduler), (BudgetScheduler, PlateauScheduler))]
         if not ours:
