@@ -215,6 +215,37 @@ class TimeMeter:
         self._credit = True
 
 
+def meter_for(total_steps: Any, time_budget: Any, token_budget: Any, clock: Any, startup_steps: Any,
+              measure_steps: Any, warmup_steps: Any) -> TimeMeter | TokenMeter | None:
+    """The meter of exactly one of the budget arguments (None for a step budget), each misuse one ValueError."""
+    given = [n for n, v in (("total_steps", total_steps), ("time_budget", time_budget),
+                            ("token_budget", token_budget)) if v is not None]
+    if measure_steps is not None:
+        _check_int("measure_steps", measure_steps, 1)
+        if time_budget is None or total_steps is None or token_budget is not None:
+            raise ValueError(f"measure_steps ({measure_steps!r}) re-budgets a time_budget in steps: give "
+                             "time_budget and total_steps (the first guess of the run's steps)")
+    elif not given:
+        raise ValueError("total_steps is required (the number of step() calls of this run's budget), or give "
+                         "the budget as time_budget (seconds or '2h') or token_budget (tokens)")
+    elif len(given) != 1:
+        raise ValueError("give the budget as exactly one of total_steps (optimizer steps), time_budget (seconds "
+                         f"or '2h') or token_budget (tokens); got {' and '.join(given)}")
+    if time_budget is None and (clock is not None or startup_steps != 0):
+        raise ValueError("clock and startup_steps belong to a time_budget")
+    if time_budget is not None:
+        if warmup_steps is not None and measure_steps is None:
+            raise ValueError(f"warmup_steps ({warmup_steps!r}) counts steps; a time budget's warmup is "
+                             "warmup_fraction (a fraction of the budget)")
+        return TimeMeter(time_budget, clock, startup_steps)
+    if token_budget is not None:
+        if warmup_steps is not None:
+            raise ValueError(f"warmup_steps ({warmup_steps!r}) counts steps; a token budget's warmup is "
+                             "warmup_fraction (a fraction of the budget)")
+        return TokenMeter(token_budget)
+    return None
+
+
 def make_meter(state: dict[str, Any], clock: Callable[[], float] | None) -> TimeMeter | TokenMeter:
     """A meter restored from its :meth:`state_dict` (the clock is the caller's: it is not in a checkpoint)."""
     if state.get("unit") == "tokens":

@@ -128,3 +128,13 @@ class _StepWatch:
         while isinstance(getattr(inner, "optimizer", None), Optimizer):
             inner = inner.optimizer
         self.handle = inner.register_step_post_hook(hook)
+
+
+def _plain_change(c: tuple[Any, ...]) -> list[Any]:
+    """A budget change as a checkpoint stores it: ``[at, total, rewarm_steps, rewarm_peaks]`` (None where it does
+    not apply; the format of 0.1), plus ``"extend"`` as a fifth entry for that strategy."""
+    if len(c) == 3 and c[2] == "extend":
+        return [c[0], c[1], None, None, "extend"]
+    if len(c) == 2:
+        return [c[0], c[1], None, None]
+    return [c[0], c[1], c[2], None if c[3] is None else list(c[3])]

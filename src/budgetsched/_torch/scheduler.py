@@ -16,13 +16,13 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from .._checks import _check_int, _check_lr, _show, check_keywords
-from ..budget import TimeMeter, TokenMeter, make_meter
+from ..budget import TimeMeter, TokenMeter, make_meter, meter_for
 from ..groups import GroupSchedule
 from ..profiles import canonical_name
 from ..sampling import Sampling, plain_spec
 from ..schedule import Schedule
-from .common import (EPOCH_DEPRECATION, _floors, _group_peak, _new_group_floor, _peaks, _per_group, _plain, _starts,
-                     _StepWatch, _write)
+from .common import (EPOCH_DEPRECATION, _floors, _group_peak, _new_group_floor, _peaks, _per_group, _plain,
+                     _plain_change, _starts, _StepWatch, _write)
 from .plateau import PlateauScheduler, plateau_from_budget_args
 
 logger = logging.getLogger("budgetsched")
@@ -123,7 +123,7 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"{type(optimizer).__name__} is not a torch.optim.Optimizer")
         check_keywords("BudgetScheduler", OWN_KEYWORDS, profile, params)
-        meter = self._meter_for(total_steps, time_budget, token_budget, clock, startup_steps, measure_steps,
+        meter = meter_for(total_steps, time_budget, token_budget, clock, startup_steps, measure_steps,
                                 warmup_steps)
         if meter is not None and measure_steps is None:
             total_steps = meter.total
@@ -154,36 +154,6 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
         self._watch = _StepWatch(optimizer)
         super().__init__(optimizer, last_epoch)  # torch's bookkeeping, then the initial step through step()
         self.base_lrs = list(self._peaks)
-
-    @staticmethod
-    def _meter_for(total_steps: Any, time_budget: Any, token_budget: Any, clock: Any, startup_steps: Any,
-                   measure_steps: Any, warmup_steps: Any) -> TimeMeter | TokenMeter | None:
-        given = [n for n, v in (("total_steps", total_steps), ("time_budget", time_budget),
-                                ("token_budget", token_budget)) if v is not None]
-        if measure_steps is not None:
-            _check_int("measure_steps", measure_steps, 1)
-            if time_budget is None or total_steps is None or token_budget is not None:
-                raise ValueError(f"measure_steps ({measure_steps!r}) re-budgets a time_budget in steps: give "
-                                 "time_budget and total_steps (the first guess of the run's steps)")
-        elif not given:
-            raise ValueError("total_steps is required (the number of step() calls of this run's budget), or give "
-                             "the budget as time_budget (seconds or '2h') or token_budget (tokens)")
-        elif len(given) != 1:
-            raise ValueError("give the budget as exactly one of total_steps (optimizer steps), time_budget (seconds "
-                             f"or '2h') or token_budget (tokens); got {' and '.join(given)}")
-        if time_budget is None and (clock is not None or startup_steps != 0):
-            raise ValueError("clock and startup_steps belong to a time_budget")
-        if time_budget is not None:
-            if warmup_steps is not None and measure_steps is None:
-                raise ValueError(f"warmup_steps ({warmup_steps!r}) counts steps; a time budget's warmup is "
-                                 "warmup_fraction (a fraction of the budget)")
-            return TimeMeter(time_budget, clock, startup_steps)
-        if token_budget is not None:
-            if warmup_steps is not None:
-                raise ValueError(f"warmup_steps ({warmup_steps!r}) counts steps; a token budget's warmup is "
-                                 "warmup_fraction (a fraction of the budget)")
-            return TokenMeter(token_budget)
-        return None
 
     def __getstate__(self) -> dict[str, Any]:  # picklable like torch's own schedulers (the hook is re-registered)
         state = dict(self.__dict__)
@@ -600,12 +570,3 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
                           f"scheduler's total_steps={mine}; call set_total_steps({mine}) after loading to use it",
                           UserWarning, stacklevel=2)
 
-
-def _plain_change(c: tuple[Any, ...]) -> list[Any]:
-    """A budget change as a checkpoint stores it: ``[at, total, rewarm_steps, rewarm_peaks]`` (None where it does
-    not apply; the format of 0.1), plus ``"extend"`` as a fifth entry for that strategy."""
-    if len(c) == 3 and c[2] == "extend":
-        return [c[0], c[1], None, None, "extend"]
-    if len(c) == 2:
-        return [c[0], c[1], None, None]
-    return [c[0], c[1], c[2], None if c[3] is None else list(c[3])]
