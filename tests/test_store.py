@@ -361,3 +361,59 @@ def test_concurrent_writers_in_threads_lose_nothing(tmp_path):
         t.join()
     assert errors == []
     assert len(Store(path, readonly=True).rows()) == 40
+
+
+# ------------------------------------------------------------------------------------------------ typed rows
+def test_trial_rows_decode_every_field_once_into_typed_rows(tmp_path):
+    from budgetsched.bench.protocol.records import Provenance, TrialRow
+    from budgetsched.bench.protocol.status import Status
+
+    c = cfg(schedule="delayed-linear", delay=0.5)
+    with Store(tmp_path / "s.db") as s:
+        s.put(c, result(val=12.5, test=13.25), meta={"engine": "batched", "device": "cpu", "workers": 2},
+              total_steps=40, stand_in=None)
+        s.put(cfg(lr=0.3), result(status="diverged", val=None, test=None), total_steps=40, stand_in="constant")
+        rows = {r.lr: r for r in s.trial_rows()}
+        assert s.trial_row(c.key) == rows[0.1] and s.trial_row("no-such-key") is None
+        as_dicts = {r["lr"]: r for r in s.rows()}
+    row = rows[0.1]
+    assert isinstance(row, TrialRow) and isinstance(row.provenance, Provenance)
+    assert row.key == c.key and row.config == c
+    assert (row.task, row.schedule, row.label, row.optimizer, row.budget, row.lr, row.seed, row.budget_unit) == (
+        "mnist1d", "delayed-linear", "delayed-linear(delay=0.5)", "sgdm", 10.0, 0.1, 0, "steps")
+    assert row.params == {"delay": 0.5}
+    assert row.status is Status.DONE and rows[0.3].status is Status.DIVERGED  # the enum, not a string
+    assert (row.val_loss, row.val_metric, row.test_loss, row.test_metric) == (0.5, 12.5, 0.6, 13.25)
+    assert row.curves == {"epoch": [1, 2], "lr": [0.1, 0.01], "train_loss": [1.0, 0.5]}
+    assert (row.steps, row.wall_time, row.error, row.total_steps, row.stand_in) == (20, 1.25, None, 40, None)
+    assert rows[0.3].stand_in == "constant" and rows[0.3].val_metric is None
+    p = row.provenance
+    assert (p.engine, p.device, p.run_meta) == ("batched", "cpu", {"engine": "batched", "device": "cpu", "workers": 2})
+    assert p.python_version.count(".") == 2 and p.package_version and p.hostname and p.started < p.finished
+    assert row.as_dict() == as_dicts[0.1]  # the flat form is exactly what rows() gives
+    again = row.result()
+    assert (again.status, again.val_metric, again.steps, again.curves) == (Status.DONE, 12.5, 20, row.curves)
+    with pytest.raises(Exception):
+        row.steps = 3  # frozen
+
+
+def test_trial_rows_of_a_v1_store_keep_its_epoch_budgets_and_skip_damaged_rows(tmp_path):
+    from budgetsched.bench.storage.store import StoreWarning
+
+    path = _v1_store(tmp_path / "v1.db")
+    with Store(path, readonly=True) as s:
+        rows = s.trial_rows()
+        assert len(rows) == 5 and {r.budget_unit for r in rows} == {"epochs"}  # from the column, not the default
+        assert {r.key for r in rows} == {r["key"] for r in s.rows()}  # the stored key, whatever the config hashes to
+        assert {r.total_steps for r in rows} == {None}
+    path = tmp_path / "s.db"
+    with Store(path) as s:
+        s.put(cfg(lr=0.1), result())
+        s.put(cfg(lr=0.3), result())
+    con = sqlite3.connect(path)
+    con.execute("UPDATE trials SET config = '{\"task\": 3}' WHERE key = ?", (cfg(lr=0.3).key,))
+    con.commit()
+    con.close()
+    with Store(path, readonly=True) as s:
+        with pytest.warns(StoreWarning, match=f"trial {cfg(lr=0.3).key!r} cannot be read.*skipped"):
+            assert [r.lr for r in s.trial_rows()] == [0.1]

@@ -41,38 +41,9 @@ from budgetsched import Plateau, Schedule
 from budgetsched.bench.tasks.data import TaskData
 from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, total_steps
 from budgetsched.bench.engines.optim import OptimizerSpec, get_optimizer
+from budgetsched.bench.protocol.records import CURVE_KEYS, TrialResult, new_curves  # re-exported
 from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.engines.stacked import EVAL_BATCH, SingleModel  # EVAL_BATCH: re-exported
-
-#: Curves recorded per evaluation.
-#: ``grad_norm`` is the epoch's mean L2 norm of the mini-batch gradient (before weight decay): the input of the
-#: ``refined`` schedule (``budgetsched refine``).
-CURVE_KEYS = ("epoch", "step", "train_loss", "val_loss", "val_metric", "lr", "grad_norm")
-
-
-@dataclass
-class TrialResult:
-    """Outcome of one trial (see docs/architecture.md). Metrics are None unless ``status`` is done."""
-
-    status: Status
-    val_loss: float | None
-    val_metric: float | None
-    test_loss: float | None
-    test_metric: float | None
-    curves: dict[str, list[float]]  # per evaluation: epoch, step, train_loss, val_loss, val_metric, lr (last step's)
-    steps: int  # optimizer steps taken
-    wall_time: float  # seconds of training + evaluation (its share of a stacked run)
-    error: str | None = None
-
-    @classmethod
-    def failed(cls, error: str, curves: dict[str, list[float]] | None = None, steps: int = 0,
-               wall_time: float = 0.0) -> "TrialResult":
-        return cls(Status.FAILED, None, None, None, None, curves or new_curves(), steps, wall_time, error)
-
-
-def new_curves() -> dict[str, list[float]]:
-    return {k: [] for k in CURVE_KEYS}
-
 
 # ------------------------------------------------------------------------------------------------------ plan
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
 
 from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import FINISHED, STATUSES, Status
 from budgetsched.errors import EnvironmentFailure, UsageError
 
@@ -65,7 +66,7 @@ __all__ = ["Store", "StoreError", "StoreIOError", "StoreWarning", "STATUSES", "S
 SCHEMA_VERSION = 2
 #: ``PRAGMA application_id`` of a budgetsched store: the ASCII bytes "BSCH".
 APPLICATION_ID = 0x42534348
-#: Result attributes a trial result must provide (``TrialResult`` in ``bench/train.py``).
+#: Result attributes a trial result must provide (``TrialResult`` in ``bench/protocol/records.py``).
 RESULT_FIELDS = ("status", "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error")
 _METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -614,6 +615,26 @@ class Store:
                               StoreWarning, stacklevel=3)
                 continue
             out.append(d)
+        return out
+
+    def trial_rows(self, task: str | None = None) -> list[TrialRow]:
+        """All trials (or one task's), each decoded once into a :class:`~budgetsched.bench.protocol.records.TrialRow`
+        (config, result with its :class:`Status`, provenance, planned length, stand-in); ordered as :meth:`rows`.
+        A row that cannot be decoded is skipped with a :class:`StoreWarning` naming its key."""
+        return self._trial_rows(self.rows(task))
+
+    def trial_row(self, key: str) -> TrialRow | None:
+        """The trial stored under ``key`` as a :class:`TrialRow`, or None (also when it cannot be decoded)."""
+        return next(iter(self._trial_rows(self._rows_where("key = ?", (key,)))), None)
+
+    def _trial_rows(self, dicts: list[dict[str, Any]]) -> list[TrialRow]:
+        out = []
+        for d in dicts:
+            try:
+                out.append(TrialRow.from_stored(d))
+            except (TypeError, ValueError, KeyError) as e:
+                warnings.warn(f"store {str(self.path)!r}: trial {d.get('key')!r} cannot be read ({e}); skipped",
+                              StoreWarning, stacklevel=3)
         return out
 
     def counts(self) -> dict[str, int]:
