@@ -131,3 +131,16 @@ def test_doctests_of_the_adapter_run():
     import budgetsched.keras as module
     res = doctest.testmod(module)
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_set_total_steps_takes_a_strategy_and_keeps_it_in_the_config():
+    from budgetsched import Schedule
+    from budgetsched.keras import BudgetSchedule
+
+    s = BudgetSchedule("linear", total_steps=100, peak_lr=1.0)
+    s.set_total_steps(200, at_step=40, strategy="extend")
+    want = Schedule("linear", 100, 1.0).with_budget(200, at_step=40, strategy="extend")
+    assert [float(s(t)) for t in (40, 41, 150)] == pytest.approx([want(t) for t in (40, 41, 150)], rel=1e-6)
+    again = BudgetSchedule.from_config(s.get_config())
+    assert again.budget_changes == [(40, 200, "extend")]
+    assert float(again(41)) == pytest.approx(0.5 ** 0.5 * (1 - 41 / 200), rel=1e-6)

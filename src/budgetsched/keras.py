@@ -92,15 +92,16 @@ class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
         t = ops.cast(ops.clip(ops.convert_to_tensor(step), 0, self.schedule.total_steps), "float32")
         return self.schedule.evaluate(t, KERAS_OPS)
 
-    def set_total_steps(self, total_steps: int, at_step: int, *, rewarm_steps: int | None = None,
-                        rewarm_peak: float | None = None) -> None:
-        """Change the budget at step ``at_step`` (e.g. ``int(optimizer.iterations)``) with no LR jump.
+    def set_total_steps(self, total_steps: int, at_step: int, *, strategy: str | None = None,
+                        rewarm_steps: int | None = None, rewarm_peak: float | None = None) -> None:
+        """Change the budget at step ``at_step`` (e.g. ``int(optimizer.iterations)``), continued by ``strategy``
+        ("continue": no LR jump, the default; "rewarm"; "extend").
 
-        The rule of :meth:`budgetsched.Schedule.with_budget` (re-warm included); the change is kept in
+        The rules of :meth:`budgetsched.Schedule.with_budget`; the change is kept in
         :meth:`get_config`, so a saved model resumes with its budget. With a compiled train step (jax or
         tensorflow backends) rebuild it afterwards, e.g. ``model.make_train_function(force=True)``.
         """
-        self.schedule = self.schedule.with_budget(total_steps, at_step, rewarm_steps=rewarm_steps,
+        self.schedule = self.schedule.with_budget(total_steps, at_step, strategy=strategy, rewarm_steps=rewarm_steps,
                                                   rewarm_peak=rewarm_peak)
 
     @property

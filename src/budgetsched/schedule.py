@@ -20,6 +20,9 @@ runs the profile over [W, T'); with a ``warmup_fraction`` f the rest of the warm
 ceil(f T') instead (from the LR it had at a, so again no jump). Several changes chain (progress is a
 piecewise-linear map of the step).
 
+That is strategy "continue", the default of ``with_budget(..., strategy=)``; "rewarm" and "extend" are the other two
+(:meth:`Schedule.with_budget`; docs/schedules.md has the rules, a worked example and which to use when).
+
 Continuing a finished run (a >= T) keeps the end value (z_a = 1 already) and logs a warning. To train on, re-warm:
 ``with_budget(T', at_step=a, rewarm_steps=K, rewarm_peak=P)`` ramps from the LR at a up to P over K steps (the same
 ramp as the warmup: step a keeps its LR, step a + K - 1 reaches P), then runs the profile from z = 0 with peak P,
