@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from budgetsched.bench.analysis.report import Setting, build_report
+from budgetsched.bench.protocol import selection
 from budgetsched.errors import UsageError
 
 __all__ = ["Advice", "advise", "leave_one_budget_out", "CLEAR"]
@@ -99,7 +100,8 @@ def advise_from_report(report: Any, budget: float, task: str, optimizer: str) ->
     if not labels:
         return Advice(task, optimizer, budget, None, None, None, (lo, hi), note="no schedule ran at both neighbours")
     probs = {k: (1 - w) * p_lo[k] + w * p_hi[k] for k in labels}
-    best = max(labels, key=lambda k: (probs[k], -labels.index(k)))
+    # the protocol's choice on the interpolated probabilities: the highest, ties to the first label
+    best = labels[selection.choose_one([-probs[k] for k in labels])]
     lr_lo, lr_hi = _lr(settings[lo], best), _lr(settings[hi], best)
     lr = None if lr_lo is None or lr_hi is None else float(math.exp((1 - w) * math.log(lr_lo) + w * math.log(lr_hi)))
     tied = bool(settings[lo].tied) and bool(settings[hi].tied)

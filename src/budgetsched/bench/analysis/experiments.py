@@ -17,9 +17,10 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from budgetsched.bench.analysis.report import metric_name, metric_value
+from budgetsched.bench.analysis.report import metric_name
 from budgetsched.bench.analysis.stats import mean_interval
-from budgetsched.bench.protocol.status import Status
+from budgetsched.bench.protocol import selection
+from budgetsched.bench.protocol.status import FINISHED
 
 __all__ = ["sampling_cells", "sampling_markdown", "budget_change_cells", "budget_change_markdown",
            "markdown_sections", "profile_of"]
@@ -51,23 +52,21 @@ def _fmt(cell: tuple[float, float, float] | None, n: int, signed: bool = False) 
 
 
 def _best_lr(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """The rows of the LR with the lowest mean validation metric (diverged = +inf; ties to the smaller LR)."""
+    """The rows of the LR the protocol chooses (:func:`budgetsched.bench.protocol.selection.choose_lr`: the lowest
+    mean validation metric over seeds, diverged = +inf, ties to the smaller LR)."""
     by_lr: dict[float, list[Mapping[str, Any]]] = {}
     for r in rows:
-        if r["status"] in (Status.DONE, Status.DIVERGED):
+        if r["status"] in FINISHED:
             by_lr.setdefault(float(r["lr"]), []).append(r)
     if not by_lr:
         return []
-
-    def score(lr: float) -> float:
-        vals = [metric_value(r["val_metric"]) if r["status"] == Status.DONE else math.inf for r in by_lr[lr]]
-        return sum(vals) / len(vals)
-    return by_lr[min(by_lr, key=lambda lr: (score(lr), lr))]
+    lr, _ = selection.choose_lr({lr: [selection.score(r["status"], r["val_metric"]) for r in rs]
+                                 for lr, rs in by_lr.items()})
+    return by_lr[lr]
 
 
 def _test_values(rows: list[Mapping[str, Any]]) -> dict[int, float]:
-    return {int(r["seed"]): (metric_value(r["test_metric"]) if r["status"] == Status.DONE else math.inf)
-            for r in rows}
+    return {int(r["seed"]): selection.trial_values(r["status"], r["val_metric"], r["test_metric"])[1] for r in rows}
 
 
 # ---------------------------------------------------------------------------------------------- sampling rates

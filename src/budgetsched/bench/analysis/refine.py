@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
+from budgetsched.bench.protocol import selection
 from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.status import Status
 from budgetsched.errors import UsageError
@@ -49,16 +50,13 @@ def refined_trials(rows: Iterable[Mapping[str, Any]], source: str = "linear") ->
         if not by_lr:
             continue
 
-        def score(lr: float) -> float:
-            vals = [r["val_metric"] if r["status"] == Status.DONE and r["val_metric"] is not None else math.inf
-                    for r in by_lr[lr]]
-            return sum(vals) / len(vals)
-        best = min(by_lr, key=lambda lr: (score(lr), lr))
+        best, best_score = selection.choose_lr(
+            {lr: [selection.score(r["status"], r["val_metric"]) for r in rs] for lr, rs in by_lr.items()})
         chosen = [r for r in by_lr[best] if r["status"] == Status.DONE]
         series = [r["curves"].get("grad_norm") or [] for r in chosen]
         series = [s for s in series if s and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
                                                   for v in s)]
-        if not series or math.isinf(score(best)):
+        if not series or math.isinf(best_score):
             continue
         recorded = True
         n = min(len(s) for s in series)

@@ -58,6 +58,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 import numpy as np
 
 from budgetsched.bench.analysis import stats
+from budgetsched.bench.protocol import selection
 from budgetsched.bench.protocol.grid import LOW_BUDGET_LIMIT, OPTIMIZERS
 from budgetsched.bench.protocol.status import FINISHED, STATUSES, Status
 from budgetsched.errors import UsageError
@@ -71,7 +72,6 @@ SPLITS = ("low", "high", "overall")
 DEFAULT_REFERENCE = "linear"
 #: Schedule compared with the reference and with the best other schedule per budget (``--subject``).
 DEFAULT_SUBJECT = "rex"
-_REL_TIE = 1e-9
 # Display order of the paper's tables ("None" first, REX last); other labels go between, alphabetically.
 _ORDER = ("constant", "step", "plateau", "cosine", "onecycle", "linear", "exp")
 _LAST = ("rex",)
@@ -232,12 +232,8 @@ class LrPoint:
 # row helpers (public: the plots use them)
 
 
-def metric_value(v: Any) -> float:
-    """A stored metric as a score: None / NaN / inf mean the run did not produce a usable number -> +inf."""
-    if v is None:
-        return math.inf
-    v = float(v)
-    return v if math.isfinite(v) else math.inf
+#: A stored metric as a score: None / NaN / inf mean the run did not produce a usable number -> +inf.
+metric_value = selection.metric_score
 
 
 def patience_of(row: Mapping[str, Any]) -> int | None:
@@ -258,34 +254,8 @@ def metric_name(task: str) -> str:
         return "metric (lower is better)"
 
 
-def _less(a: float, b: float) -> bool:
-    """a is strictly better than b (beyond the tie tolerance)."""
-    if math.isinf(a) or math.isinf(b):
-        return a < b
-    return a < b - _REL_TIE * max(1.0, abs(a), abs(b))
-
-
-def _less_arr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Elementwise :func:`_less`."""
-    with np.errstate(invalid="ignore"):
-        tol = _REL_TIE * np.maximum(1.0, np.maximum(np.abs(a), np.abs(b)))
-        inf = np.isinf(a) | np.isinf(b)
-        return np.where(inf, a < b, a < b - np.where(inf, 0.0, tol))
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """Competition ranks along the last axis: 1 + the number of values strictly better (:func:`_less`, with the
-    tolerance taken relative to the value being ranked; +inf ranks after every finite value, ties with +inf)."""
-    with np.errstate(invalid="ignore"):
-        threshold = values - _REL_TIE * np.maximum(1.0, np.abs(values))  # inf - inf tolerance: stays inf
-        threshold = np.where(np.isinf(values), values, threshold)
-    return 1 + (values[..., None, :] < threshold[..., :, None]).sum(axis=-1)
-
-
 def _trial_values(row: Mapping[str, Any]) -> tuple[float, float]:
-    if row["status"] == Status.DIVERGED:
-        return math.inf, math.inf
-    return metric_value(row["val_metric"]), metric_value(row["test_metric"])
+    return selection.trial_values(row["status"], row["val_metric"], row["test_metric"])
 
 
 def lr_points(rows: Sequence[Mapping[str, Any]],
@@ -298,23 +268,23 @@ def lr_points(rows: Sequence[Mapping[str, Any]],
     """
     if metric not in ("test", "val"):
         raise ValueError(f"metric must be 'test' or 'val', got {metric!r}")
-    col = 1 if metric == "test" else 0
-    groups: dict[tuple[str, str, float], dict[str, dict[float, dict[Any, list[tuple[float, float]]]]]] = {}
+    groups: dict[tuple[str, str, float], dict[str, dict[float, list[tuple]]]] = {}
     for r in rows:
         if r["status"] in FINISHED:
             g = groups.setdefault((r["task"], r["optimizer"], float(r["budget"])), {})
-            g.setdefault(r["label"], {}).setdefault(float(r["lr"]), {}).setdefault(patience_of(r), []).append(
-                _trial_values(r))
+            g.setdefault(r["label"], {}).setdefault(float(r["lr"]), []).append(
+                (patience_of(r), int(r["seed"]), *_trial_values(r)))
     out: dict[tuple[str, str, float], dict[str, list[LrPoint]]] = {}
     for key, by_label in groups.items():
         out[key] = {}
         for label in schedule_order(by_label):
             pts = []
             for lr in sorted(by_label[label]):
-                cands = by_label[label][lr]
-                pat = min(cands, key=lambda p: (math.fsum(v for v, _ in cands[p]) / len(cands[p]),
-                                                -1 if p is None else p))
-                ys = [t[col] for t in cands[pat]]
+                # the patience chosen at this LR: the protocol's choice among this LR's patiences
+                cands = selection.candidates(by_label[label][lr], order=lambda p: -1 if p is None else p)
+                k = selection.choose_one(selection.seed_means(cands.val))
+                pat = cands.keys[k]
+                ys = [float(y) for y in (cands.test if metric == "test" else cands.val)[k] if not np.isnan(y)]
                 mean = math.inf if any(math.isinf(y) for y in ys) else math.fsum(ys) / len(ys)
                 ci = stats.mean_interval(ys)
                 pts.append(LrPoint(lr, pat, mean, None if ci is None else ci[1], None if ci is None else ci[2],
@@ -351,35 +321,32 @@ def _analyse(task: str, opt: str, budget: float, grows: list[Mapping[str, Any]],
         grid.setdefault(r["label"], set()).add(float(r["lr"]))
         if r["status"] in FINISHED:
             by_label.setdefault(r["label"], {}).setdefault((float(r["lr"]), patience_of(r)), {})[int(r["seed"])] = r
-    seeds = sorted({s for cands in by_label.values() for trials in cands.values() for s in trials})
-    col = {s: i for i, s in enumerate(seeds)}
     present = [x for x in labels if x in by_label]
-    cand_keys: list[tuple[str, float, int | None]] = []
-    for label in present:
-        for lr, pat in sorted(by_label[label], key=lambda k: (k[0], -1 if k[1] is None else k[1])):
-            cand_keys.append((label, lr, pat))
-    val = np.full((len(cand_keys), len(seeds)), np.nan)
-    test = np.full_like(val, np.nan)
-    for k, (label, lr, pat) in enumerate(cand_keys):
-        for s, r in by_label[label][(lr, pat)].items():
-            val[k, col[s]], test[k, col[s]] = _trial_values(r)
+    pos = {x: i for i, x in enumerate(present)}
+    # one candidates x seeds array for the whole setting (every candidate shares the seed draws: paired), each
+    # label's candidates contiguous and ordered by LR, then patience (the protocol's tie order)
+    cands = selection.candidates(
+        [((label, lr, pat), s, *_trial_values(r))
+         for label in present for (lr, pat), trials in by_label[label].items() for s, r in trials.items()],
+        order=lambda k: (pos[k[0]], k[1], -1 if k[2] is None else k[2]))
+    cand_keys, val, test = cands.keys, cands.val, cands.test
 
-    n_seeds = len(seeds)
+    n_seeds = len(cands.seeds)
     resampled = n_seeds >= 2
     draws = stats.SeedDraws(n_seeds, opts["resamples"], _setting_stream(opts["seed"], task, opt, budget),
                             opts["method"])
-    mval = np.vstack([stats.point_means(val)[None], draws.means(val, convex=True)])  # (1 + B, K); selection only
-    mtest = np.vstack([stats.point_means(test)[None], draws.means(test)])
+    mval = np.vstack([selection.seed_means(val)[None], draws.means(val, convex=True)])  # (1 + B, K); selection only
+    mtest = np.vstack([selection.seed_means(test)[None], draws.means(test)])
     rows_idx = np.arange(mval.shape[0])
 
-    # selection per label, in every draw (argmin takes the first: the smaller LR, then the smaller patience)
+    # selection per label, in every draw (ties to the first: the smaller LR, then the smaller patience)
     sel_val: dict[str, np.ndarray] = {}
     sel_test: dict[str, np.ndarray] = {}
     results: dict[str, Choice] = {}
     start = 0
     for label in present:
         stop = start + len(by_label[label])
-        pick = start + np.argmin(mval[:, start:stop], axis=1)
+        pick = start + selection.choose(mval[:, start:stop])
         n_cands, start = stop - start, stop
         sel_val[label], sel_test[label] = mval[rows_idx, pick], mtest[rows_idx, pick]
         k0 = int(pick[0])
@@ -404,9 +371,8 @@ def _analyse(task: str, opt: str, budget: float, grows: list[Mapping[str, Any]],
     for label in ranked:
         if label == "step" and "plateau" in results:
             if "step" in results:
-                use_p = _less_arr(sel_val["plateau"], sel_val["step"])
-                comp_test["step"] = np.where(use_p, sel_test["plateau"], sel_test["step"])
-                comp_val["step"] = np.where(use_p, sel_val["plateau"], sel_val["step"])
+                comp_val["step"], comp_test["step"], use_p = selection.merge_plateau(
+                    sel_val["step"], sel_test["step"], sel_val["plateau"], sel_test["plateau"])
                 comp_src["step"] = "plateau" if use_p[0] else "step"
             else:
                 comp_test["step"], comp_val["step"] = sel_test["plateau"], sel_val["plateau"]
@@ -422,7 +388,7 @@ def _analyse(task: str, opt: str, budget: float, grows: list[Mapping[str, Any]],
     tied = None
     if names:
         C = np.stack([comp_test[x] for x in names], axis=1)  # (1 + B, R)
-        ranks = _ranks(C)
+        ranks = selection.competition_ranks(C)
         for i, label in enumerate(names):
             top1[label], top3[label] = ranks[1:, i] == 1, ranks[1:, i] <= 3
             p1 = float(top1[label].mean()) if resampled else None
@@ -452,7 +418,7 @@ def _analyse(task: str, opt: str, budget: float, grows: list[Mapping[str, Any]],
         others = [x for x in names if x != subject]
         ov = np.stack([comp_val[x] for x in others], axis=1)
         ot = np.stack([comp_test[x] for x in others], axis=1)
-        pick = np.argmin(ov, axis=1)  # the best other schedule by validation, in every draw
+        pick = selection.choose(ov)  # the best other schedule by validation, in every draw
         other_test = ot[rows_idx, pick]
         vs_best = _difference(subject, others[int(pick[0])], comp_test[subject], other_test, n_seeds, opts)
         rel_best = _relative_draws(comp_test[subject], other_test)
@@ -866,7 +832,7 @@ def _best_labels(s: Setting) -> set[str]:
     if not finite:
         return set()
     best = min(finite.values())
-    return {k for k, v in finite.items() if not _less(best, v)}
+    return {k for k, v in finite.items() if not selection.better(best, v)}
 
 
 def _choice_rows(report: Report, task: str) -> list[tuple[str, str, list[str]]]:

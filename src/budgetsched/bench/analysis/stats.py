@@ -76,6 +76,7 @@ from typing import Sequence
 
 import numpy as np
 
+from budgetsched.bench.protocol.selection import seed_means
 from budgetsched.errors import UsageError
 
 __all__ = ["METHODS", "DEFAULT_RESAMPLES", "CONFIDENCE", "MIN_RESAMPLES", "SeedDraws", "check_options",
@@ -179,15 +180,9 @@ class SeedDraws:
 
 
 def point_means(values: np.ndarray) -> np.ndarray:
-    """Plain means over the present seeds of each candidate (+inf if any diverged, NaN if none present)."""
-    values = np.asarray(values, dtype=float)
-    present = ~np.isnan(values)
-    n = present.sum(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = np.where(present, values, 0.0).sum(axis=1) / n
-    out[(np.isinf(values) & present).any(axis=1)] = math.inf
-    out[n == 0] = np.nan
-    return out
+    """Plain means over the present seeds of each candidate (+inf if any diverged, NaN if none present): the
+    protocol's candidate score, :func:`budgetsched.bench.protocol.selection.seed_means`."""
+    return seed_means(values)
 
 
 def interval(draws: np.ndarray, confidence: float = CONFIDENCE, axis: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -248,6 +248,7 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[M
     Returns the new configs (every seed of the grid each), or an empty list when refinement is complete. A schedule
     whose trials are not all finished, or that never trains at any LR, is left alone.
     """
+    from budgetsched.bench.protocol import selection
     from budgetsched.bench.protocol.status import Status
 
     base: dict[tuple, list[TrialConfig]] = {}
@@ -263,12 +264,12 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[M
             r = finished.get(c.key)
             if r is None:
                 continue
-            v = r["val_metric"] if r["status"] == Status.DONE and r["val_metric"] is not None else math.inf
-            by_lr.setdefault(c.lr, []).append(float(v) if math.isfinite(float(v)) else math.inf)
-        complete = {lr: sum(v) / len(v) for lr, v in by_lr.items() if len(v) == len(seeds)}
-        if len(complete) != len(lrs) or all(math.isinf(v) for v in complete.values()):
+            by_lr.setdefault(c.lr, []).append(selection.score(r["status"], r["val_metric"]))
+        if len(by_lr) != len(lrs) or any(len(v) != len(seeds) for v in by_lr.values()):
+            continue  # the refinement's view: every seed at every LR
+        best, best_score = selection.choose_lr(by_lr)
+        if math.isinf(best_score):
             continue
-        best = min(lrs, key=lambda lr: (complete[lr], lr))
         coarse = spec.lrs_for(members[0].optimizer, members[0].task)
         have = {_round(lr) for lr in lrs}
         refined = any(_round(a * REFINE_FACTOR) in have for a in lrs)
