@@ -132,6 +132,8 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
             raise ValueError(f"last_epoch ({last_epoch}) resumes a step budget; a {meter.unit} budget resumes with "
                              "load_state_dict (its used amount is in the checkpoint)")
         groups = optimizer.param_groups
+        restored = all("initial_lr" in g for g in groups)  # an optimizer state loaded before this scheduler
+        replaced = [float(g["lr"]) for g in groups]  # the LRs this constructor overwrites
         peaks = _peaks(groups, peak_lr, resuming=last_epoch >= 0)
         config = {"profile": profile if callable(profile) else canonical_name(profile), "params": dict(params),
                   "sampling": sampling, "warmup_steps": warmup_steps, "warmup_fraction": warmup_fraction,
@@ -154,6 +156,13 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
         self._watch = _StepWatch(optimizer)
         super().__init__(optimizer, last_epoch)  # torch's bookkeeping, then the initial step through step()
         self.base_lrs = list(self._peaks)
+        self._replaced = replaced if restored else None
+        if last_epoch >= 0 and restored and not _close(replaced, self._last_lr):
+            logger.warning(
+                "budgetsched: BudgetScheduler(..., last_epoch=%d) resumes a run, but the optimizer's restored LRs %s "
+                "are not this schedule's LRs at step %d (%s): the checkpoint's run had another budget or schedule, "
+                "and the LR jumps here. For a continuous change resume with load_state_dict(saved scheduler state) "
+                "and then set_total_steps(new_total)", last_epoch, _fmt(replaced), self.last_epoch, _fmt(self._last_lr))
 
     def __getstate__(self) -> dict[str, Any]:  # picklable like torch's own schedulers (the hook is re-registered)
         state = dict(self.__dict__)
@@ -554,6 +563,11 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
                             self.optimizer.param_groups[:n])
         meter = None if state.get("budget") is None else make_meter(state["budget"], self._clock)
         mine = self.total_steps if self.budget_unit == (meter.unit if meter is not None else "steps") else None
+        # Optimizer first, then this scheduler, then its state: the constructor overwrote the optimizer's restored
+        # LRs with its step-0 LRs; put the restored run's back (through _apply) when nothing else has moved them.
+        put_back = (self._step_count == 1 and getattr(self, "_replaced", None) is not None
+                    and _close(self._replaced, state.get("_last_lr") or [])
+                    and _close([float(g["lr"]) for g in self.optimizer.param_groups[:n]], self._last_lr))
         # Nothing above wrote to self: now install. The optimizer is not touched.
         self._install(config, built)
         self._meter = meter
@@ -565,8 +579,18 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
         self.last_epoch = int(state["last_epoch"])
         self._step_count = int(state.get("_step_count", self.last_epoch + 1))
         self._last_lr = list(state.get("_last_lr", self.get_lr()))
+        if put_back:
+            self._apply(self._position())
+        self._replaced = None
         if mine is not None and mine != self.total_steps:
             warnings.warn(f"load_state_dict restored the saved budget total_steps={self.total_steps} over this "
                           f"scheduler's total_steps={mine}; call set_total_steps({mine}) after loading to use it",
                           UserWarning, stacklevel=2)
 
+
+def _close(a: Sequence[float], b: Sequence[float]) -> bool:
+    return len(a) == len(b) > 0 and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-15) for x, y in zip(a, b))
+
+
+def _fmt(values: Sequence[float]) -> str:
+    return "[" + ", ".join(f"{v:.6g}" for v in values) + "]"

@@ -97,7 +97,8 @@ def get_scheduler(name: Any, optimizer: Any, num_warmup_steps: int | float | Non
             ``Trainer`` with :class:`BudgetCallback`, the callback resets it from ``state.max_steps``.
         scheduler_specific_kwargs: the profile's parameters and budgetsched's options (``min_lr``,
             ``min_lr_ratio``, ``warmup_start_lr``, ``sampling``, ``peak_lr``, ``gamma=``, ``patience=``, ...);
-            for ``cosine_with_min_lr`` transformers' ``min_lr`` / ``min_lr_rate``.
+            for ``cosine_with_min_lr`` transformers' ``min_lr`` / ``min_lr_rate``; for ``polynomial`` transformers'
+            ``lr_end`` (the floor) and ``power`` (budgetsched's defaults stay: ``power=2``, floor 0).
 
     Returns a :class:`budgetsched.torch.BudgetScheduler`, or for plateau a :class:`PlateauScheduler` (a
     ``ReduceLROnPlateau``, which the Trainer steps with ``metric_for_best_model`` after each evaluation;
@@ -111,6 +112,11 @@ def get_scheduler(name: Any, optimizer: Any, num_warmup_steps: int | float | Non
             raise ValueError(f"give {key} as get_scheduler's {ours}, not in scheduler_specific_kwargs")
     if raw.lower() == "cosine_with_min_lr" and "min_lr_rate" in kwargs:
         kwargs["min_lr_ratio"] = kwargs.pop("min_lr_rate")
+    if profile == "polynomial" and "lr_end" in kwargs:  # transformers' name for the floor, an absolute LR
+        if "min_lr" in kwargs or "min_lr_ratio" in kwargs:
+            raise ValueError(f"give the floor once: lr_end ({kwargs['lr_end']!r}, transformers' name) or min_lr / "
+                             "min_lr_ratio")
+        kwargs["min_lr"] = kwargs.pop("lr_end")
     if raw.lower() == "cosine_with_min_lr" and kwargs.get("num_cycles", 0.5) == 0.5:
         kwargs.pop("num_cycles", None)  # transformers' default half cycle is budgetsched's cosine
     if profile == "plateau":
@@ -196,6 +202,7 @@ class BudgetCallback(TrainerCallback):
             raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
         self.clock, self.count_evaluation = clock, bool(count_evaluation)
         self._timed: Any = None
+        self.owner = "BudgetCallback"  # whose rewarm_steps= a message names (BudgetTrainer sets its own)
 
     def on_train_begin(self, args: Any, state: Any, control: Any, lr_scheduler: Any = None, **kwargs: Any) -> None:
         if lr_scheduler is None:
@@ -205,7 +212,7 @@ class BudgetCallback(TrainerCallback):
             self._timed = follow_time(lr_scheduler, self.time_budget, who="BudgetCallback", clock=self.clock,
                                       warmup=warmup, source=f"state.global_step={state.global_step}")
             return
-        sync_budget(lr_scheduler, state.max_steps - state.global_step, who="BudgetCallback", warmup=warmup,
+        sync_budget(lr_scheduler, state.max_steps - state.global_step, who=self.owner, warmup=warmup,
                     override_warmup=self.warmup_ratio is not None, rewarm_steps=self.rewarm_steps,
                     rewarm_peak=self.rewarm_peak,
                     source=f"state.max_steps={state.max_steps}, state.global_step={state.global_step}")
@@ -244,6 +251,7 @@ class BudgetTrainerMixin:
                  rewarm_steps: int | None = None, rewarm_peak: float | None = None, **kwargs: Any) -> None:
         _resolve(schedule)  # a bad name fails before any work
         callback = BudgetCallback(rewarm_steps=rewarm_steps, rewarm_peak=rewarm_peak)
+        callback.owner = "BudgetTrainer"  # its messages name BudgetTrainer(rewarm_steps=...), the option users have
         super().__init__(*args, **kwargs)
         self.budget_schedule = schedule
         self.budget_schedule_kwargs = dict(schedule_kwargs or {})
