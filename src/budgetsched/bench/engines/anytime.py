@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig
-from budgetsched.bench.engines.train import (Batches, Members, Plan, Snapshot, TrialResult, fit, place, plan_trial,
-                                     steps_per_epoch)
+from budgetsched.bench.protocol.plan import PlannedTrial, as_planned
+from budgetsched.bench.engines.train import Batches, Members, Plan, Snapshot, TrialResult, fit, lr_plan, place
 
 __all__ = ["trunk_key", "trunk_plan", "branch_points", "train_anytime", "anytime_model_steps"]
 
@@ -119,23 +119,25 @@ def _join(parts: list[dict[str, Any]], groups: list[int]) -> Snapshot:
                     [torch.stack([p["norms"][i] for p in parts]) for i in range(n_losses)], record)
 
 
-def train_anytime(configs: Sequence[TrialConfig], task: Any, data: Any, device: str | torch.device = "cpu",
+def train_anytime(configs: Sequence[TrialConfig | PlannedTrial], task: Any, data: Any, device: str | torch.device = "cpu",
                   chunk_size: int = 64, checkpoint_dir: str | os.PathLike[str] | None = None,
                   on_epoch: Callable[[int], None] | None = None, counter: list[int] | None = None
                   ) -> Iterator[tuple[TrialConfig, TrialResult]]:
-    """Train ``configs`` (one task, optimizer and budget unit; any LRs, seeds, budgets) by trunks and branches;
+    """Train ``configs`` (planned trials, or configs planned here; one task, optimizer and budget unit; any LRs,
+    seeds, budgets) by trunks and branches;
     yield ``(config, result)`` per trial. ``counter[0]`` accumulates the model-steps actually trained."""
     from budgetsched.bench.engines.batched import chunks_by_seed, supports
     from budgetsched.bench.engines.stacked import SingleModel, StackedModel
 
-    configs = list(configs)
+    n = len(data.train_y)
+    planned = {p.config: p for p in (as_planned(c, task, n) for c in configs)}
+    configs = list(planned)
     if len({(c.task, c.optimizer, c.budget_unit) for c in configs}) > 1:
         raise ValueError("train_anytime takes trials of one task, optimizer and budget unit")
     odd = sorted({c.label for c in configs if c.schedule in ("plateau", SCHEDULE_FREE) or
                   any(k in c.params for k in CHANGE_PARAMS)})
     if odd:
         raise ValueError(f"anytime branching needs closed-form schedules; {', '.join(odd)} cannot branch")
-    n = len(data.train_y)
     trunks: dict[tuple, list[TrialConfig]] = {}
     for c in configs:
         trunks.setdefault(trunk_key(c), []).append(c)
@@ -158,11 +160,12 @@ def train_anytime(configs: Sequence[TrialConfig], task: Any, data: Any, device: 
         heads = sorted((max(trunks[k], key=lambda c: c.budget) for k in keys), key=lambda c: c.seed)
         for chunk_heads in chunks_by_seed(heads, chunk_size if stackable else 1):
             chunk = [trunks[trunk_key(h)] for h in chunk_heads]
-            yield from _train_family(chunk, task, data, device, n, stackable, ckpt, steps_trained,
+            yield from _train_family(chunk, planned, task, data, device, stackable, ckpt, steps_trained,
                                      SingleModel, StackedModel)
 
 
-def _train_family(chunk: list[list[TrialConfig]], task: Any, data: Any, device: Any, n: int, stackable: bool,
+def _train_family(chunk: list[list[TrialConfig]], planned: dict[TrialConfig, PlannedTrial], task: Any, data: Any,
+                  device: Any, stackable: bool,
                   ckpt: Path | None, steps_trained: Callable[[int], None], SingleModel: Any, StackedModel: Any
                   ) -> Iterator[tuple[TrialConfig, TrialResult]]:
     from budgetsched.bench.engines.optim import get_optimizer
@@ -171,7 +174,7 @@ def _train_family(chunk: list[list[TrialConfig]], task: Any, data: Any, device: 
     budgets = sorted(c.budget for c in chunk[0])
     by_budget = [{c.budget: c for c in trunk} for trunk in chunk]
     heads = [row[budgets[-1]] for row in by_budget]
-    plans = {c: plan_trial(c, task, n) for row in by_budget for c in row.values()}
+    plans = {c: lr_plan(planned[c]) for row in by_budget for c in row.values()}
     # branch points are the same for every trunk of the family (same schedule and budgets; the LR only scales it)
     proto = by_budget[0]
     point = branch_points({proto[b]: plans[proto[b]] for b in budgets},

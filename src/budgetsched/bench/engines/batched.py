@@ -14,8 +14,9 @@ from typing import Any, Callable, Iterable, Iterator
 import torch
 
 from budgetsched.bench.protocol.grid import TrialConfig, group_key
+from budgetsched.bench.protocol.plan import PlannedTrial, as_planned
 from budgetsched.bench.engines.stacked import STACKINGS, StackedModel
-from budgetsched.bench.engines.train import TrialResult, place, plan_trial, run_members
+from budgetsched.bench.engines.train import TrialResult, lr_plan, place, run_members
 
 __all__ = ["supports", "train_group", "chunks_by_seed"]
 
@@ -70,13 +71,13 @@ def chunks_by_seed(configs: list[TrialConfig], chunk_size: int) -> list[list[Tri
     return [ordered[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def train_group(configs: Iterable[TrialConfig], task: Any, data: Any, device: str | torch.device = "cpu",
+def train_group(configs: Iterable[TrialConfig | PlannedTrial], task: Any, data: Any, device: str | torch.device = "cpu",
                 chunk_size: int = 64, *, stacking: str = "auto",
                 on_epoch: Callable[[int], None] | None = None) -> Iterator[tuple[TrialConfig, TrialResult]]:
     """Train trials of one group together; yield ``(config, result)`` per trial as each chunk finishes.
 
     Args:
-        configs: trials sharing ``grid.group_key`` (task, optimizer, budget).
+        configs: planned trials (or configs, planned here) sharing ``grid.group_key`` (task, optimizer, budget).
         task, data: the task and its data (as for ``train_trial``).
         device: where the stacked model and the data live.
         chunk_size: models trained at once (bounds memory); results of a chunk are yielded when it finishes.
@@ -87,7 +88,7 @@ def train_group(configs: Iterable[TrialConfig], task: Any, data: Any, device: st
         ValueError: (at call time, before any training) the configs do not share one group, are for another task,
             the task is not batchable, or chunk_size / stacking is invalid.
     """
-    configs = list(configs)
+    items = list(configs)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
     if stacking not in STACKINGS:
@@ -95,29 +96,34 @@ def train_group(configs: Iterable[TrialConfig], task: Any, data: Any, device: st
     if not supports(task, data):
         raise ValueError(f"task {task.name!r} is not batchable (its model has per-batch state); "
                          "use the sequential engine")
+    planned = [as_planned(c, task, len(data.train_y)) for c in items]
+    configs = [p.config for p in planned]
     keys = sorted({group_key(c) for c in configs}, key=str)
     if len(keys) > 1:
         raise ValueError(f"configs must share one (task, optimizer, budget) group, got {len(keys)}: {keys}")
     if configs and configs[0].task != task.name:
         raise ValueError(f"configs are for task {configs[0].task!r} but the task given is {task.name!r}")
-    return _run(configs, task, data, device, chunk_size, stacking, on_epoch)
+    return _run(planned, task, data, device, chunk_size, stacking, on_epoch)
 
 
-def _run(configs: list[TrialConfig], task: Any, data: Any, device: str | torch.device, chunk_size: int,
+def _run(planned: list[PlannedTrial], task: Any, data: Any, device: str | torch.device, chunk_size: int,
          stacking: str, on_epoch: Callable[[int], None] | None) -> Iterator[tuple[TrialConfig, TrialResult]]:
     placed: dict[torch.dtype, Any] = {}  # data moved to the device once per dtype
-    for chunk in chunks_by_seed(configs, chunk_size):
-        yield from zip(chunk, _train_chunk(chunk, task, data, device, placed, stacking, on_epoch))
+    by_config = {p.config: p for p in planned}
+    for chunk in chunks_by_seed(list(by_config), chunk_size):
+        yield from zip(chunk, _train_chunk([by_config[c] for c in chunk], task, data, device, placed, stacking,
+                                           on_epoch))
 
 
-def _train_chunk(chunk: list[TrialConfig], task: Any, data: Any, device: str | torch.device,
+def _train_chunk(trials: list[PlannedTrial], task: Any, data: Any, device: str | torch.device,
                  placed: dict[torch.dtype, Any], stacking: str,
                  on_epoch: Callable[[int], None] | None) -> list[TrialResult]:
+    chunk = [p.config for p in trials]
     out: list[TrialResult | None] = [None] * len(chunk)
     members, plans, models = [], [], []
     for i, c in enumerate(chunk):  # a member whose setup fails is reported failed; the rest train on
         try:
-            plan = plan_trial(c, task, len(data.train_y))
+            plan = lr_plan(trials[i])
             torch.manual_seed(c.seed)
             model = task.make_model()
         except Exception as e:

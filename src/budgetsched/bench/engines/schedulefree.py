@@ -52,21 +52,21 @@ def train_schedule_free(configs: Sequence[TrialConfig], task: Any, data: Any, de
                         ) -> list[tuple[TrialConfig, Any]]:
     """One schedule-free run for ``configs`` (one run key, any budgets); ``(config, TrialResult)`` per budget."""
     from budgetsched.bench.engines.stacked import SingleModel
-    from budgetsched.bench.engines.train import (CURVE_KEYS, Batches, TrialResult, place, plan_trial, steps_per_epoch)
+    from budgetsched.bench.engines.train import CURVE_KEYS, Batches, TrialResult, place
+    from budgetsched.bench.protocol.plan import as_planned
 
-    configs = sorted(configs, key=lambda c: c.budget)
+    planned = sorted((as_planned(c, task, len(data.train_y)) for c in configs), key=lambda p: p.config.budget)
+    configs = [p.config for p in planned]
     if len({run_key(c) for c in configs}) != 1 or any(c.schedule != SCHEDULE_FREE for c in configs):
         raise ValueError("train_schedule_free takes schedule-free trials of one (task, optimizer, LR, seed)")
     first = configs[0]
-    n = len(data.train_y)
-    spe = steps_per_epoch(task, n)
-    ends = {c: c.total_steps(task.max_epochs, spe) for c in configs}
+    spe = planned[0].steps_per_epoch
+    ends = {p.config: p.total_steps for p in planned}
     total = max(ends.values())
     t0 = time.perf_counter()
     results: dict[TrialConfig, Any] = {}
     curves: list[dict[str, float]] = []  # every evaluation of the run: its step and values
     try:
-        plan_trial(first, task, n)  # validates the config against the task
         torch.manual_seed(first.seed)
         model = SingleModel(task.make_model(), task, device)
         d = place(data, device, model.flat.dtype)

@@ -6,8 +6,9 @@ their parameters as rows of one ``[K, N]`` buffer: :class:`budgetsched.bench.eng
 (K stacked copies: the batched engine, :mod:`budgetsched.bench.engines.batched`). Everything that decides a result is
 here and nowhere else:
 
-* **Budget.** A trial runs ``config.total_steps(max_epochs, steps_per_epoch)`` optimizer steps (:class:`Plan`);
-  budgets are counted in steps by default, so the last epoch may be partial.
+* **Budget.** A trial runs its planned ``total_steps`` (:class:`budgetsched.bench.protocol.plan.PlannedTrial`,
+  computed once by ``protocol.plan.plan_trial``; :class:`Plan` adds its LR per step); budgets are counted in steps
+  by default, so the last epoch may be partial.
 * **Randomness (common random numbers).** Members with the same seed start from the same weights
   (``torch.manual_seed(seed)`` right before ``task.make_model()``), see the same batches (one ``randperm`` per
   epoch from ``torch.Generator().manual_seed(seed)``) and the same augmentation draws (:func:`augment_generator`),
@@ -39,7 +40,9 @@ import torch
 
 from budgetsched import Plateau, Schedule
 from budgetsched.bench.tasks.data import TaskData
-from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig, total_steps
+from budgetsched.bench.protocol import plan as planning
+from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig
+from budgetsched.bench.protocol.plan import PlannedTrial, as_planned, steps_per_epoch  # steps_per_epoch: re-exported
 from budgetsched.bench.engines.optim import OptimizerSpec, get_optimizer
 from budgetsched.bench.protocol.records import CURVE_KEYS, TrialResult, new_curves  # re-exported
 from budgetsched.bench.protocol.status import Status
@@ -48,62 +51,65 @@ from budgetsched.bench.engines.stacked import EVAL_BATCH, SingleModel  # EVAL_BA
 # ------------------------------------------------------------------------------------------------------ plan
 @dataclass(frozen=True)
 class Plan:
-    """One trial's run length and its LR (and momentum) per step; the plateau scale is applied by the loop."""
+    """One trial's LR (and momentum) per step over its planned run (:class:`PlannedTrial`, computed once by
+    :func:`budgetsched.bench.protocol.plan.plan_trial`); the plateau scale is applied by the loop."""
 
-    total_steps: int
-    steps_per_epoch: int
+    trial: PlannedTrial
     lrs: np.ndarray  # float64 [total_steps]
     momenta: np.ndarray | None  # onecycle's momentum / beta1 per step, else None
     plateau: dict[str, Any] | None  # Plateau(**plateau) for plateau trials
 
     @property
+    def total_steps(self) -> int:
+        return self.trial.total_steps
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.trial.steps_per_epoch
+
+    @property
     def epochs(self) -> int:
         """Epochs started (the last may be partial); also the number of evaluations."""
-        return -(-self.total_steps // self.steps_per_epoch)
+        return self.trial.epochs
 
     def epoch_steps(self, epoch: int) -> np.ndarray:
         """Global indices of the steps of ``epoch``."""
-        return np.arange(epoch * self.steps_per_epoch, min((epoch + 1) * self.steps_per_epoch, self.total_steps))
+        r = self.trial.epoch_range(epoch)
+        return np.arange(r.start, r.stop)
 
 
-def steps_per_epoch(task: Any, n_train: int) -> int:
-    """Optimizer steps per epoch: ceil(n_train / batch size), or what a trainable declares."""
-    declared = getattr(task, "steps_per_epoch", None)
-    if declared is not None:
-        return int(declared)
-    return math.ceil(n_train / task.batch_size)
-
-
-def plan_trial(config: TrialConfig, task: Any, n_train: int) -> Plan:
-    """The trial's budget in steps and its LR (and momentum) for every step."""
-    spe = steps_per_epoch(task, n_train)
-    total = config.total_steps(task.max_epochs, spe)
+def lr_plan(planned: PlannedTrial) -> Plan:
+    """The LR (and momentum) of every step of a planned trial (its config's schedule, never its stand-in's)."""
+    config, total = planned.config, planned.total_steps
     if config.schedule == "plateau":
-        return Plan(total, spe, np.full(total, config.lr), None, config.params)
-    if config.schedule == SCHEDULE_FREE:  # trained by budgetsched.bench.engines.schedulefree at its constant LR
-        return Plan(total, spe, np.full(total, config.lr), None, None)
-    params = config.params
-    change = {k: params.pop(k) for k in CHANGE_PARAMS if k in params}
+        return Plan(planned, np.full(total, config.lr), None, config.params)
+    if config.schedule == SCHEDULE_FREE:  # an optimizer of its own at a constant LR (engines/schedulefree.py)
+        return Plan(planned, np.full(total, config.lr), None, None)
+    params = {k: v for k, v in config.params.items() if k not in CHANGE_PARAMS}
     sched = Schedule(config.schedule, total, peak_lr=config.lr, **params)
-    if not change:
-        return Plan(total, spe, sched.values(), sched.momentum_values(), None)
-    lrs, moms = _changed_budget(config, params, change, task.max_epochs, spe, total)
-    return Plan(total, spe, lrs, moms, None)
+    if planned.change is None:
+        return Plan(planned, sched.values(), sched.momentum_values(), None)
+    lrs, moms = _changed_budget(config, params, planned.change, total)
+    return Plan(planned, lrs, moms, None)
 
 
-def _changed_budget(config: TrialConfig, params: dict[str, Any], change: dict[str, Any], max_epochs: int, spe: int,
-                    total: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """LR (and momentum) per step of a run planned for ``planned_budget`` that learns at ``change_at`` that it has
-    ``config.budget`` (see ``grid.CHANGE_PARAMS``)."""
-    planned = total_steps(change["planned_budget"], config.budget_unit, max_epochs, spe)
-    at = total_steps(change["change_at"], config.budget_unit, max_epochs, spe)
+def plan_trial(trial: TrialConfig | PlannedTrial, task: Any = None, n_train: int | None = None) -> Plan:
+    """The trial's LR plan: ``lr_plan`` of ``trial`` (a config is planned first, from ``task`` and ``n_train``)."""
+    return lr_plan(as_planned(trial, task, n_train))  # type: ignore[arg-type]
+
+
+def _changed_budget(config: TrialConfig, params: dict[str, Any], change: tuple[int, int, str], total: int
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+    """LR (and momentum) per step of a run planned for ``planned`` steps that learns at step ``at`` that it has
+    ``total`` (see ``grid.CHANGE_PARAMS``)."""
+    planned, at, on_change = change
     first = Schedule(config.schedule, planned, peak_lr=config.lr, **params)
     t = np.arange(total)
     has_momentum = first.momentum_values() is not None
-    if change["on_change"] == "continue":
+    if on_change == "continue":
         s = first.with_budget(total, at_step=at) if at < planned else first  # a finished plan keeps its end value
         return _hold(s, t), _hold_momentum(s, t) if has_momentum else None
-    if change["on_change"] == "restart":
+    if on_change == "restart":
         rest = Schedule(config.schedule, total - at, peak_lr=config.lr, **params)
         lrs = np.where(t < at, _hold(first, t), _hold(rest, np.maximum(t - at, 0)))
         moms = np.where(t < at, _hold_momentum(first, t), _hold_momentum(rest, np.maximum(t - at, 0))) \
@@ -121,18 +127,9 @@ def _hold_momentum(s: Schedule, t: np.ndarray) -> np.ndarray:
     return np.array([s.momentum(int(i)) for i in t], dtype=np.float64)
 
 
-def plateau_is_constant(config: TrialConfig, task: Any, n_train: int) -> bool:
-    """True if ``config`` is a plateau trial whose patience cannot trigger a decay that still affects training.
-
-    With E evaluations, a decay needs more than ``patience`` evaluations without improvement after the first,
-    so the earliest is at evaluation ``patience + 2``; it changes the run only if training follows, i.e. at an
-    evaluation before the last. So the trial equals the constant schedule iff ``E <= patience + 2``.
-    """
-    if config.schedule != "plateau":
-        return False
-    spe = steps_per_epoch(task, n_train)
-    evaluations = -(-config.total_steps(task.max_epochs, spe) // spe)
-    return evaluations <= int(config.params["patience"]) + 2
+def plateau_is_constant(trial: TrialConfig | PlannedTrial, task: Any = None, n_train: int | None = None) -> bool:
+    """:func:`budgetsched.bench.protocol.plan.plateau_is_constant` of the trial (planned first if a config)."""
+    return planning.plateau_is_constant(as_planned(trial, task, n_train))  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------- the members
@@ -441,20 +438,22 @@ def run_members(configs: Sequence[TrialConfig], plans: list[Plan], model: Model,
 
 
 # ------------------------------------------------------------------------------------------ sequential engine
-def train_trial(config: TrialConfig, task: Any, data: TaskData, device: str | torch.device = "cpu",
+def train_trial(trial: TrialConfig | PlannedTrial, task: Any, data: TaskData, device: str | torch.device = "cpu",
                 placed: TaskData | None = None, on_epoch: Callable[[int], None] | None = None) -> TrialResult:
     """Train one trial, one model at a time (any model, BatchNorm included); never raises for a trial that fails.
 
-    ``placed`` is ``data`` already on ``device`` in the model's dtype (a runner reuses it across trials);
-    ``on_epoch(model_steps)`` is called after every epoch (progress).
+    ``trial`` is a :class:`PlannedTrial` (or a config, planned here). ``placed`` is ``data`` already on ``device``
+    in the model's dtype (a runner reuses it across trials); ``on_epoch(model_steps)`` is called after every epoch
+    (progress).
 
     Raises:
-        ValueError: ``config.task`` is not ``task.name`` (a caller mistake, not a trial outcome).
+        ValueError: the trial's task is not ``task.name`` (a caller mistake, not a trial outcome).
     """
+    config = trial.config if isinstance(trial, PlannedTrial) else trial
     if config.task != task.name:
         raise ValueError(f"config is for task {config.task!r} but the task given is {task.name!r}")
     try:
-        plan = plan_trial(config, task, len(data.train_y))
+        plan = plan_trial(trial, task, len(data.train_y))
         torch.manual_seed(config.seed)
         model = SingleModel(task.make_model(), task, device)
         if placed is None or placed.train_x.device != model.flat.device or (

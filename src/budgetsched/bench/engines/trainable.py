@@ -13,8 +13,9 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from budgetsched.bench.engines.train import TrialResult, steps_per_epoch
 from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.plan import PlannedTrial, as_planned
+from budgetsched.bench.protocol.records import TrialResult
 from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.tasks.custom import Diverged, Trainable
 
@@ -29,6 +30,11 @@ class Trial:
     total_steps: int
     steps_per_epoch: int
     curves: dict[str, list[float]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, planned: PlannedTrial) -> "Trial":
+        """The handle of a planned trial (its run length as planned, never recomputed)."""
+        return cls(planned.config, planned.total_steps, planned.steps_per_epoch)
 
     @property
     def lr(self) -> float:
@@ -124,10 +130,12 @@ def _number(out: Mapping[str, Any], key: str, required: bool) -> float | None:
         raise ValueError(f"the trainable returned {key}={out[key]!r}, not a number") from None
 
 
-def run_trainable(config: TrialConfig, task: Trainable) -> Any:
-    """Run one trial of a trainable and return its ``TrialResult`` (never raises for the trial's own failure)."""
-    spe = steps_per_epoch(task, 0)
-    trial = Trial(config, config.total_steps(task.max_epochs, spe), spe)
+def run_trainable(trial: TrialConfig | PlannedTrial, task: Trainable) -> Any:
+    """Run one planned trial (or a config, planned here) of a trainable and return its ``TrialResult`` (never
+    raises for the trial's own failure)."""
+    planned = as_planned(trial, task, 0)  # a trainable declares its steps per epoch; it loads its own data
+    config = planned.config
+    trial = Trial.of(planned)
     t0 = time.perf_counter()
 
     def result(status: Status, metrics: tuple = (None,) * 4, error: str | None = None,
