@@ -128,6 +128,7 @@ class TimeMeter:
         self._used = 0.0  # seconds counted up to _since
         self._since: float | None = None  # the clock when counting (re)started; None while stopped
         self._started = False
+        self._read = 0.0  # the used seconds as of the last tick / pause / resume
         self.steps = 0  # steps timed in full (the clock ran from one step() to the next)
         self._credit = False
 
@@ -146,12 +147,17 @@ class TimeMeter:
     def running(self) -> bool:
         return self._since is not None
 
-    @property
-    def used(self) -> float:
-        """Seconds of training counted so far."""
+    def elapsed(self) -> float:
+        """Seconds of training counted until now (reads the clock)."""
         if self._since is None:
             return self._used
         return self._used + max(self._now() - self._since, 0.0)
+
+    @property
+    def used(self) -> float:
+        """Seconds of training counted as of the last :meth:`tick`, :meth:`pause` or :meth:`resume` (reads no
+        clock, so ``done``, ``fraction_used`` and checkpoints agree on every rank of a distributed run)."""
+        return self._read
 
     def tick(self) -> int:
         """One optimizer step was done: start or resume the clock if needed; return the schedule position."""
@@ -169,7 +175,8 @@ class TimeMeter:
         return self.position()
 
     def position(self) -> int:
-        return min(int(self.used * TICKS_PER_SECOND), MAX_STEPS)
+        self._read = self.elapsed()
+        return min(int(self._read * TICKS_PER_SECOND), MAX_STEPS)
 
     def pause(self) -> None:
         """Stop counting (evaluation, checkpointing, anything that is not training) until :meth:`resume` or the
@@ -177,6 +184,7 @@ class TimeMeter:
         if self._since is not None:
             self._used += max(self._now() - self._since, 0.0)
             self._since = None
+        self._read = self._used
 
     def resume(self) -> None:
         """Count again from now (no-op while counting or during the startup steps); starts the clock if it has not
@@ -185,6 +193,7 @@ class TimeMeter:
             self._since = self._now()
             self._started = True
             self._credit = False  # timed from here on
+            self._read = self._used
 
     @property
     def fraction_used(self) -> float:
@@ -210,6 +219,7 @@ class TimeMeter:
         self._used = float(state["used"])
         self.startup_left = int(state.get("startup_left", 0))
         self._since = None  # paused until the next step: the time between checkpoint and resume is not counted
+        self._read = self._used
         self._started = self.startup_left == 0 and self._used > 0
         self.steps = int(state.get("steps", 0))
         self._credit = True
