@@ -27,7 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from budgetsched.bench.execution import runners
+from budgetsched.bench.execution import run as run_mod
+from budgetsched.bench.execution.context import DataCache
 from budgetsched.bench.protocol.grid import TrialConfig, expand
 from budgetsched.bench.storage.store import SCHEMA_VERSION, Store
 from budgetsched.cli import main
@@ -206,13 +207,13 @@ def test_killed_parent_leaves_no_process_and_resume_completes_the_grid(tmp_path,
 def test_sigterm_before_the_study_starts_exits_143_and_leaves_no_store(tmp_path, capsys, monkeypatch):
     if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         pytest.skip("this process handles SIGTERM itself")
-    real = runners._task_data
+    real = DataCache.load
 
     def terminated_while_loading(*a, **k):
         os.kill(os.getpid(), signal.SIGTERM)
         return real(*a, **k)
 
-    monkeypatch.setattr(runners, "_task_data", terminated_while_loading)
+    monkeypatch.setattr(DataCache, "load", terminated_while_loading)
     db = tmp_path / "t.db"
     assert main(["run", *grid_args(), "--store", str(db)]) == 143
     assert capsys.readouterr().err == "budgetsched: terminated\n"
@@ -570,7 +571,7 @@ def test_huge_plateau_patience_reuses_the_constant_run_and_finishes(tmp_path):
 
 
 def test_workers_are_capped_at_the_usable_cores_with_a_note(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(runners, "usable_cpus", lambda: 1)
+    monkeypatch.setattr(run_mod, "usable_cpus", lambda: 1)
     assert main(["run", *grid_args(), "--workers", "1000", "--store", str(tmp_path / "w.db")]) == 0
     out, err = capsys.readouterr()
     assert err == "budgetsched: note: workers capped at 1, the CPU cores this process may use (asked for 1000)\n"
@@ -594,7 +595,7 @@ def test_a_bug_keeps_its_traceback_and_leaves_no_store(tmp_path, monkeypatch):
     def broken(*a, **k):
         raise ValueError("internal invariant broken")
 
-    monkeypatch.setattr(runners, "plan_study", broken)
+    monkeypatch.setattr(run_mod, "plan_study", broken)
     db = tmp_path / "bug.db"
     with pytest.raises(ValueError, match="internal invariant broken"):
         main(["run", *grid_args(), "--store", str(db)])

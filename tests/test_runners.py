@@ -122,7 +122,9 @@ def test_data_loads_once_per_process(tmp_path, monkeypatch):
     import dataclasses
 
     monkeypatch.setitem(tasks._TASKS, "digits-mlp", dataclasses.replace(task, load=counting))
-    monkeypatch.setattr(runners, "_DATA", {})
+    from budgetsched.bench.execution import context
+
+    monkeypatch.setattr(context, "_STATE", context.ProcessState())  # this process has loaded nothing yet
     with Store(tmp_path / "s.db") as store:
         run_study(GRID, store, engine="sequential", progress=False)
     assert len(calls) == 1

@@ -1,0 +1,74 @@
+"""The execution options of :func:`budgetsched.bench.execution.run.run_study`, checked in one place.
+
+``check_options`` is the one check of engine, workers, chunk size, device and Ray address: the command line calls
+it before it creates the store (so a typo leaves no file behind), and ``run_study`` calls it for callers that use
+the library directly. The grid itself is validated by the study spec (:mod:`budgetsched.bench.protocol.study`).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from budgetsched.errors import UsageError
+
+__all__ = ["ENGINES", "check_options", "check_device", "usable_cpus"]
+
+#: Engine names accepted by ``run_study``.
+ENGINES = ("batched", "sequential", "ray")
+
+
+def check_device(device: str) -> str:
+    """``device`` if it is usable here: ``cpu``, or ``cuda``/``cuda:N`` when ``torch.cuda.is_available()``."""
+    import torch
+
+    dev = str(device)
+    if dev == "cpu":
+        return dev
+    if dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise UsageError(f"device {dev!r} requested but torch.cuda.is_available() is False on this machine "
+                             f"(torch {torch.__version__}); use --device cpu")
+        index = int(dev[5:]) if ":" in dev else 0
+        if index >= torch.cuda.device_count():
+            raise UsageError(f"device {dev!r} does not exist; this machine has {torch.cuda.device_count()} GPU(s)")
+        return dev
+    raise UsageError(f"unknown device {dev!r}; choose from cpu, cuda, cuda:N")
+
+
+def usable_cpus() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def check_options(engine: str = "batched", workers: Any = 1, chunk_size: Any = 64, ray_address: str | None = None,
+                  device: str = "cpu", gpus_per_chunk: Any = None) -> str:
+    """Check ``run_study``'s execution options (UsageError naming the bad one); returns the device.
+
+    On a Ray cluster the device is the workers' business: ``cuda`` is not required on the driver (a GPU chunk asks
+    the cluster for a GPU). For ``engine="ray"`` also checks that Ray is installed and that ``ray_address``
+    answers (:class:`EnvironmentFailure` within seconds, where ``ray.init`` would wait for minutes).
+    """
+    if engine not in ENGINES:
+        raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")
+    if workers != "auto" and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise UsageError(f"workers must be an integer >= 1 or 'auto', got {workers!r}")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+        raise UsageError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
+    if ray_address is not None and engine != "ray":
+        raise UsageError(f"ray_address {ray_address!r} is only used with engine 'ray', not {engine!r}")
+    if gpus_per_chunk is not None:
+        if engine != "ray":
+            raise UsageError(f"gpus_per_chunk {gpus_per_chunk!r} is only used with engine 'ray', not {engine!r}")
+        if isinstance(gpus_per_chunk, bool) or not isinstance(gpus_per_chunk, (int, float)) \
+                or not 0 < gpus_per_chunk <= 1:
+            raise UsageError(f"gpus_per_chunk must be a number in (0, 1] (a GPU shared by 1/x chunks), "
+                             f"got {gpus_per_chunk!r}")
+    dev = check_device(device)
+    if engine == "ray":
+        from budgetsched.bench.execution.ray import check_cluster
+
+        check_cluster(ray_address)
+    return dev
