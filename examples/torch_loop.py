@@ -1,5 +1,5 @@
-"""A plain PyTorch loop with BudgetScheduler: REX over the run's budget, a budget change mid-run, a checkpoint, and
-a re-warm to train on after the budget has run out.
+"""A plain PyTorch loop with BudgetScheduler: REX over the run's budget, a budget change mid-run, a checkpoint, a
+re-warm to train on after the budget has run out, and budgets in wall-clock seconds and in samples.
 
     python examples/torch_loop.py
 
@@ -66,10 +66,37 @@ def main() -> None:
 
     # The budget is spent: the LR sits at the floor. set_total_steps alone would keep it there (and log a warning);
     # re-warm instead: back up to each group's peak over 10 steps, then REX down to the floor over 3 more epochs.
-    scheduler.set_total_steps(scheduler.last_epoch + 3 * steps_per_epoch, rewarm_steps=10)
+    scheduler.set_total_steps(scheduler.last_epoch + 3 * steps_per_epoch, strategy="rewarm", rewarm_steps=10)
     for epoch in range(epochs + 5, epochs + 8):
         train_one_epoch(epoch)
     print(f"  budget changes: {scheduler.budget_changes}")
+
+    # A wall-clock budget: the schedule follows the clock and reaches its floor at the deadline (the clock starts at
+    # the first step; pause() / resume() around anything that is not training).
+    opt3 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    timed = BudgetScheduler(opt3, "rex", time_budget="1s", warmup_fraction=0.05)
+    steps = 0
+    while not timed.done:
+        idx = torch.randint(len(x), (batch,))
+        opt3.zero_grad()
+        loss_fn(model(x[idx]), y[idx]).backward()
+        opt3.step()
+        timed.step()
+        steps += 1
+    print(f"time budget 1 s: {steps} steps, then LR {timed.get_last_lr()[0]:.2e} (the floor), "
+          f"used {timed.fraction_used:.0%}")
+
+    # A budget in samples (tokens for a language model): step(tokens=n) counts what each optimizer step consumed.
+    opt4 = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    counted = BudgetScheduler(opt4, "rex", token_budget=5 * len(x), warmup_fraction=0.05)
+    while not counted.done:
+        n = int(torch.randint(32, 96, ()))  # uneven batches
+        idx = torch.randint(len(x), (n,))
+        opt4.zero_grad()
+        loss_fn(model(x[idx]), y[idx]).backward()
+        opt4.step()
+        counted.step(tokens=n)
+    print(f"sample budget {5 * len(x)}: used {counted.used:.0f}, then LR {counted.get_last_lr()[0]:.2e} (the floor)")
 
     # plateau: one step(metric) per evaluation.
     opt2 = torch.optim.SGD(model.parameters(), lr=0.1)
