@@ -115,9 +115,11 @@ def aggregate(ns: np.ndarray, statistic: str = "mean") -> np.ndarray:
     or "iqm" (over every present (setting, seed) score of the row)."""
     a = np.asarray(ns, dtype=float)
     if statistic == "mean":
-        with np.errstate(invalid="ignore"):
-            m = np.nanmean(np.where(np.isnan(a), np.nan, a), axis=-1) if a.shape[-1] else np.full(a.shape[:2], np.nan)
-            return np.nanmean(m, axis=0) if (~np.isnan(m)).any() else np.full(a.shape[1], np.nan)
+        def nanmean(x: np.ndarray, axis: int) -> np.ndarray:
+            ok = ~np.isnan(x)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(ok, x, 0.0).sum(axis=axis) / ok.sum(axis=axis)
+        return nanmean(nanmean(a, -1), 0)
     if statistic == "iqm":
         return iqm(np.moveaxis(a, 1, 0).reshape(a.shape[1], -1), axis=1)
     raise ValueError(f"unknown statistic {statistic!r}; choose from mean, iqm")
