@@ -129,3 +129,15 @@ def test_improvement_by_regime_and_summary():
 def test_regimes():
     m = ag.regimes([1, 10, 25, 100], low_limit=25)
     assert m["low"].tolist() == [True, True, False, False] and m["all"].all()
+
+
+def test_share_intervals_credit_once_and_contain_the_point():
+    rng = np.random.default_rng(5)
+    s = rng.normal(0, 1, size=(30, 4, 3))
+    s[:, 1] = s[:, 0]  # rows 0 and 1 tie exactly in every setting and every draw: 1/2 each
+    tasks = [i // 6 for i in range(30)]
+    share, lo, hi = ag.share_intervals(s, tasks, 1, resamples=300, rng=rng)
+    assert share.sum() == pytest.approx(1.0) and share[0] == share[1]
+    assert ((0 <= lo) & (lo <= share) & (share <= hi) & (hi <= 1)).all()
+    share3, lo3, hi3 = ag.share_intervals(s, tasks, 3, resamples=300, rng=rng)
+    assert share3.sum() == pytest.approx(3.0) and (hi3 <= 1).all()

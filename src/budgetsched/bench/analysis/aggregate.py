@@ -40,7 +40,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["normalise", "iqm", "aggregate", "stratified_draws", "bootstrap", "interval", "performance_profile",
-           "probability_of_improvement", "regimes", "improvement_by_regime", "summary", "CONFIDENCE", "DEFAULT_RESAMPLES"]
+           "probability_of_improvement", "regimes", "improvement_by_regime", "summary", "share_intervals", "CONFIDENCE", "DEFAULT_RESAMPLES"]
 
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 2000
@@ -275,6 +275,31 @@ def summary(scores: np.ndarray, rows: Sequence[str], tasks: Sequence[Any], basel
     for r, label in enumerate(rows):
         out[label] = {name: {"value": _f(p[r]), "lo": _f(lo[r]), "hi": _f(hi[r])} for name, (p, lo, hi) in res.items()}
     return out
+
+
+def share_intervals(scores: np.ndarray, tasks: Sequence[Any], k: int, *, resamples: int = DEFAULT_RESAMPLES,
+                    rng: np.random.Generator | None = None, confidence: float = CONFIDENCE
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Top-k shares of each row with intervals from the bootstrap stratified by task: (share, lo, hi), (rows,) each.
+
+    ``scores``: (settings x rows x seeds) per-seed scores of each row's choice (cross-fitted or evaluation seeds:
+    the choice is not redone in a draw, it was made without the seed it is scored on). A draw resamples settings
+    within tasks and seeds within settings, averages each row's drawn seeds, and credits finishes once
+    (:func:`budgetsched.bench.analysis.fair.topk_credit`); a share is total credit / settings, so the Top-1 shares
+    of every draw sum to 1 when every row is present. Intervals are for these tasks, inside [0, 1].
+    """
+    from budgetsched.bench.analysis.fair import topk_credit
+
+    s = np.asarray(scores, dtype=float)
+    rng = np.random.default_rng(0) if rng is None else rng
+    point = topk_credit(_setting_means(s), k).mean(axis=0) if s.shape[0] else np.full(s.shape[1], np.nan)
+    if s.shape[0] == 0:
+        return point, point.copy(), point.copy()
+    si, ki = stratified_draws(tasks, s.shape[2], resamples, rng)
+    drawn = np.moveaxis(s[si[:, :, None], :, ki], -1, 2)  # (B, N, rows, S)
+    shares = topk_credit(_setting_means(drawn), k).mean(axis=1)  # (B, rows)
+    lo, hi = interval(point, shares, confidence, (0.0, 1.0))
+    return point, lo, hi
 
 
 def _f(x: float) -> float | None:

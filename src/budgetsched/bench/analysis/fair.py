@@ -56,34 +56,38 @@ MODES = ("evaluation-seeds", "cross-fit", "same-run")
 # 1. credit once
 
 
+def _quantise(v: np.ndarray, rel_tol: float) -> np.ndarray:
+    """``v`` with its mantissa rounded to about ``rel_tol`` relative precision: equal after rounding is a tie.
+    (Unlike "within rel_tol of each other", equality is transitive, so tie groups are well defined.)"""
+    bits = max(1, int(round(-math.log2(rel_tol)))) if rel_tol > 0 else 52
+    with np.errstate(invalid="ignore"):
+        m, e = np.frexp(np.where(np.isfinite(v), v, 0.0))
+        q = np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e)
+    return np.where(np.isfinite(v), q, v)
+
+
 def topk_credit(values: np.ndarray, k: int, rel_tol: float = REL_TIE) -> np.ndarray:
     """Top-k credit of each row, ties sharing the positions they occupy.
 
     ``values``: (..., rows) a row's reported value per setting (lower is better, +inf diverged, NaN = the row has no
-    result: it takes no position and gets 0). Rows within ``rel_tol`` (relative, at least absolute ``rel_tol``) of the
-    first row of their group tie; +inf ties with +inf. A tie group at positions a..b (1-based, g = b - a + 1 rows)
-    gets ``max(0, min(b, k) - a + 1) / g`` each. Over the rows of one setting the credits sum to ``min(k, present)``.
+    result: it takes no position and gets 0). Values equal to about ``rel_tol`` relative precision tie (+inf ties
+    with +inf). A row with ``a`` rows strictly better and ``g`` rows tied with it (itself included) occupies
+    positions a+1..a+g and gets ``max(0, min(a + g, k) - a) / g``. Over the rows of one setting the credits sum to
+    ``min(k, present)`` exactly.
     """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be an integer >= 1, got {k!r}")
-    v = np.asarray(values, dtype=float)
-    flat = v.reshape(-1, v.shape[-1]) if v.ndim else v.reshape(1, 1)
-    out = np.zeros_like(flat)
-    order = np.argsort(flat, axis=1, kind="stable")  # NaN last
-    for i in range(flat.shape[0]):
-        row = flat[i, order[i]]
-        n = int((~np.isnan(row)).sum())
-        j = 0
-        while j < n:
-            a = row[j]
-            tol = 0.0 if math.isinf(a) else rel_tol * max(1.0, abs(a))
-            e = j + 1
-            while e < n and (row[e] == a or row[e] - a <= tol):
-                e += 1
-            got = max(0, min(e, k) - j) / (e - j)  # positions j+1..e, 1-based
-            out[i, order[i, j:e]] = got
-            j = e
-    return out.reshape(v.shape)
+    v = _quantise(np.asarray(values, dtype=float), rel_tol)
+    if v.ndim == 0:
+        v = v.reshape(1)
+    present = ~np.isnan(v)
+    mine, other = v[..., :, None], v[..., None, :]
+    with np.errstate(invalid="ignore"):
+        better = (other < mine).sum(axis=-1)
+        tied = (other == mine).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        credit = np.clip(np.minimum(better + tied, k) - better, 0, None) / tied
+    return np.where(present, credit, 0.0).reshape(np.shape(values) if np.ndim(values) else (1,))
 
 
 def shares(credit: np.ndarray, present: np.ndarray | None = None) -> np.ndarray:
