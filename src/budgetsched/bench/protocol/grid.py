@@ -51,6 +51,14 @@ def _freeze(v: Any) -> Any:
     return v
 
 
+def _did_you_mean(word: str, choices: Sequence[str]) -> str:
+    """``"; did you mean 'rex'?"`` for a misspelled name close to one of ``choices`` (difflib), else ``""``."""
+    from budgetsched._checks import did_you_mean
+
+    close = did_you_mean(str(word), choices)
+    return f"; did you mean {close!r}?" if close else ""
+
+
 @functools.lru_cache(maxsize=4096)
 def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
     """ValueError unless ``schedule`` with ``params`` builds a schedule (or is a valid plateau)."""
@@ -70,8 +78,9 @@ def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
     if schedule == SCHEDULE_FREE:
         unknown = sorted(set(kw) - {"warmup_steps"})
         if unknown or change:
+            first = (unknown or list(change))[0]
             raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown or list(change)))} for schedule "
-                             f"{SCHEDULE_FREE!r}; choose from warmup_steps")
+                             f"{SCHEDULE_FREE!r}{_did_you_mean(first, ['warmup_steps'])}; choose from warmup_steps")
         w = kw.get("warmup_steps", 0)
         if isinstance(w, bool) or not isinstance(w, int) or w < 0:
             raise ValueError(f"schedule-free warmup_steps must be an integer >= 0, got {w!r}")
@@ -79,8 +88,8 @@ def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
     if schedule == "plateau":
         unknown = sorted(set(kw) - set(PLATEAU_PARAMS))
         if unknown:
-            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for schedule 'plateau'; "
-                             f"choose from {', '.join(PLATEAU_PARAMS)}")
+            raise ValueError(f"unknown parameter(s) {', '.join(map(repr, unknown))} for schedule 'plateau'"
+                             f"{_did_you_mean(unknown[0], PLATEAU_PARAMS)}; choose from {', '.join(PLATEAU_PARAMS)}")
         p = kw.get("patience")
         if isinstance(p, bool) or not isinstance(p, int) or p < 1:
             raise ValueError(f"plateau needs an integer patience >= 1 (evaluations), got {p!r}")
@@ -94,7 +103,9 @@ def _check_schedule(schedule: str, params: tuple[tuple[str, Any], ...]) -> None:
     from budgetsched import Schedule, available
 
     if schedule not in available():
-        raise ValueError(f"unknown schedule {schedule!r}; choose from {', '.join(available() + [SCHEDULE_FREE])}")
+        names = available() + [SCHEDULE_FREE, "plateau"]
+        raise ValueError(f"unknown schedule {schedule!r}{_did_you_mean(schedule, names)}; choose from "
+                         f"{', '.join(available() + [SCHEDULE_FREE])}")
     try:
         Schedule(schedule, total_steps=1000, peak_lr=1.0, **{k: list(v) if isinstance(v, tuple) else v
                                                              for k, v in kw.items()})

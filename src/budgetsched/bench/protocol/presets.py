@@ -19,6 +19,7 @@ import math
 from typing import Any
 
 from budgetsched.bench.protocol.grid import PAPER_BUDGETS
+from budgetsched.errors import UsageError
 
 __all__ = ["PRESETS", "get_preset", "available_presets"]
 
@@ -146,8 +147,13 @@ def available_presets() -> list[str]:
 
 
 def get_preset(name: str) -> dict[str, Any]:
-    """A copy of preset ``name`` (safe to modify); unknown names raise ``ValueError`` listing the valid ones."""
+    """A copy of preset ``name`` (safe to modify); an unknown name raises :class:`UsageError` (a ``ValueError``)
+    listing the valid ones, with a did-you-mean."""
     try:
         return copy.deepcopy(PRESETS[name])
     except (KeyError, TypeError):
-        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
+        from budgetsched._checks import did_you_mean
+
+        close = did_you_mean(str(name), list(PRESETS))
+        hint = f"; did you mean {close!r}?" if close else ""
+        raise UsageError(f"unknown preset {name!r}{hint}; choose from {', '.join(PRESETS)}") from None

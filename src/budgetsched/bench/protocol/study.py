@@ -1,10 +1,18 @@
-"""A study specification: the one place where a user's grid is read and validated.
+"""A study specification: the one place where a user's grid is read, validated and expanded.
 
 A :class:`StudySpec` comes from a preset, a TOML file (``budgetsched run --config study.toml``) or command-line
-flags (flags override the file, which overrides the preset). It is validated when it is built - unknown keys,
-wrong types, unknown tasks, schedules, parameters or optimizers, LRs <= 0 - so a bad study fails with one clear
-error before any store is written. :meth:`StudySpec.configs` expands it into trials; :func:`refinement` adds the
-LR points of ``refine = true`` around each schedule's best LR.
+flags (flags override the file, which overrides the preset). It is validated when it is built, so a bad study
+fails with one clear error before any store is written, and without loading torch (built-in task names are
+checked against :data:`budgetsched.bench.tasks.names.BUILTIN_TASKS`). Each rule has one home:
+
+* the spec checks what only a study has: its keys (with a did-you-mean), the shape of each list, a seed count
+  (3 -> seeds 0, 1, 2), task names, the LR tables' keys, the plateau patience grid, ``refine``, ``description``;
+* every value of a trial - budget in (0, 100], LR > 0, seed in [0, 2**63), optimizer, budget unit, divergence
+  factor, schedule name and parameters - is checked by :class:`~budgetsched.bench.protocol.grid.TrialConfig` as
+  the spec expands the grid, once, in :meth:`StudySpec.validate` (:meth:`StudySpec.configs` hands that expansion
+  out). The command line only parses text; the runner trusts the trials it is given.
+
+:func:`refinement` adds the LR points of ``refine = true`` around each schedule's best LR.
 
 Keys (the same in TOML files and presets; each is also a ``budgetsched run`` flag):
 
@@ -34,24 +42,51 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from budgetsched.bench.protocol.grid import (BUDGET_UNITS, DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand,
-                                    group_key)
+from budgetsched._checks import did_you_mean
+from budgetsched.bench.protocol.grid import DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand, group_key
 from budgetsched.errors import UsageError
 
-__all__ = ["StudySpec", "load_config", "refinement", "REFINE_FACTOR", "MAX_EXTENSIONS"]
+__all__ = ["StudySpec", "load_config", "refinement", "seed_list", "REFINE_FACTOR", "MAX_EXTENSIONS", "MAX_SEEDS"]
 
-#: The largest seed count a study may ask for (a list of seeds is checked seed by seed).
+#: The largest seed count a study may ask for (each seed is a full copy of the grid; a list of seeds is checked
+#: seed by seed, by TrialConfig).
 MAX_SEEDS = 10_000
 #: Refinement puts LR points at best x REFINE_FACTOR and best / REFINE_FACTOR (half a step of the x3 grid).
 REFINE_FACTOR = math.sqrt(3.0)
 #: Refinement extends the grid at most this many x3 steps past its coarse edge.
 MAX_EXTENSIONS = 3
+#: The keys a study cannot do without.
+REQUIRED = ("tasks", "schedules", "lrs")
 
 Schedules = list[Any]  # str or (name, {params})
 
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
+def seed_list(seeds: Any, source: str = "study") -> list[int]:
+    """``seeds`` as a list: a count n gives seeds 0 .. n-1 (1 <= n <= :data:`MAX_SEEDS`); a list is kept as it is
+    (each seed's range is TrialConfig's rule). :class:`UsageError` naming ``source`` otherwise."""
+    if _is_number(seeds):
+        if not isinstance(seeds, int) or not 1 <= seeds <= MAX_SEEDS:
+            raise UsageError(f"{source}: seeds must be a count in [1, {MAX_SEEDS}] or a list of seeds, "
+                             f"got {seeds!r}")
+        return list(range(seeds))
+    if not isinstance(seeds, list) or not seeds:
+        raise UsageError(f"{source}: seeds must be a list of integers in [0, 2**63) or a count, got {seeds!r}")
+    return seeds
+
+
+def _unknown_keys(unknown: Sequence[str], known: Sequence[str]) -> str:
+    """``'schedule'; did you mean 'schedules'?`` for each misspelled key."""
+    shown = []
+    for k in unknown:
+        close = did_you_mean(str(k), known)
+        shown.append(f"{k!r}" + (f" (did you mean {close!r}?)" if close else ""))
+    if len(unknown) == 1 and " (did you mean " in shown[0]:
+        return shown[0].replace(" (did you mean ", "; did you mean ").rstrip(")")
+    return ", ".join(shown)
 
 
 @dataclass
@@ -72,28 +107,31 @@ class StudySpec:
 
     # -- construction --------------------------------------------------------------------------------------------
     @classmethod
-    def from_mapping(cls, d: Mapping[str, Any], source: str = "study") -> "StudySpec":
-        """Build and validate a spec from a preset / TOML mapping; ``source`` names it in error messages."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+    def from_mapping(cls, d: Mapping[str, Any], source: str = "study", *,
+                     flags: Mapping[str, str] | None = None) -> "StudySpec":
+        """Build and validate a spec from a preset / TOML / flags mapping; ``source`` names it in error messages,
+        ``flags`` (key -> command-line flag) lets a missing key name the flag that gives it."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(str(k) for k in set(d) - set(known))
         if unknown:
-            raise UsageError(f"{source}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            raise UsageError(f"{source}: unknown key(s) {_unknown_keys(unknown, known)}; "
                              f"valid keys: {', '.join(sorted(known))}")
-        missing = [k for k in ("tasks", "schedules", "lrs") if k not in d]
-        if missing:
-            raise UsageError(f"{source}: no {', '.join(missing)} given")
-        kw = dict(d)
-        if "seeds" in kw and _is_number(kw["seeds"]):
-            if not isinstance(kw["seeds"], int) or not 1 <= kw["seeds"] <= MAX_SEEDS:
-                raise UsageError(f"{source}: seeds must be a count in [1, {MAX_SEEDS}] or a list of seeds, "
-                                 f"got {kw['seeds']!r}")
-            kw["seeds"] = list(range(kw["seeds"]))
-        spec = cls(**kw)
+        for k in REQUIRED:
+            if k not in d:
+                how = f": pass {flags[k]}, --preset or --config" if flags and k in flags else ""
+                raise UsageError(f"{source}: no {k} given{how}")
+        spec = cls(**dict(d))
         spec.validate(source)
         return spec
 
+    def _fingerprint(self) -> str:
+        return repr(tuple(getattr(self, f.name) for f in fields(self)))
+
     def validate(self, source: str = "study") -> "StudySpec":
-        """Check every field (types, ranges, names); raises :class:`UsageError` naming the bad value."""
+        """Check the study and expand its grid once (:class:`UsageError` naming the bad value).
+
+        The spec's own rules are checked here; each trial's values are checked by TrialConfig as the grid is
+        expanded; task names last (a ``module:factory`` reference is imported to check it)."""
         def bad(msg: str) -> UsageError:
             return UsageError(f"{source}: {msg}")
 
@@ -107,14 +145,7 @@ class StudySpec:
                 raise bad(f"{name} must be a non-empty list of numbers, got {v!r}")
             return [float(x) for x in v]
 
-        from budgetsched.bench.tasks import get_task
-
         str_list("tasks", self.tasks)
-        for t in self.tasks:
-            try:
-                get_task(t)
-            except ValueError as e:
-                raise bad(str(e)) from None
         if not isinstance(self.schedules, list) or not self.schedules:
             raise bad(f"schedules must be a non-empty list, got {self.schedules!r}")
         norm: Schedules = []
@@ -127,13 +158,13 @@ class StudySpec:
                 raise bad(f"a schedule must be a name or [name, {{param = value}}], got {s!r}")
         self.schedules = norm
         str_list("optimizers", self.optimizers)
-        for o in self.optimizers:
+        for o in self.optimizers:  # the LR tables are keyed by optimizer: their names first
             if o not in OPTIMIZERS:
-                raise bad(f"unknown optimizer {o!r}; choose from {', '.join(OPTIMIZERS)}")
+                close = did_you_mean(o, OPTIMIZERS)
+                raise bad(f"unknown optimizer {o!r}" + (f"; did you mean {close!r}?" if close else "")
+                          + f"; choose from {', '.join(OPTIMIZERS)}")
         self.budgets = num_list("budgets", self.budgets)
-        for b in self.budgets:
-            if not 0.0 < b <= 100.0:
-                raise bad(f"budget {b:g} is outside (0, 100] (percent of the task's 100 % run)")
+
         def opt_table(where: str, v: Any) -> list[float] | dict[str, list[float]]:
             if not isinstance(v, Mapping):
                 return num_list(f"lrs{where}", v)
@@ -149,6 +180,12 @@ class StudySpec:
 
         if isinstance(self.lrs, Mapping) and not set(self.lrs) <= set(OPTIMIZERS):  # a table per task
             if set(self.lrs) & set(OPTIMIZERS):
+                strangers = [k for k in self.lrs if k not in OPTIMIZERS and k not in self.tasks]
+                if strangers:  # an optimizer table with a misspelled optimizer
+                    close = did_you_mean(str(strangers[0]), OPTIMIZERS)
+                    raise bad(f"unknown optimizer {strangers[0]!r} in lrs"
+                              + (f"; did you mean {close!r}?" if close else "")
+                              + f"; choose from {', '.join(OPTIMIZERS)}")
                 raise bad("lrs mixes optimizer and task keys; give one table per task or per optimizer")
             unknown_tasks = sorted(set(self.lrs) - set(self.tasks))
             if unknown_tasks:
@@ -159,31 +196,46 @@ class StudySpec:
             self.lrs = {t: opt_table(f" for {t}", v) for t, v in self.lrs.items()}
         else:
             self.lrs = opt_table("", self.lrs)
-        all_lrs = [x for v in (self.lrs.values() if isinstance(self.lrs, dict) else [self.lrs])
-                   for x in (v if isinstance(v, list) else [y for w in (v.values() if isinstance(v, dict) else [v])
-                                                           for y in w])]
-        for v in all_lrs:
-            if not (v > 0 and math.isfinite(v)):
-                raise bad(f"learning rate {v!r} must be a positive finite number")
-        if not isinstance(self.seeds, list) or not self.seeds or not all(
-                isinstance(x, int) and not isinstance(x, bool) and 0 <= x < 2 ** 63 for x in self.seeds):
-            raise bad(f"seeds must be a list of integers in [0, 2**63), got {self.seeds!r}")
+        self.seeds = seed_list(self.seeds, source)
         if not isinstance(self.plateau_patience, list) or not self.plateau_patience or not all(
                 isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in self.plateau_patience):
             raise bad(f"plateau_patience must be a list of integers >= 1 (evaluations), got {self.plateau_patience!r}")
-        if self.budget_unit not in BUDGET_UNITS:
-            raise bad(f"unknown budget_unit {self.budget_unit!r}; choose from {', '.join(BUDGET_UNITS)}")
-        if not (_is_number(self.diverge_factor) and self.diverge_factor > 1 and math.isfinite(self.diverge_factor)):
+        if not _is_number(self.diverge_factor):  # its range is TrialConfig's rule
             raise bad(f"diverge_factor must be a number > 1, got {self.diverge_factor!r}")
         if not isinstance(self.refine, bool):
             raise bad(f"refine must be true or false, got {self.refine!r}")
         if not isinstance(self.description, str):
             raise bad(f"description must be text, got {self.description!r}")
-        try:
-            self.configs()  # every schedule name and parameter, checked by TrialConfig
+        self._check_task_names(bad, references=False)
+        try:  # every budget, LR, seed, optimizer, unit, factor, schedule name and parameter: TrialConfig's rules
+            trials = self._expand()
         except ValueError as e:
             raise bad(str(e)) from None
+        self._check_task_names(bad, references=True)
+        self._trials, self._trials_of = trials, self._fingerprint()
         return self
+
+    def _check_task_names(self, bad: Any, references: bool) -> None:
+        """Names without torch (:func:`~budgetsched.bench.tasks.names.known_tasks`); with ``references``, the
+        ``module:factory`` references, resolved (importing the user's module) so a bad one fails here."""
+        from budgetsched.bench.tasks.names import known_tasks
+
+        known = known_tasks()
+        for t in self.tasks:
+            if t in known:
+                continue
+            if ":" not in t:
+                close = did_you_mean(t, known)
+                raise bad(f"unknown task {t!r}" + (f"; did you mean {close!r}?" if close else "")
+                          + f"; choose from {', '.join(known)}, or give your own as package.module:factory or "
+                            "path/to/file.py:factory")
+            if references:
+                from budgetsched.bench.tasks import get_task
+
+                try:
+                    get_task(t)
+                except ValueError as e:
+                    raise bad(str(e)) from None
 
     def override(self, source: str = "command line", **changes: Any) -> "StudySpec":
         """A copy with ``changes`` (None values ignored), validated."""
@@ -206,7 +258,14 @@ class StudySpec:
         return list(v[optimizer]) if isinstance(v, dict) else list(v)
 
     def configs(self) -> list[TrialConfig]:
-        """The grid: tasks x schedules (x plateau patience) x optimizers x budgets x LRs x seeds."""
+        """The grid: tasks x schedules (x plateau patience) x optimizers x budgets x LRs x seeds.
+
+        Expanded once, by :meth:`validate`; a spec changed since is validated (and expanded) again."""
+        if getattr(self, "_trials_of", None) != self._fingerprint():
+            self.validate()
+        return list(self._trials)
+
+    def _expand(self) -> list[TrialConfig]:
         out: list[TrialConfig] = []
         for task in self.tasks:
             for opt in self.optimizers:

@@ -1,0 +1,131 @@
+"""``budgetsched report``, ``plot`` and ``advise``: read a store (never written to) and show what it says.
+
+The store is read before any output directory is made, and a directory made for a command that then fails is
+removed again, so a failed command leaves nothing behind.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from budgetsched.cli._common import check_resamples, open_existing_store, output_dir, output_file, read_rows
+from budgetsched.errors import UsageError
+
+#: Captions of the figures a md report links.
+CAPTIONS = {"figure2": "Figure 2: test metric vs budget (95 % intervals)",
+            "figure2_paired": "Figure 2 (paired): each schedule − {reference} vs budget (95 % intervals)",
+            "figure3": "Figure 3: test metric vs initial LR (95 % intervals)"}
+
+
+def _report(rows: list[dict[str, Any]], **options: Any) -> Any:
+    """``build_report`` with the user's options (a bad option raises UsageError: one line, exit 2)."""
+    from budgetsched.bench.analysis.report import build_report
+
+    return build_report(rows, **options)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from budgetsched.bench import report as rep  # analysis + renderers (budgetsched.bench.rendering.report)
+
+    check_resamples(args.resamples)
+    store = open_existing_store(args.store)
+    try:
+        rows = store.rows()
+    finally:
+        store.close()
+    r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed)
+    figures = None
+    if args.figures is not None:
+        from budgetsched.bench.rendering import plots
+
+        with output_dir(args.figures, "--figures") as figures_dir:
+            written = [*plots.figure2(r, figures_dir), *plots.figure2_paired(r, figures_dir),
+                       *plots.figure3(rows, figures_dir)]
+        base = Path(args.output).resolve().parent if args.output is not None else Path.cwd()
+        figures = {CAPTIONS[p.stem].format(reference=r.reference): Path(os.path.relpath(p.resolve(), base)).as_posix()
+                   for p in written if p.suffix == ".png"}
+    if args.format == "rich":
+        from rich.console import Console
+
+        if args.output is None:
+            rep.render_rich(r, Console())
+            return 0
+        with output_file(args.output) as f:
+            rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
+        return 0
+    from budgetsched.bench.analysis.experiments import markdown_sections
+
+    text = {"md": lambda x: rep.to_markdown(x, figures=figures) + markdown_sections(rows), "csv": rep.to_csv,
+            "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        with output_file(args.output) as f:
+            f.write(text)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from budgetsched.bench.rendering import plots
+
+    check_resamples(args.resamples)
+    rows = read_rows(args.store)
+    report = _report(rows, resamples=args.resamples, seed=args.seed)
+    with output_dir(args.out, "--out") as out:
+        written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
+        if any("delay" in (r.get("schedule_params") or {}) for r in rows):
+            written += plots.delay_figure(report, out)
+        if any("sampling" in (r.get("schedule_params") or {}) for r in rows):
+            written += plots.sampling_heatmap(rows, out)
+        settings = {(s.task, s.optimizer) for s in report.settings}
+        for task, opt in sorted(settings):
+            # LR / loss curves of each task x optimizer at its largest budget (the longest runs show the most).
+            budget = max(s.budget for s in report.settings if (s.task, s.optimizer) == (task, opt))
+            written += plots.curves(rows, out, task=task, optimizer=opt, budget=budget, report=report)
+    for path in written:
+        print(path)
+    return 0
+
+
+def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> float:
+    """The budget of ``advise`` in percent, from --budget, --epochs or --steps."""
+    if args.budget is not None:
+        text = str(args.budget).strip().rstrip("%")
+        try:
+            return float(text)
+        except ValueError:
+            raise UsageError(f"--budget {args.budget!r} is not a percent (e.g. 30 or 30%)") from None
+    tasks = {r["task"] for r in rows if args.task is None or r["task"] == args.task}
+    if len(tasks) != 1:
+        raise UsageError("--epochs and --steps need one task: pass --task (the study has "
+                         f"{', '.join(sorted(tasks)) or 'none'})")
+    task = tasks.pop()
+    if args.epochs is not None:
+        from budgetsched.bench.tasks import get_task
+
+        return 100.0 * args.epochs / get_task(task).max_epochs
+    per_percent = [r["total_steps"] / r["budget"] for r in rows if r["task"] == task and r.get("total_steps")]
+    if not per_percent:
+        raise UsageError(f"the study does not record the run length of {task!r}; give --budget in percent")
+    return 100.0 * args.steps / (max(per_percent) * 100.0)
+
+
+def cmd_advise(args: argparse.Namespace) -> int:
+    from budgetsched.bench.analysis.advise import advise, leave_one_budget_out
+
+    rows = read_rows(args.store)
+    budget = _advice_budget(args, rows)
+    for a in advise(rows, budget, args.task, args.optimizer):
+        print(a.line())
+    if args.evaluate:
+        r = leave_one_budget_out(rows)
+        pct = lambda v: "n/a" if v is None else f"{v:.0%}"  # noqa: E731
+        print(f"leave-one-budget-out over {r['n']} held-out settings: advisor Top-1 {pct(r['advisor']['top1'])}, "
+              f"Top-3 {pct(r['advisor']['top3'])}; always rex Top-1 {pct(r['rex']['top1'])}, Top-3 "
+              f"{pct(r['rex']['top3'])}; always linear Top-1 {pct(r['linear']['top1'])}, Top-3 "
+              f"{pct(r['linear']['top3'])}")
+    return 0

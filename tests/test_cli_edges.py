@@ -1,0 +1,146 @@
+"""The command line's edges, as a new user meets them: usage errors answered without importing torch, a
+did-you-mean for misspelled names and study-file keys, a mistyped resume path refused, no empty output
+directory left behind by a failed command, progress as plain lines when stderr is not a terminal, and the summary
+naming the engine that trained."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from budgetsched.cli import main
+from budgetsched.cli.run import PlainProgress, engine_label
+
+ENV = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+BASE = ["--task", "digits-mlp", "--schedules", "rex", "--optimizers", "sgdm", "--budgets", "2", "--lrs", "0.1",
+        "--seeds", "1"]
+
+#: Runs the command in a fresh interpreter and reports whether torch was imported by the time it answered.
+WRAPPER = ("import sys; from budgetsched.cli import main; rc = main(sys.argv[1:]); "
+           "sys.stdout.write(f'{rc} torch={\"torch\" in sys.modules}\\n')")
+
+
+def _fresh(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", WRAPPER, *args], capture_output=True, text=True, env=ENV,
+                          timeout=120)
+
+
+def test_builtin_task_names_without_torch_are_the_registrys():
+    from budgetsched.bench.tasks import registry
+    from budgetsched.bench.tasks.names import BUILTIN_TASKS
+
+    assert BUILTIN_TASKS == tuple(n for n in registry.available_tasks() if n in registry._BUILTIN)
+    assert set(BUILTIN_TASKS) == set(registry._BUILTIN)
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--task", "digits-mpl"], "unknown task 'digits-mpl'; did you mean 'digits-mlp'?"),
+    (["--schedules", "rexx"], "unknown schedule 'rexx'; did you mean 'rex'?"),
+    (["--budgets", "150"], "150"),
+    (["--seeds", "0"], "seeds must be a count in [1, 10000]"),
+    (["--lrs", "sgdm=0.1;adm=0.01"], "unknown optimizer 'adm' in lrs; did you mean 'adam'?"),
+    (["--workers", "0"], "workers must be an integer >= 1"),
+])
+def test_usage_errors_are_answered_without_importing_torch(tmp_path, args, needle):
+    db = tmp_path / "s.db"
+    r = _fresh("run", *BASE, *args, "--store", str(db))
+    assert r.stdout == "2 torch=False\n", (r.stdout, r.stderr)
+    assert r.stderr.startswith("budgetsched: error: ") and r.stderr.count("\n") == 1, r.stderr
+    assert needle in r.stderr
+    assert not db.exists()
+
+
+def test_a_misspelled_study_file_key_is_named_with_its_likely_meaning(tmp_path):
+    toml = tmp_path / "study.toml"
+    toml.write_text('tasks = ["digits-mlp"]\nschedule = ["rex"]\nlrs = [0.1]\n')
+    r = _fresh("run", "--config", str(toml), "--store", str(tmp_path / "s.db"))
+    assert r.stdout == "2 torch=False\n", r.stderr
+    assert "unknown key(s) 'schedule'; did you mean 'schedules'?" in r.stderr
+    assert "no schedules given" not in r.stderr
+    toml.write_text('tasks = ["digits-mlp"]\nlrs = [0.1]\n')  # really missing: the message says how to give it
+    assert main(["run", "--config", str(toml), "--store", str(tmp_path / "s.db")]) == 2
+
+
+def test_did_you_mean_for_presets_and_missing_keys_name_the_flag(tmp_path, capsys):
+    assert main(["run", "--preset", "smok", "--store", str(tmp_path / "s.db")]) == 2
+    assert "unknown preset 'smok'; did you mean 'smoke'?" in capsys.readouterr().err
+    assert main(["run", "--task", "digits-mlp", "--lrs", "0.1", "--store", str(tmp_path / "s.db")]) == 2
+    assert "command line: no schedules given: pass --schedules, --preset or --config" in capsys.readouterr().err
+
+
+def test_a_mistyped_resume_path_is_refused_not_started_afresh(tmp_path, capsys):
+    store = tmp_path / "nodir" / "sub" / "a.db"
+    assert main(["run", *BASE, "--store", str(store)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"no such directory {str(tmp_path / 'nodir')!r}" in err
+    assert "(create it first" in err
+    assert not (tmp_path / "nodir").exists()
+
+
+def test_failed_commands_leave_no_output_directory(tmp_path, capsys):
+    missing = str(tmp_path / "missing.db")
+    assert main(["plot", missing, "--out", str(tmp_path / "figs")]) == 2
+    assert main(["report", missing, "--figures", str(tmp_path / "f" / "g")]) == 2
+    assert main(["report", missing, "--output", str(tmp_path / "r.md"), "--format", "md"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert capsys.readouterr().err.count("budgetsched: error: ") == 3
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_without_a_terminal_progress_is_plain_lines_and_a_new_store_is_announced(tmp_path):
+    db = tmp_path / "s.db"
+    args = ["run", *BASE, "--schedules", "rex,linear", "--lrs", "0.03,0.1", "--store", str(db)]
+    r = subprocess.run([sys.executable, "-m", "budgetsched.cli", *args], capture_output=True, text=True, env=ENV,
+                       timeout=300)  # stderr is a pipe, not a terminal
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    assert lines[0] == f"budgetsched: new store at {db}"
+    assert lines[1] == "budgetsched: 4 trials to run"
+    assert lines[-1].startswith("budgetsched: 4 of 4 trials (100 %), ")
+    assert "ETA" not in r.stderr and "\x1b" not in r.stderr and "\r" not in r.stderr
+    assert "(batched, 1 worker, cpu" in r.stdout
+    again = subprocess.run([sys.executable, "-m", "budgetsched.cli", *args], capture_output=True, text=True,
+                           env=ENV, timeout=300)
+    assert again.returncode == 0 and again.stderr == ""  # resumed: nothing new, nothing to run, nothing said
+
+
+def test_plain_progress_prints_a_line_per_tenth():
+    store = types.SimpleNamespace(finished_keys=lambda: {"a"})
+    p = PlainProgress(store, [str(i) for i in range(40)] + ["a"])
+    assert (p.before, p.total) == (1, 40)
+    said = []
+    import budgetsched.cli.run as run
+
+    real, run.say = run.say, said.append
+    try:
+        for done in range(41):
+            p.show(done, p.t0 + done)
+    finally:
+        run.say = real
+    assert len(said) == 10 and said[0].startswith("4 of 40 trials (10 %)") and said[-1].startswith("40 of 40")
+
+
+def test_the_summary_names_a_trainable_as_such(monkeypatch):
+    from budgetsched.bench.tasks import registry
+    from budgetsched.bench.tasks.custom import trainable
+
+    @trainable(max_steps=10)
+    def my_loop(trial):
+        return {}
+
+    monkeypatch.setitem(registry._TASKS, "my_loop", my_loop)
+
+    def row(key, task, engine):
+        return types.SimpleNamespace(key=key, task=task, stand_in=None,
+                                     provenance=types.SimpleNamespace(engine=engine))
+
+    store = types.SimpleNamespace(trial_rows=lambda: [row("a", "my_loop", "sequential"),
+                                                      row("b", "digits-mlp", "batched"),
+                                                      row("c", "digits-mlp", "anytime")])
+    assert engine_label(store, {"a"}, "batched") == "@trainable"
+    assert engine_label(store, {"a", "b"}, "batched") == "@trainable + batched"
+    assert engine_label(store, set(), "batched") == "batched"
