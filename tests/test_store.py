@@ -417,3 +417,68 @@ def test_trial_rows_of_a_v1_store_keep_its_epoch_budgets_and_skip_damaged_rows(t
     with Store(path, readonly=True) as s:
         with pytest.warns(StoreWarning, match=f"trial {cfg(lr=0.3).key!r} cannot be read.*skipped"):
             assert [r.lr for r in s.trial_rows()] == [0.1]
+
+
+# ---------------------------------------------------------------------------------- claims as their own piece
+def test_claims_are_an_interface_with_a_null_implementation(tmp_path):
+    from budgetsched.bench.storage.claims import Claims, NullClaims, SqliteClaims
+
+    null: Claims = NullClaims()
+    assert null.claim(["a", "b"], "me", 60) == ["a", "b"]  # nothing shared: every key is this run's
+    assert null.held_by_others(["a"], "me", 60) == 0
+    assert null.heartbeat("me") is None and null.release("me") is None
+    with Store(tmp_path / "s.db") as s:
+        assert isinstance(s.claims, SqliteClaims)
+        assert s.claims.claim(["k1", "k2"], "a:1:-:x", 60) == ["k1", "k2"]
+        assert s.claims.held_by_others(["k1", "k2"], "b:1:-:y", 60) == 2
+        s.claims.release("a:1:-:x")
+        assert s.claims.held_by_others(["k1", "k2"], "b:1:-:y", 60) == 0
+
+
+def test_a_claim_lease_follows_its_clock_and_finished_trials_are_spelled_by_the_enum(tmp_path):
+    from budgetsched.bench.protocol.status import Status
+    from budgetsched.bench.storage.claims import SqliteClaims
+
+    t = [1000.0]
+    with Store(tmp_path / "s.db") as s:
+        s.put(cfg(lr=0.1), result(status=Status.DIVERGED, val=None, test=None))
+        s.put(cfg(lr=0.2), result(status=Status.FAILED, val=None, test=None, error="x"))
+        claims = SqliteClaims(s._locked_tx, s._read, clock=lambda: t[0])
+        keys = [cfg(lr=lr).key for lr in (0.1, 0.2, 0.3)]
+        assert claims.claim(keys, "far:1:-:a", 10) == keys[1:]  # diverged is finished; failed is retried
+        t[0] += 5
+        claims.heartbeat("far:1:-:a")
+        t[0] += 9  # 9 s after the heartbeat: the lease (10 s) holds
+        assert claims.claim(keys, "far:2:-:b", 10) == []
+        t[0] += 2  # 11 s: expired, taken over
+        assert claims.claim(keys, "far:2:-:b", 10) == keys[1:]
+    con = sqlite3.connect(tmp_path / "s.db")
+    assert dict(con.execute("SELECT lr, status FROM trials")) == {0.1: "diverged", 0.2: "failed"}
+    (sql,) = con.execute("SELECT sql FROM sqlite_master WHERE name = 'trials'").fetchone()
+    assert "CHECK (status IN ('done', 'diverged', 'failed'))" in sql
+    con.close()
+
+
+# -------------------------------------------------------------------------------------- the study's design
+def test_the_recorded_study_gives_its_planned_trials_so_a_seed_that_never_ran_is_missing(tmp_path):
+    from budgetsched.bench.protocol.study import StudySpec
+
+    spec = StudySpec.from_mapping(dict(tasks=["digits-mlp"], schedules=["rex", "linear"], lrs=[0.03, 0.1],
+                                       optimizers=["sgdm"], budgets=[2.0], seeds=2))
+    with Store(tmp_path / "s.db") as s:
+        assert s.planned_configs() == [] and s.planned_keys() == set()
+        s.record_study(spec.to_dict())
+        s.record_study(spec.to_dict())  # a rerun of the same study plans nothing new
+        for c in spec.configs():
+            if c.seed == 0:
+                s.put(c, result())
+        planned = s.planned_configs()
+        assert planned == spec.configs() and len(planned) == 8
+        missing = s.planned_keys() - {r.key for r in s.trial_rows()}
+        assert missing == {c.key for c in spec.configs() if c.seed == 1}
+        s.record_study({"tasks": ["no-such-task"], "schedules": ["rex"]})
+    with Store(tmp_path / "s.db", readonly=True) as s:
+        from budgetsched.bench.storage.store import StoreWarning
+
+        with pytest.warns(StoreWarning, match="cannot be expanded here"):
+            assert s.planned_configs() == spec.configs()

@@ -2,13 +2,14 @@
 
 Why SQLite: a study is thousands of small trials that finish one by one and must survive a crash; SQLite gives
 durable single-row transactions, needs no server and is readable by any tool. Each write is one transaction
-(:meth:`Store._tx`) with ``synchronous=FULL``, so a trial whose ``put`` has returned survives even a SIGKILL.
+(:func:`budgetsched.bench.storage.database.transaction`) with ``synchronous=FULL``, so a trial whose ``put`` has
+returned survives even a SIGKILL.
 
 Identity and version. The file is marked with ``PRAGMA application_id`` (:data:`APPLICATION_ID`); its layout
 version is ``PRAGMA user_version`` and nothing else. Opening checks both, and the columns of the trials table: a
 foreign or damaged file is refused, an older layout is migrated in one transaction (:data:`MIGRATIONS`), a newer
-one is refused naming both versions. Creating a new store is one exclusive transaction, so processes racing to
-create it all succeed.
+one is refused naming both versions (:mod:`budgetsched.bench.storage.schema`). Creating a new store is one
+exclusive transaction, so processes racing to create it all succeed.
 
 Writers. ``Store(path)`` refuses a file, ``-wal``/``-shm`` file or directory it cannot write before SQLite creates
 anything, and commits one small write when it opens, so a read-only store or a full disk fails before a run
@@ -18,9 +19,13 @@ Readers. ``Store(path, readonly=True)`` (``report``, ``plot``) never writes to t
 writable it reads with ``mode=ro`` (sharing the WAL index with a live run); where it is not, nothing at all is
 written: the main file is read ``immutable`` (exact once a run has closed), or, when a killed run left a
 non-empty ``-wal``, a private copy of the store and its log is read; a ``-wal`` that cannot be read is skipped with
-a :class:`StoreWarning`. A row that cannot be decoded is skipped with a warning naming its key.
+a :class:`StoreWarning`. Rows are decoded once into typed :class:`~budgetsched.bench.protocol.records.TrialRow`
+(:meth:`Store.trial_rows`); a row that cannot be decoded is skipped with a warning naming its key. The specs of the
+studies run into the store are kept (:meth:`Store.record_study`) and expanded back into the trials they planned
+(:meth:`Store.planned_configs`), so a trial that never got a row is known to be missing.
 
-Concurrent runs. Before training, a run *claims* its trials (:meth:`Store.claim`): a lease row naming the run
+Concurrent runs (:mod:`budgetsched.bench.storage.claims`, ``Store.claims``). Before training, a run *claims* its
+trials (:meth:`Store.claim`): a lease row naming the run
 (:func:`claim_owner`), kept alive by :meth:`Store.heartbeat`; two runs on one store split the work. Claims not
 renewed for ``lease_s`` (a crashed run elsewhere), or held by a run on this host whose process has ended, are
 taken over. Writing a trial's result releases its claim in the same transaction. A store that a failed run
@@ -33,221 +38,35 @@ device, so any number in a report can be traced to what produced it.
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import errno
-import importlib.metadata
 import json
-import math
 import os
-import platform
-import socket
 import sqlite3
-import sys
 import threading
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import FINISHED, STATUSES, Status
-from budgetsched.errors import EnvironmentFailure, UsageError
-
-try:
-    import fcntl as _fcntl
-except ImportError:  # not POSIX: no directory lock (remove_if_empty then keeps the store)
-    _fcntl = None  # type: ignore[assignment]
+from budgetsched.bench.storage.claims import Claims, NullClaims, SqliteClaims, claim_owner, owner_is_gone
+from budgetsched.bench.storage.database import (DirLock, StoreError, StoreIOError, StoreWarning, io_error,
+                                                transaction)
+from budgetsched.bench.storage.provenance import RESULT_FIELDS, dumps, now, provenance, result_fields
+from budgetsched.bench.storage.schema import (APPLICATION_ID, COLUMNS, JSON_COLUMNS, MIGRATIONS, SCHEMA_VERSION,
+                                              V1_DEFAULTS, _migrate_1_to_2, check_identity, check_layout,  # noqa: F401
+                                              init_schema)
 
 __all__ = ["Store", "StoreError", "StoreIOError", "StoreWarning", "STATUSES", "SCHEMA_VERSION", "APPLICATION_ID",
-           "claim_owner", "owner_is_gone"]
+           "MIGRATIONS", "RESULT_FIELDS", "Claims", "SqliteClaims", "NullClaims", "claim_owner", "owner_is_gone"]
 
-#: The on-disk layout version (``PRAGMA user_version``); older stores are migrated by :data:`MIGRATIONS`.
-SCHEMA_VERSION = 2
-#: ``PRAGMA application_id`` of a budgetsched store: the ASCII bytes "BSCH".
-APPLICATION_ID = 0x42534348
-#: Result attributes a trial result must provide (``TrialResult`` in ``bench/protocol/records.py``).
-RESULT_FIELDS = ("status", "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error")
-_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_BUSY_TIMEOUT_MS = 30_000
-
-_SCHEMA = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE trials (
-    key             TEXT PRIMARY KEY,
-    task            TEXT NOT NULL,
-    schedule        TEXT NOT NULL,
-    schedule_params TEXT NOT NULL,
-    label           TEXT NOT NULL,
-    optimizer       TEXT NOT NULL,
-    budget          REAL NOT NULL,
-    lr              REAL NOT NULL,
-    seed            INTEGER NOT NULL,
-    status          TEXT NOT NULL CHECK (status IN ('done', 'diverged', 'failed')),
-    val_loss        REAL,
-    val_metric      REAL,
-    test_loss       REAL,
-    test_metric     REAL,
-    curves          TEXT NOT NULL,
-    steps           INTEGER,
-    wall_time       REAL,
-    error           TEXT,
-    started         TEXT,
-    finished        TEXT NOT NULL,
-    package_version TEXT,
-    torch_version   TEXT,
-    python_version  TEXT,
-    hostname        TEXT,
-    engine          TEXT,
-    device          TEXT,
-    run_meta        TEXT NOT NULL DEFAULT '{}',
-    config          TEXT NOT NULL,
-    budget_unit     TEXT NOT NULL DEFAULT 'epochs',
-    total_steps     INTEGER,
-    stand_in        TEXT
-);
-CREATE INDEX trials_by_setting ON trials (task, optimizer, budget);
-CREATE TABLE claims (
-    key       TEXT PRIMARY KEY,
-    owner     TEXT NOT NULL,
-    heartbeat REAL NOT NULL
-);
-"""
-
-
-def _migrate_1_to_2(c: sqlite3.Connection) -> None:
-    """v2: budget unit (v1 rounded budgets up to whole epochs), planned steps, plateau stand-ins, claims; the
-    version lives in ``user_version`` only."""
-    c.execute("ALTER TABLE trials ADD COLUMN budget_unit TEXT NOT NULL DEFAULT 'epochs'")
-    c.execute("ALTER TABLE trials ADD COLUMN total_steps INTEGER")
-    c.execute("ALTER TABLE trials ADD COLUMN stand_in TEXT")
-    c.execute("CREATE TABLE claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, heartbeat REAL NOT NULL)")
-    c.execute("DELETE FROM meta WHERE key = 'schema_version'")
-
-
-#: ``from_version -> migration`` to ``from_version + 1``; each runs inside the opening transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
-
-_COLUMNS = (
-    "key", "task", "schedule", "schedule_params", "label", "optimizer", "budget", "lr", "seed", "status",
-    "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error",
-    "started", "finished", "package_version", "torch_version", "python_version", "hostname", "engine", "device",
-    "run_meta", "config", "budget_unit", "total_steps", "stand_in",
-)
-_V1_DEFAULTS = {"budget_unit": "epochs", "total_steps": None, "stand_in": None}
-_JSON_COLUMNS = ("schedule_params", "curves", "run_meta", "config")
-
-
-class StoreError(UsageError):
-    """The file cannot be used as a store: not a budgetsched store, damaged, newer schema, closed."""
-
-
-class StoreIOError(EnvironmentFailure):
-    """The store cannot be read or written right now: disk full, I/O error, permissions, locked."""
-
-
-class StoreWarning(UserWarning):
-    """Something in the store was skipped or could not be read (the message says what)."""
-
-
-def _package_version() -> str:
-    mod = sys.modules.get("budgetsched")
-    version = getattr(mod, "__version__", None)
-    if version:
-        return str(version)
-    try:
-        return importlib.metadata.version("budgetsched")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _torch_version() -> str | None:
-    # Do not import torch just to read its version (it takes a second); use the loaded module or the metadata.
-    mod = sys.modules.get("torch")
-    if mod is not None and getattr(mod, "__version__", None):
-        return str(mod.__version__)
-    try:
-        return importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, (tuple, set)):
-        return list(o)
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if hasattr(o, "item"):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {o!r}")
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, default=_json_default)
-
-
-def _opt_float(name: str, value: Any) -> float | None:
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"result field {name} must be a number or None, got {value!r}") from None
-
-
-def _result_fields(result: Any) -> dict[str, Any]:
-    """Read the TrialResult fields from a TrialResult-like object or a mapping."""
-    if isinstance(result, Mapping):
-        missing = [f for f in RESULT_FIELDS if f not in result and f != "error"]
-        get = lambda f: result.get(f)  # noqa: E731
-    else:
-        missing = [f for f in RESULT_FIELDS if not hasattr(result, f) and f != "error"]
-        get = lambda f: getattr(result, f, None)  # noqa: E731
-    if missing:
-        raise ValueError(
-            f"trial result lacks field(s) {', '.join(missing)}; a result needs {', '.join(RESULT_FIELDS)}"
-        )
-    out = {f: get(f) for f in RESULT_FIELDS}
-    out["status"] = Status.parse(out["status"]).value
-    for m in _METRICS:
-        out[m] = _opt_float(m, out[m])
-    out["wall_time"] = _opt_float("wall_time", out["wall_time"])
-    if out["steps"] is not None:
-        out["steps"] = int(out["steps"])
-    curves = out["curves"] if out["curves"] is not None else {}
-    if not isinstance(curves, Mapping):
-        raise ValueError(f"result field curves must be a dict of lists, got {type(curves).__name__}")
-    out["curves"] = {str(k): list(v) for k, v in curves.items()}
-    if out["error"] is not None:
-        out["error"] = str(out["error"])
-    return out
-
-
-def _io_error(path: Path, e: sqlite3.Error, doing: str) -> Exception:
-    """One clear error for an SQLite failure: the environment's (StoreIOError) or the file's (StoreError)."""
-    msg = str(e).lower()
-    where = f"store {str(path)!r}"
-    if "locked" in msg or "busy" in msg:
-        return StoreIOError(f"cannot {doing} {where}: it is locked by another process ({e}); try again")
-    if "readonly" in msg or "read-only" in msg or "permission" in msg:
-        return StoreIOError(f"cannot {doing} {where}: it is read-only here ({e}); check the file's permissions")
-    if "disk is full" in msg or "disk i/o" in msg or "full" in msg:
-        return StoreIOError(f"cannot {doing} {where}: the disk is full or failing ({e}); free space and rerun")
-    if "unable to open" in msg:
-        return StoreIOError(f"cannot {doing} {where}: the file or its directory cannot be opened ({e})")
-    if "not a database" in msg or "malformed" in msg or "corrupt" in msg:
-        return StoreError(f"{where} is damaged or not a budgetsched results store ({e})")
-    if isinstance(e, sqlite3.IntegrityError) or "no such" in msg or "has no column" in msg:
-        return StoreError(f"{where} has a layout this budgetsched cannot use ({e})")
-    return StoreIOError(f"cannot {doing} {where}: {e}")
+_BUSY_TIMEOUT_MS = 30_000  # read when a connection opens (tests shorten it)
+_METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
+_io_error = io_error  # the name older code used
+_DirLock = DirLock
 
 
 class Store:
@@ -274,11 +93,12 @@ class Store:
         self.created = False
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
-        self._dir_lock: _DirLock | None = None
+        self._dir_lock: DirLock | None = None
         self._snapshot: Path | None = None  # a private copy read instead of the file (see _open_snapshot)
         self.version = SCHEMA_VERSION
         self._check_file()
         self._conn = self._open_readonly() if self.readonly else self._open_writable()
+        self._claims: Claims = SqliteClaims(self._locked_tx, self._read)
 
     # -- opening -----------------------------------------------------------------------------------------------
     def _check_file(self) -> None:
@@ -325,20 +145,21 @@ class Store:
             kind = StoreError if e.errno in (errno.ENOTDIR, errno.EEXIST, errno.ENAMETOOLONG) else StoreIOError
             raise kind(f"cannot create the directory of store {str(self.path)!r}: {e.strerror or e}") from None
         self._check_writable()
-        self._dir_lock = _DirLock(self.path.parent)
+        self._dir_lock = DirLock(self.path.parent)
         try:
             self._dir_lock.shared()
             conn = self._connect(self.path.resolve().as_uri() + "?mode=rwc")
         except sqlite3.Error as e:
             self._release_dir_lock()
-            raise _io_error(self.path, e, "open") from None
+            raise io_error(self.path, e, "open") from None
         except BaseException:
             self._release_dir_lock()
             raise
         self._conn = conn
         try:
             with self._tx():  # check, create or migrate in one exclusive transaction: racing creators all succeed
-                self._init_schema(conn)
+                self.created = init_schema(conn, self.path)
+            self.version = SCHEMA_VERSION
             self._wal_mode(conn)
             # FULL: the WAL is fsynced at each commit, so a put that returned survives a crash or power loss.
             conn.execute("PRAGMA synchronous = FULL")
@@ -348,7 +169,7 @@ class Store:
             self._conn = None
             self._release_dir_lock()
             if isinstance(e, sqlite3.Error):
-                raise _io_error(self.path, e, "open") from None
+                raise io_error(self.path, e, "open") from None
             raise
         return conn
 
@@ -365,7 +186,7 @@ class Store:
                 break
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e).lower() or time.monotonic() > deadline:
-                    raise _io_error(self.path, e, "open") from None
+                    raise io_error(self.path, e, "open") from None
                 time.sleep(delay)
                 delay = min(0.2, delay * 2)
         if str(mode).lower() != "wal":
@@ -381,15 +202,15 @@ class Store:
             except sqlite3.OperationalError as e:
                 msg = str(e).lower()
                 if "unable to open" not in msg and "readonly" not in msg:
-                    raise _io_error(self.path, e, "read") from None
+                    raise io_error(self.path, e, "read") from None
                 conn = self._open_snapshot()  # e.g. a -shm file this user cannot write
             except sqlite3.Error as e:
-                raise _io_error(self.path, e, "read") from None
+                raise io_error(self.path, e, "read") from None
         else:
             conn = self._open_snapshot()
         try:
-            self._check_identity(conn, migrate=False)
-            self._check_layout(conn, writing=False)
+            self.version = check_identity(conn, self.path, migrate=False)
+            check_layout(conn, self.path, self.version, writing=False)
         except BaseException:
             conn.close()
             self._drop_snapshot()
@@ -417,7 +238,7 @@ class Store:
                     return self._connect(copy.resolve().as_uri() + "?mode=rw")
                 except sqlite3.Error as e:
                     self._drop_snapshot()
-                    raise _io_error(self.path, e, "read") from None
+                    raise io_error(self.path, e, "read") from None
         if wal_size:
             warnings.warn(f"{str(wal)!r} holds results not yet merged into the store and cannot be read here; "
                           "rows in it are missing from this report. Open the store once with write access "
@@ -427,7 +248,7 @@ class Store:
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
             return conn
         except sqlite3.Error as e:
-            raise _io_error(self.path, e, "read") from None
+            raise io_error(self.path, e, "read") from None
 
     def _copy_with_wal(self, wal: Path) -> Path | None:
         """Copy the store and its ``-wal`` to a private directory (None if that fails); retried while a writer
@@ -468,97 +289,22 @@ class Store:
             self._dir_lock.release()
             self._dir_lock = None
 
-    def _check_identity(self, c: sqlite3.Connection, migrate: bool) -> int:
-        """Validate application id and version; returns the version found (0 for an empty database)."""
-        try:
-            app_id = c.execute("PRAGMA application_id").fetchone()[0]
-            version = c.execute("PRAGMA user_version").fetchone()[0]
-            n_objects = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-        except sqlite3.Error as e:
-            raise _io_error(self.path, e, "read") from None
-        if app_id == 0 and version == 0 and n_objects == 0:
-            if not migrate:
-                raise StoreError(f"{str(self.path)!r} is an empty database, not a budgetsched results store")
-            return 0
-        if app_id != APPLICATION_ID:
-            raise StoreError(f"{str(self.path)!r} is an SQLite database but not a budgetsched results store "
-                             f"(application_id {app_id:#x}, expected {APPLICATION_ID:#x})")
-        if version > SCHEMA_VERSION:
-            raise StoreError(f"store {str(self.path)!r} has schema version {version}, newer than this budgetsched "
-                             f"({_package_version()}) reads (version {SCHEMA_VERSION}); upgrade budgetsched")
-        if version < 1:
-            raise StoreError(f"store {str(self.path)!r} has an unknown schema version {version}")
-        tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if not {"meta", "trials"} <= tables:
-            raise StoreError(f"store {str(self.path)!r} is damaged: tables meta/trials are missing")
-        self.version = version
-        return version
-
-    def _check_layout(self, c: sqlite3.Connection, writing: bool) -> None:
-        """The trials table has every column this version reads, and (to write) none it would not fill."""
-        try:
-            info = c.execute("PRAGMA table_info(trials)").fetchall()  # cid, name, type, notnull, default, pk
-            tables = {r[0] for r in c.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        except sqlite3.Error as e:
-            raise _io_error(self.path, e, "read") from None
-        names = {r[1] for r in info}
-        missing = [k for k in _COLUMNS if k not in names and (self.version >= 2 or k not in _V1_DEFAULTS)]
-        if missing:
-            raise StoreError(f"store {str(self.path)!r} is damaged or was changed by hand: table trials lacks "
-                             f"column(s) {', '.join(missing)}")
-        if not writing:
-            return
-        unfilled = [r[1] for r in info if r[1] not in _COLUMNS and r[3] and r[4] is None and not r[5]]
-        if unfilled:
-            raise StoreError(f"store {str(self.path)!r} was changed by hand: column(s) {', '.join(unfilled)} of "
-                             f"table trials must be filled (NOT NULL, no default) but budgetsched does not know "
-                             f"them, so no trial could be written; drop the column(s) or use another store")
-        if "claims" not in tables:
-            raise StoreError(f"store {str(self.path)!r} is damaged or was changed by hand: table claims is missing")
-
-    def _init_schema(self, c: sqlite3.Connection) -> None:
-        version = self._check_identity(c, migrate=True)
-        if version == 0:
-            for stmt in _SCHEMA.split(";"):
-                if stmt.strip():
-                    c.execute(stmt)
-            meta = {"application": "budgetsched", "created": _now(), "created_by": _package_version()}
-            c.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", meta.items())
-            c.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            self.created = True
-        else:
-            for v in range(version, SCHEMA_VERSION):
-                MIGRATIONS[v](c)
-                c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                          (f"migrated_{v}_to_{v + 1}", f"{_now()} by {_package_version()}"))
-        c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        self.version = SCHEMA_VERSION
-        self._check_layout(c, writing=True)
-
     def _probe_write(self) -> None:
         """Commit one small write now, so a read-only file or a full disk fails before anything is trained."""
         with self._tx("write to") as c:
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_opened', ?)", (_now(),))
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('last_opened', ?)", (now(),))
 
     # -- the one transaction helper ----------------------------------------------------------------------------
+    def _tx(self, doing: str = "write to") -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One write transaction of this store (:func:`budgetsched.bench.storage.database.transaction`)."""
+        return transaction(self._db(), self.path, doing)
+
     @contextlib.contextmanager
-    def _tx(self, doing: str = "write to") -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE ... COMMIT`` (rolled back on any error); SQLite errors become one clear error."""
-        c = self._db()
-        try:
-            c.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as e:
-            raise _io_error(self.path, e, doing) from None
-        try:
+    def _locked_tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction under this instance's lock (the claims' transactions: threads share the store)."""
+        self._writable()
+        with self._lock, self._tx() as c:
             yield c
-            c.execute("COMMIT")
-        except BaseException as e:
-            if c.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    c.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error):
-                raise _io_error(self.path, e, doing) from None
-            raise
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -575,19 +321,30 @@ class Store:
             try:
                 return self._db().execute(sql, args).fetchall()
             except sqlite3.Error as e:
-                raise _io_error(self.path, e, "read") from None
+                raise io_error(self.path, e, "read") from None
 
     def finished_keys(self) -> set[str]:
         """Keys of trials that need no rerun: status ``done`` or ``diverged`` (``failed`` ones are retried)."""
-        return {r[0] for r in self._read("SELECT key FROM trials WHERE status IN (?, ?)",
-                                         tuple(s.value for s in FINISHED))}
+        values = tuple(sorted(s.value for s in FINISHED))
+        return {r[0] for r in self._read(f"SELECT key FROM trials WHERE status IN ({', '.join('?' * len(values))})",
+                                         values)}
+
+    def trial_rows(self, task: str | None = None) -> list[TrialRow]:
+        """All trials (or one task's), each decoded once into a :class:`~budgetsched.bench.protocol.records.TrialRow`
+        (config, result with its ``Status``, provenance, planned length, stand-in); ordered as :meth:`rows`.
+        A row that cannot be decoded is skipped with a :class:`StoreWarning` naming its key."""
+        return self._decoded(self.rows(task))
+
+    def trial_row(self, key: str) -> TrialRow | None:
+        """The trial stored under ``key`` as a :class:`TrialRow`, or None (also when it cannot be decoded)."""
+        return next(iter(self._decoded(self._rows_where("key = ?", (key,)))), None)
 
     def rows(self, task: str | None = None) -> list[dict[str, Any]]:
         """All trials (or one task's) as dicts: config fields, result fields, provenance; JSON columns decoded.
 
         ``schedule_params``, ``curves``, ``run_meta`` and ``config`` come back as dicts. Ordered by task,
         optimizer, budget, label, lr, seed. A row that cannot be decoded is skipped with a :class:`StoreWarning`
-        naming its key.
+        naming its key. (Readers move to :meth:`trial_rows`.)
         """
         if task is None:
             return self._rows_where("1", ())
@@ -598,14 +355,14 @@ class Store:
         return next(iter(self._rows_where("key = ?", (key,))), None)
 
     def _rows_where(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        cols = [c for c in _COLUMNS if self.version >= 2 or c not in _V1_DEFAULTS]
+        cols = [c for c in COLUMNS if self.version >= 2 or c not in V1_DEFAULTS]
         fetched = self._read(f"SELECT {', '.join(cols)} FROM trials WHERE {where} "
                              "ORDER BY task, optimizer, budget, label, lr, schedule_params, seed", args)
         out = []
         for values in fetched:
-            d = {**_V1_DEFAULTS, **dict(zip(cols, values))}
+            d = {**V1_DEFAULTS, **dict(zip(cols, values))}
             try:
-                for k in _JSON_COLUMNS:
+                for k in JSON_COLUMNS:
                     d[k] = json.loads(d[k])
                     if not isinstance(d[k], dict):
                         raise ValueError(f"column {k} holds {type(d[k]).__name__}, not an object")
@@ -617,17 +374,7 @@ class Store:
             out.append(d)
         return out
 
-    def trial_rows(self, task: str | None = None) -> list[TrialRow]:
-        """All trials (or one task's), each decoded once into a :class:`~budgetsched.bench.protocol.records.TrialRow`
-        (config, result with its :class:`Status`, provenance, planned length, stand-in); ordered as :meth:`rows`.
-        A row that cannot be decoded is skipped with a :class:`StoreWarning` naming its key."""
-        return self._trial_rows(self.rows(task))
-
-    def trial_row(self, key: str) -> TrialRow | None:
-        """The trial stored under ``key`` as a :class:`TrialRow`, or None (also when it cannot be decoded)."""
-        return next(iter(self._trial_rows(self._rows_where("key = ?", (key,)))), None)
-
-    def _trial_rows(self, dicts: list[dict[str, Any]]) -> list[TrialRow]:
+    def _decoded(self, dicts: list[dict[str, Any]]) -> list[TrialRow]:
         out = []
         for d in dicts:
             try:
@@ -638,7 +385,7 @@ class Store:
         return out
 
     def counts(self) -> dict[str, int]:
-        """Number of trials per status (every status present, zeros included)."""
+        """Number of trials per status (every status present, zeros included), keyed by ``Status.value``."""
         got = dict(self._read("SELECT status, count(*) FROM trials GROUP BY status"))
         return {s: int(got.get(s, 0)) for s in STATUSES}
 
@@ -646,10 +393,38 @@ class Store:
         """The store's own metadata (application, creation time and package version, migrations)."""
         return dict(self._read("SELECT key, value FROM meta"))
 
+    # -- the study's design -----------------------------------------------------------------------------------
     def studies(self) -> list[dict[str, Any]]:
         """The study specs run into this store, oldest first (``{"time", "spec"}`` each; see :meth:`record_study`)."""
         raw = self.meta().get("studies")
         return [] if raw is None else json.loads(raw)
+
+    def planned_configs(self) -> list[TrialConfig]:
+        """Every trial of every study recorded in this store (:meth:`record_study`), expanded by
+        :meth:`budgetsched.bench.protocol.study.StudySpec.configs` (first-seen order, no duplicates): what the
+        design asked for, so a trial that never got a row (a seed that never ran) can be reported missing.
+
+        Budgets that are one run are expanded as asked; a reader counts them by the one collapse rule
+        (:func:`budgetsched.bench.protocol.plan.same_run_key`, :func:`~budgetsched.bench.protocol.plan.counted_budget`)
+        with the rows' ``total_steps``. A recorded spec that cannot be expanded here (e.g. a task this process does
+        not know) is skipped with a :class:`StoreWarning`.
+        """
+        from budgetsched.bench.protocol.study import StudySpec
+
+        out: dict[TrialConfig, None] = {}
+        for entry in self.studies():
+            try:
+                configs = StudySpec.from_mapping(entry["spec"], source=f"store {str(self.path)!r}").configs()
+            except Exception as e:  # a spec this version or process cannot expand: say so, keep the others
+                warnings.warn(f"store {str(self.path)!r}: the study recorded at {entry.get('time')} cannot be "
+                              f"expanded here ({e}); its planned trials are not compared", StoreWarning, stacklevel=2)
+                continue
+            out.update(dict.fromkeys(configs))
+        return list(out)
+
+    def planned_keys(self) -> set[str]:
+        """The keys of :meth:`planned_configs`."""
+        return {c.key for c in self.planned_configs()}
 
     # -- writing -------------------------------------------------------------------------------------------------
     def record_study(self, spec: Mapping[str, Any]) -> None:
@@ -658,8 +433,8 @@ class Store:
         with self._lock, self._tx() as c:
             row = c.execute("SELECT value FROM meta WHERE key = 'studies'").fetchone()
             history = [] if row is None else json.loads(row[0])
-            history.append({"time": _now(), "spec": dict(spec)})
-            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('studies', ?)", (_dumps(history),))
+            history.append({"time": now(), "spec": dict(spec)})
+            c.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('studies', ?)", (dumps(history),))
 
     def put(self, config: TrialConfig, result: Any, meta: Mapping[str, Any] | None = None, *,
             total_steps: int | None = None, stand_in: str | None = None) -> None:
@@ -675,41 +450,28 @@ class Store:
         self._writable()
         if not isinstance(config, TrialConfig):
             raise ValueError(f"config must be a TrialConfig, got {type(config).__name__}")
-        r = _result_fields(result)
-        meta = dict(meta or {})
-        finished_dt = _dt.datetime.now(_dt.timezone.utc)
-        started = meta.get("started")
-        if started is None and r["wall_time"] is not None and math.isfinite(r["wall_time"]):
-            started = (finished_dt - _dt.timedelta(seconds=r["wall_time"])).isoformat(timespec="milliseconds")
+        r = result_fields(result)
         row = {
             "key": config.key, "task": config.task, "schedule": config.schedule,
-            "schedule_params": _dumps(config.params), "label": config.label, "optimizer": config.optimizer,
+            "schedule_params": dumps(config.params), "label": config.label, "optimizer": config.optimizer,
             "budget": config.budget, "lr": config.lr, "seed": config.seed,
             **{m: r[m] for m in _METRICS},
-            "status": r["status"], "curves": _dumps(r["curves"]), "steps": r["steps"], "wall_time": r["wall_time"],
-            "error": r["error"], "started": None if started is None else str(started),
-            "finished": finished_dt.isoformat(timespec="milliseconds"),
-            "package_version": _package_version(), "torch_version": _torch_version(),
-            "python_version": platform.python_version(), "hostname": socket.gethostname(),
-            "engine": None if meta.get("engine") is None else str(meta["engine"]),
-            "device": None if meta.get("device") is None else str(meta["device"]),
-            "run_meta": _dumps({k: v for k, v in meta.items() if k != "started"}),
-            "config": _dumps(config.to_dict()), "budget_unit": config.budget_unit,
+            "status": r["status"], "curves": dumps(r["curves"]), "steps": r["steps"], "wall_time": r["wall_time"],
+            "error": r["error"], **provenance(dict(meta or {}), r["wall_time"]),
+            "config": dumps(config.to_dict()), "budget_unit": config.budget_unit,
             "total_steps": None if total_steps is None else int(total_steps), "stand_in": stand_in,
         }
-        sql = f"INSERT OR REPLACE INTO trials ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+        sql = f"INSERT OR REPLACE INTO trials ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         with self._lock, self._tx() as c:
-            c.execute(sql, [row[k] for k in _COLUMNS])
-            c.execute("DELETE FROM claims WHERE key = ?", (config.key,))
+            c.execute(sql, [row[k] for k in COLUMNS])
+            SqliteClaims.release_key(c, config.key)
 
-    # -- claims (concurrent runs) --------------------------------------------------------------------------------
-    def _drop_stale_claims(self, c: sqlite3.Connection, owner: str, lease_s: float, now: float) -> None:
-        """Inside a transaction: drop claims not renewed for ``lease_s`` seconds and claims of runs on this host
-        whose process is gone (a killed run: its trials are free at once, not after the lease)."""
-        c.execute("DELETE FROM claims WHERE heartbeat < ?", (now - lease_s,))
-        for (other,) in c.execute("SELECT DISTINCT owner FROM claims WHERE owner != ?", (owner,)).fetchall():
-            if owner_is_gone(other):
-                c.execute("DELETE FROM claims WHERE owner = ?", (other,))
+    # -- claims (concurrent runs; budgetsched.bench.storage.claims) ---------------------------------------------
+    @property
+    def claims(self) -> Claims:
+        """This store's claims (:class:`SqliteClaims` on its ``claims`` table); every change is a write, so a
+        read-only store refuses them."""
+        return self._claims
 
     def claim(self, keys: list[str], owner: str, lease_s: float) -> list[str]:
         """Claim the unfinished, unclaimed ``keys`` for ``owner`` in one transaction; returns those claimed.
@@ -717,45 +479,19 @@ class Store:
         ``owner`` names the run (:func:`claim_owner`). Claims whose last heartbeat is older than ``lease_s`` seconds
         (a crashed run elsewhere) and claims of a run on this host whose process has ended are taken over.
         """
-        self._writable()
-        now = time.time()
-        got: list[str] = []
-        with self._lock, self._tx() as c:
-            self._drop_stale_claims(c, owner, lease_s, now)
-            for i in range(0, len(keys), 500):
-                part = keys[i:i + 500]
-                marks = ",".join("?" * len(part))
-                taken = {r[0] for r in c.execute(
-                    f"SELECT key FROM trials WHERE key IN ({marks}) AND status IN ('done', 'diverged')", part)}
-                taken |= {r[0] for r in c.execute(
-                    f"SELECT key FROM claims WHERE key IN ({marks}) AND owner != ?", (*part, owner))}
-                mine = [k for k in part if k not in taken]
-                c.executemany("INSERT OR REPLACE INTO claims (key, owner, heartbeat) VALUES (?, ?, ?)",
-                              [(k, owner, now) for k in mine])
-                got += mine
-        return got
+        return self._claims.claim(keys, owner, lease_s)
 
     def claimed_by_others(self, keys: list[str], owner: str, lease_s: float) -> int:
         """How many of ``keys`` are held by another run's live claim."""
-        now = time.time()
-        held: dict[str, int] = {}
-        for i in range(0, len(keys), 500):
-            part = keys[i:i + 500]
-            marks = ",".join("?" * len(part))
-            for other, n in self._read(f"SELECT owner, count(*) FROM claims WHERE key IN ({marks}) AND owner != ? "
-                                       "AND heartbeat >= ? GROUP BY owner", (*part, owner, now - lease_s)):
-                held[other] = held.get(other, 0) + int(n)
-        return sum(n for other, n in held.items() if not owner_is_gone(other))
+        return self._claims.held_by_others(keys, owner, lease_s)
 
     def heartbeat(self, owner: str) -> None:
         """Keep ``owner``'s claims alive."""
-        with self._lock, self._tx() as c:
-            c.execute("UPDATE claims SET heartbeat = ? WHERE owner = ?", (time.time(), owner))
+        self._claims.heartbeat(owner)
 
     def release(self, owner: str) -> None:
         """Drop ``owner``'s remaining claims (its unfinished trials become free for other runs)."""
-        with self._lock, self._tx() as c:
-            c.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+        self._claims.release(owner)
 
     # -- closing -------------------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -779,7 +515,7 @@ class Store:
         self.close()
         if self.readonly or not self.created:
             return False
-        with _DirLock(self.path.parent) as lock:
+        with DirLock(self.path.parent) as lock:
             if not lock.exclusive():  # another writer has a store of this directory open: keep it
                 return False
             try:
@@ -804,92 +540,4 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}{', readonly=True' if self.readonly else ''})"
-
-
-# ----------------------------------------------------------------------------------------------- helpers
-class _DirLock:
-    """An advisory ``flock`` on the store's directory: every writer holds it shared while its store is open;
-    :meth:`Store.remove_if_empty` deletes files only if it can take it exclusively, i.e. when no other writer
-    (in any process) has a store of that directory open. A lock on the directory, not on the store file:
-    closing a descriptor of the store file would drop SQLite's own POSIX locks held by this process."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self._fd: int | None = None
-
-    def _open(self) -> bool:
-        if self._fd is None:
-            try:
-                self._fd = os.open(self.directory, os.O_RDONLY)
-            except OSError:
-                return False
-        return True
-
-    def shared(self) -> None:
-        if _fcntl is not None and self._open():
-            try:
-                _fcntl.flock(self._fd, _fcntl.LOCK_SH)
-            except OSError:  # a file system without flock: no lock, and remove_if_empty then keeps the store
-                pass
-
-    def exclusive(self) -> bool:
-        """Take the lock exclusively without waiting; False if another holder has it (or locks do not work)."""
-        if _fcntl is None or not self._open():
-            return False
-        try:
-            _fcntl.flock(self._fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
-        except OSError:
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # drops the flock
-            self._fd = None
-
-    def __enter__(self) -> "_DirLock":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of process ``pid`` (clock ticks since boot, from /proc), "" if it is a zombie, None where
-    /proc cannot tell (not Linux, or no such process)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return "" if fields[0] in ("Z", "X") else fields[19]
-
-
-def claim_owner() -> str:
-    """A name for this run's claims: ``host:pid:process-start:tag`` (the start time tells a reused pid apart)."""
-    import uuid
-
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_process_start(pid) or '-'}:{uuid.uuid4().hex[:8]}"
-
-
-def owner_is_gone(owner: str) -> bool:
-    """True if ``owner`` (:func:`claim_owner`) is a run on this host whose process has ended. Runs on other
-    hosts are never judged here: their claims expire with their lease."""
-    parts = owner.rsplit(":", 3)
-    if len(parts) != 4 or parts[0] != socket.gethostname() or not parts[1].isdigit():
-        return False
-    pid, start = int(parts[1]), parts[2]
-    if pid == os.getpid():
-        return False
-    now = _process_start(pid)
-    if now is not None:
-        return now == "" or (start != "-" and now != start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False
-    return False
 
