@@ -29,7 +29,7 @@ def _steps(opt, sched, n):
 
 @pytest.mark.parametrize("build,match", [
     (lambda: Schedule("rex", 100, warmup_step=5),
-     r"unknown keyword 'warmup_step'.*Did you mean 'warmup_steps' \(an argument of Schedule\)\?.*profile 'rex': none"),
+     r"unknown keyword 'warmup_step'.*Did you mean 'warmup_steps' \(an argument of Schedule\)\?.*profile 'rex': delay;"),
     (lambda: Schedule("exp", 100, gama=-3), r"Did you mean 'gamma' \(a parameter of profile 'exp'\)"),
     (lambda: BudgetScheduler(_opt(0.1), "rex", total_steps=10, min_lr_ration=0.1),
      r"Did you mean 'min_lr_ratio' \(an argument of BudgetScheduler\)"),

@@ -505,11 +505,12 @@ def _parameters(spec: ProfileSpec) -> list[str]:
 
 
 def profile_parameters(name: str) -> list[str]:
-    """The parameter names profile ``name`` takes (``[]`` for none)."""
+    """The parameter names profile ``name`` takes (``delay``, which delays any profile's decay, included)."""
     key = canonical_name(name)
     if key in METRIC_SCHEDULES:
         return []
-    return [v for v in _parameters(_REGISTRY[key]) if v != "optimizer"]
+    own = [v for v in _parameters(_REGISTRY[key]) if v != "optimizer"]
+    return own if "delay" in own else [*own, "delay"]
 
 
 def check_params(name: str, params: dict[str, Any]) -> str:
