@@ -141,3 +141,43 @@ def test_share_intervals_credit_once_and_contain_the_point():
     assert ((0 <= lo) & (lo <= share) & (share <= hi) & (hi <= 1)).all()
     share3, lo3, hi3 = ag.share_intervals(s, tasks, 3, resamples=300, rng=rng)
     assert share3.sum() == pytest.approx(3.0) and (hi3 <= 1).all()
+
+
+# ------------------------------------------------------------------------------- trivial baselines of the tasks
+def _data(train_y, test_y):
+    import torch
+
+    from budgetsched.bench.tasks import TaskData
+
+    z = torch.zeros(len(train_y), 1)
+    return TaskData(z, train_y, z[:0], train_y[:0], torch.zeros(len(test_y), 1), test_y)
+
+
+def test_trivial_baselines_by_hand():
+    import torch
+
+    from budgetsched.bench.tasks import registry as reg
+
+    # chance error: the training split's most frequent class (2) is right on 1 of 4 test examples
+    assert reg.majority_error(_data(torch.tensor([2, 2, 1]), torch.tensor([2, 0, 1, 1]))) == 75.0
+    # mean image: two 1-pixel training images 0 and 1 -> p = (1 + 1/2) / 3 = 1/2; any test image costs log 2
+    img = _data(torch.tensor([[0.0], [1.0]]), torch.tensor([[1.0], [0.0], [0.5]]))
+    assert reg.mean_image_nll(img) == pytest.approx(math.log(2.0))
+    # unigram: train "aab" (ids 0 0 1), vocabulary 2 -> p(a) = 3/5, p(b) = 2/5 (add-one); test "ab"
+    uni = _data(torch.tensor([[0, 0, 1]]), torch.tensor([[0, 1]]))
+    assert reg.unigram_bits(uni) == pytest.approx(-(math.log2(3 / 5) + math.log2(2 / 5)) / 2)
+
+
+def test_task_baselines_declared_and_computed():
+    from budgetsched.bench.tasks import registry as reg
+    from budgetsched.bench.tasks.custom import trainable
+
+    for name in reg.available_tasks():
+        assert reg.get_task(name).baseline is not None, name
+    assert reg.task_baseline(reg.get_task("digits-mlp")) == pytest.approx(90.0)  # 10 balanced classes
+    t = trainable(max_steps=10, baseline=50.0)(lambda trial: {})
+    assert reg.task_baseline(t) == 50.0 and trainable(max_steps=10)(lambda trial: {}).baseline is None
+    with pytest.raises(ValueError, match="baseline must be"):
+        trainable(max_steps=10, baseline=math.nan)(lambda trial: {})
+    with pytest.raises(ValueError, match="baseline must be"):
+        reg.Task("x", 1, 1, "m", lambda *a: None, lambda: None, lambda *a: None, lambda *a: None, baseline="chance")

@@ -36,6 +36,7 @@ The contract:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import inf
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 if TYPE_CHECKING:  # the handle a trainable receives is built by the engine that runs it
@@ -59,10 +60,14 @@ class Trainable:
     metric_name: str = "metric"
     batchable: bool = False  # a user's loop is never stacked
     weight_decay: float = 0.0
+    baseline: float | None = None  # a trivial predictor's test metric: the 0 of the report's normalised scores
 
     def __post_init__(self) -> None:
         if not callable(self.fn):
             raise ValueError(f"trainable {self.name!r}: fn must be callable, got {self.fn!r}")
+        b = self.baseline
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or b != b or abs(b) == inf):
+            raise ValueError(f"trainable {self.name!r}: baseline must be a finite number or None, got {b!r}")
         for f in ("max_epochs", "steps_per_epoch"):
             v = getattr(self, f)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -74,9 +79,12 @@ class Trainable:
 
 def trainable(fn: Callable[["Trial"], Mapping[str, Any]] | None = None, *, max_epochs: int | None = None,
               steps_per_epoch: int | None = None, max_steps: int | None = None, metric_name: str = "metric",
-              name: str | None = None) -> Any:
+              name: str | None = None, baseline: float | None = None) -> Any:
     """Declare ``fn(trial) -> dict`` a trainable whose 100 % run is ``max_epochs`` x ``steps_per_epoch`` optimizer
     steps (or ``max_steps`` steps, one evaluation period). Use as ``@trainable(max_epochs=..., ...)``.
+
+    ``baseline`` (optional): the test metric of a trivial predictor for your task (e.g. chance error); the report's
+    normalised scores put it at 0 and the best schedule at 1. Without it, scores are normalised to the best.
 
     Raises:
         ValueError: neither or both of (max_epochs, steps_per_epoch) and max_steps, or a bad value.
@@ -91,5 +99,5 @@ def trainable(fn: Callable[["Trial"], Mapping[str, Any]] | None = None, *, max_e
 
     def wrap(f: Callable[["Trial"], Mapping[str, Any]]) -> Trainable:
         return Trainable(name or getattr(f, "__name__", "trainable"), f, max_epochs, steps_per_epoch,  # type: ignore[arg-type]
-                         metric_name)
+                         metric_name, baseline=baseline)
     return wrap if fn is None else wrap(fn)

@@ -40,7 +40,8 @@ from . import data as _data
 from . import models as _models
 from .data import TaskData
 
-__all__ = ["Task", "TaskData", "get_task", "available_tasks", "register_task", "resolve_task"]
+__all__ = ["Task", "TaskData", "get_task", "available_tasks", "register_task", "resolve_task", "task_baseline",
+           "majority_error", "mean_image_nll", "unigram_bits"]
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,11 @@ class Task:
         augment: ``(x batch, torch.Generator) -> x batch`` applied to training batches, drawing only from the
             generator (each trial has its own).
         weight_decay: the L2 coefficient of both optimizers (``torch.optim`` semantics).
+        baseline: the metric of a *trivial* predictor on the test split, the 0 of the report's normalised scores
+            (``(baseline - score) / (baseline - best)``): a number, or a function ``TaskData -> float`` that computes
+            it from the task's data (:func:`task_baseline` calls it). None (default): scores are normalised to the
+            best. Built-in tasks: :func:`majority_error` (chance error: always the training split's most frequent
+            class), :func:`mean_image_nll` (the VAE's mean image), :func:`unigram_bits` (character frequencies).
     """
 
     name: str
@@ -80,6 +86,7 @@ class Task:
     batchable: bool | None = None  # None: try it (batched.supports)
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None  # per training batch
     weight_decay: float = 0.0  # the setting's standard L2
+    baseline: float | Callable[[TaskData], float] | None = None  # a trivial predictor's test metric
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -95,6 +102,55 @@ class Task:
             raise ValueError(f"task {self.name!r}: augment must be callable or None, got {self.augment!r}")
         if not (isinstance(self.weight_decay, (int, float)) and 0.0 <= self.weight_decay < math.inf):
             raise ValueError(f"task {self.name!r}: weight_decay must be a number >= 0, got {self.weight_decay!r}")
+        _check_baseline(self.name, self.baseline)
+
+
+def _check_baseline(name: str, baseline: Any) -> None:
+    """ValueError unless ``baseline`` is None, a finite number or a callable."""
+    if baseline is None or callable(baseline):
+        return
+    if isinstance(baseline, bool) or not isinstance(baseline, (int, float)) or not math.isfinite(baseline):
+        raise ValueError(f"task {name!r}: baseline must be a finite number, a function of the task's data, or None; "
+                         f"got {baseline!r}")
+
+
+# ------------------------------------------------------------------------- trivial baselines (Task.baseline)
+def majority_error(data: TaskData) -> float:
+    """Chance error in %: the test error of always predicting the training split's most frequent class
+    (``100 * mean(y_test != mode(y_train))``)."""
+    counts = torch.bincount(data.train_y.reshape(-1))
+    return float((data.test_y != int(counts.argmax())).to(torch.float64).mean()) * 100.0
+
+
+def mean_image_nll(data: TaskData) -> float:
+    """The negative ELBO (nats) of a VAE whose decoder ignores its latent and outputs the mean training image:
+    KL = 0 (the posterior is the prior), reconstruction = the Bernoulli cross-entropy of the test images against
+    pixel probabilities ``p = (sum_i x_i + 1/2) / (n + 1)`` over the n training images (the Krichevsky-Trofimov
+    estimate: a pixel never lit in training is not given probability 0), summed over pixels, mean over images."""
+    x = data.train_y.reshape(len(data.train_y), -1).to(torch.float64)
+    p = (x.sum(dim=0) + 0.5) / (x.shape[0] + 1.0)
+    t = data.test_y.reshape(len(data.test_y), -1).to(torch.float64)
+    nll = -(t * torch.log(p) + (1.0 - t) * torch.log1p(-p)).sum(dim=1)
+    return float(nll.mean())
+
+
+def unigram_bits(data: TaskData) -> float:
+    """Bits per character of the unigram model: each test character coded with its frequency in the training
+    targets, add-one smoothed over the vocabulary (``-mean log2 (count + 1) / (N + V)``)."""
+    y = data.train_y.reshape(-1)
+    vocab = int(max(int(y.max()), int(data.test_y.max()))) + 1
+    counts = torch.bincount(y, minlength=vocab).to(torch.float64) + 1.0
+    logp = torch.log2(counts / counts.sum())
+    return float(-logp[data.test_y.reshape(-1)].mean())
+
+
+def task_baseline(task: "Task", data_dir: Path | None = None, cache_dir: Path | None = None) -> float | None:
+    """The task's trivial-baseline test metric: ``task.baseline`` itself, or its function applied to the task's
+    data (loaded with ``data_dir`` / ``cache_dir``); None when the task declares none."""
+    b = getattr(task, "baseline", None)
+    if b is None or not callable(b):
+        return None if b is None else float(b)
+    return float(b(task.load(data_dir, cache_dir)))
 
 
 # ------------------------------------------------------------------------------- losses / metrics
@@ -233,22 +289,26 @@ _register(Task(
     name="mnist1d-mlp", max_epochs=60, batch_size=100, metric_name="error %",
     load=_data.load_mnist1d, make_model=lambda: _models.MLP((40, 100, 100, 10)),
     loss=cross_entropy, metric=error_percent, batchable=True, weight_decay=5e-4,
+    baseline=majority_error,
 ))
 _register(Task(
     name="mnist1d-cnn", max_epochs=30, batch_size=100, metric_name="error %",
     load=_data.load_mnist1d, make_model=lambda: _models.CNN1d(channels=16),
     loss=cross_entropy, metric=error_percent, batchable=True, weight_decay=5e-4,
+    baseline=majority_error,
 ))
 _register(Task(
     name="digits-mlp", max_epochs=60, batch_size=32, metric_name="error %",
     load=_data.load_digits_data, make_model=lambda: _models.MLP((64, 64, 10)),
     loss=cross_entropy, metric=error_percent, batchable=True, weight_decay=5e-4,
+    baseline=majority_error,
 ))
 _register(Task(
     name="digits-vae", max_epochs=100, batch_size=64, metric_name="nll",
     load=_data.load_digits_vae,
     make_model=lambda: _models.VAE(n_in=64, latent=_data.DIGITS_VAE_LATENT, hidden=(128, 64)),
     loss=vae_loss, metric=vae_neg_elbo, batchable=True, augment=_data.append_noise(_data.DIGITS_VAE_LATENT),
+    baseline=mean_image_nll,
 ))
 _register(Task(
     name="shakespeare-char", max_epochs=4, batch_size=32, metric_name="bits/char",
@@ -256,6 +316,7 @@ _register(Task(
     make_model=lambda: _models.CharTransformer(vocab=_data.SHAKESPEARE_VOCAB, block_size=32, dim=32, n_layers=1,
                                                n_heads=4),
     loss=cross_entropy, metric=bits_per_char, batchable=True,
+    baseline=unigram_bits,
 ))
 
 # The REX paper's settings (Table 3); they read the standard files from --data-dir.
@@ -264,23 +325,27 @@ _register(Task(
     load=_data.load_cifar10, make_model=lambda: _models.ResNet20(n_classes=10),
     loss=cross_entropy, metric=error_percent, batchable=False,
     augment=_data.random_crop_flip(4), weight_decay=5e-4,
+    baseline=majority_error,
 ))
 _register(Task(
     name="cifar100-vgg16", max_epochs=300, batch_size=128, metric_name="error %",
     load=_data.load_cifar100, make_model=lambda: _models.VGG16(n_classes=100),
     loss=cross_entropy, metric=error_percent, batchable=False,
     augment=_data.random_crop_flip(4), weight_decay=5e-4,
+    baseline=majority_error,
 ))
 _register(Task(
     name="mnist-vae", max_epochs=200, batch_size=100, metric_name="nll",
     load=_data.load_mnist_vae, make_model=lambda: _models.VAE(latent=_data.MNIST_VAE_LATENT),
     loss=vae_loss, metric=vae_neg_elbo, batchable=True, augment=_data.append_noise(_data.MNIST_VAE_LATENT),
+    baseline=mean_image_nll,
 ))
 _register(Task(
     name="stl10-wrn", max_epochs=200, batch_size=64, metric_name="error %",
     load=_data.load_stl10, make_model=lambda: _models.WideResNet(depth=16, widen=8, n_classes=10),
     loss=cross_entropy, metric=error_percent, batchable=False,
     augment=_data.random_crop_flip(12), weight_decay=5e-4,  # pad 12 on 96x96 = pad 4 on 32x32, scaled
+    baseline=majority_error,
 ))
 
 
