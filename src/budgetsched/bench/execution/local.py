@@ -48,8 +48,8 @@ class Inline:
             chunk = claim(chunk)
             if not chunk:
                 continue
-            self.bar.group(chunk[0])
-            steps = sum(work[c] for c in chunk)
+            self.bar.group(chunk[0].config)
+            steps = sum(work[p.config] for p in chunk)
             seen = 0
 
             def on_epoch(n: int) -> None:
@@ -107,7 +107,7 @@ class Processes:
                 chunk = claim(chunk)
                 if chunk:
                     futures[pool.submit(run_chunk, kind, chunk, self.ctx)] = (kind, chunk)
-                    claimed_work[0] += sum(work[c] for c in chunk)
+                    claimed_work[0] += sum(work[p.config] for p in chunk)
                     return True
             return False
         try:
@@ -119,7 +119,7 @@ class Processes:
                 for fut in done:
                     kind, chunk = futures.pop(fut)
                     results = fut.result()  # a worker exception (e.g. missing data) propagates here
-                    self.bar.group(chunk[0])
+                    self.bar.group(chunk[0].config)
                     for config, result in results:
                         write(config, result, kind)
                     submit_next()

@@ -97,10 +97,10 @@ class RayCluster:
                 ready, _ = ray.wait(list(pending), num_returns=1)
                 for ref in ready:
                     kind, chunk = pending.pop(ref)
-                    self.bar.group(chunk[0])
+                    self.bar.group(chunk[0].config)
                     for config, result in ray.get(ref):
                         write(config, result, kind)
-                    self.bar.work(sum(work[c] for c in chunk))
+                    self.bar.work(sum(work[p.config] for p in chunk))
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)

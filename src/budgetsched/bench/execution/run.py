@@ -37,13 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from budgetsched.bench.execution.chunks import Chunk, make_chunks, plan_study
+from budgetsched.bench.execution.chunks import Chunk, make_chunks
 from budgetsched.bench.execution.context import ExecutionContext, process_state
 from budgetsched.bench.execution.local import Inline, Processes
 from budgetsched.bench.execution.options import check_options, usable_cpus
 from budgetsched.bench.execution.progress import Progress
 from budgetsched.bench.execution.signals import Signals
 from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.plan import plan_study
 from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.storage.store import claim_owner
 
@@ -231,8 +232,8 @@ def run_study(
         task, data = cache.load(task_name, None if data_dir is None else str(data_dir),
                                 None if cache_dir is None else str(cache_dir))
         sizes[task_name] = (task, 0 if data is None else len(data.train_y))
-    plan = plan_study(unique, sizes)
     finished = store.finished_keys()
+    plan = plan_study(unique, sizes, finished)
     todo = [c for c in plan.configs if c.key not in finished]
     summary = StudySummary(total=len(plan.configs), skipped=len(plan.configs) - len(todo), engine=engine,
                            workers=workers, device=device, dropped=len(plan.dropped))
@@ -259,13 +260,12 @@ def run_study(
         row_meta = {**meta, "engine": engine_used}
         with signals.held():  # the rows and their counts land together, or neither does
             for requested in waiting.pop(config, []):
-                is_stand_in = requested != config
-                store.put(requested, result, row_meta, total_steps=plan.steps[config],
-                          stand_in="constant" if is_stand_in else None)
+                planned = plan.planned[requested]
+                store.put(requested, result, row_meta, total_steps=planned.total_steps, stand_in=planned.stand_in)
                 summary.ran += 1
-                summary.stand_ins += is_stand_in
+                summary.stand_ins += planned.stand_in is not None
                 summary.counts[str(result.status)] = summary.counts.get(str(result.status), 0) + 1
-                summary.train_time += 0.0 if is_stand_in else float(result.wall_time or 0.0)
+                summary.train_time += 0.0 if requested != config else float(result.wall_time or 0.0)
                 bar.trial()
             summary.store_time += time.perf_counter() - t0
 
@@ -290,22 +290,23 @@ def run_study(
     def claim(chunk: Chunk) -> Chunk:
         if not hasattr(store, "claim"):
             return chunk
-        keys = set(store.claim([c.key for c in chunk], owner, lease_s))
-        return [c for c in chunk if c.key in keys]
+        keys = set(store.claim([p.config.key for p in chunk], owner, lease_s))
+        return [p for p in chunk if p.config.key in keys]
 
     signals = Signals()
     heart = _Heartbeat(store, owner, lease_s)
     try:
         with signals, heart:
             adopt(finished)
-            work = {t: plan.steps[t] for t in waiting}
+            work = {t: plan.planned[t].total_steps for t in waiting}
             bar.set_work(float(sum(work.values())))
             said = False
             with runner:
                 while waiting:
                     # one pass: every chunk is claimed right before it runs; what another live run holds is skipped
-                    chunks = make_chunks(list(waiting), "sequential" if engine == "sequential" else "batched",
-                                         chunk_size, anytime)
+                    chunks = [(kind, [plan.planned[c] for c in configs]) for kind, configs in
+                              make_chunks(list(waiting), "sequential" if engine == "sequential" else "batched",
+                                          chunk_size, anytime)]
                     runner.run(chunks, claim, write, work)
                     adopt(store.finished_keys())
                     if not waiting:

@@ -13,15 +13,15 @@ __all__ = ["iter_chunk", "run_chunk"]
 
 def iter_chunk(kind: str, chunk: Chunk, ctx: ExecutionContext, on_epoch: Callable[[int], None] | None = None
                ) -> Iterator[tuple[TrialConfig, Any]]:
-    """Train one chunk, yielding (config, result) as the engine produces them; ``on_epoch(n)`` hears of the
-    model-steps trained as each epoch ends."""
-    task, data = process_state().cache.load(chunk[0].task, ctx.data_dir, ctx.cache_dir)
+    """Train one chunk of planned trials, yielding (config, result) as the engine produces them; ``on_epoch(n)``
+    hears of the model-steps trained as each epoch ends."""
+    task, data = process_state().cache.load(chunk[0].config.task, ctx.data_dir, ctx.cache_dir)
     device = ctx.device
     if data is None:  # a trainable
         from budgetsched.bench.engines.trainable import run_trainable
 
-        for c in chunk:
-            yield c, run_trainable(c, task)
+        for p in chunk:
+            yield p.config, run_trainable(p, task)
         return
     if kind == "schedule-free":
         from budgetsched.bench.engines.schedulefree import train_schedule_free
@@ -41,12 +41,12 @@ def iter_chunk(kind: str, chunk: Chunk, ctx: ExecutionContext, on_epoch: Callabl
         from budgetsched.bench.engines.train import place, train_trial
 
         placed = None
-        for c in chunk:
+        for p in chunk:
             if placed is None and device != "cpu":
                 import torch
 
                 placed = place(data, device, torch.get_default_dtype())
-            yield c, train_trial(c, task, data, device, placed=placed, on_epoch=on_epoch)
+            yield p.config, train_trial(p, task, data, device, placed=placed, on_epoch=on_epoch)
 
 
 def run_chunk(kind: str, chunk: Chunk, ctx: ExecutionContext) -> list[tuple[TrialConfig, Any]]:
