@@ -312,3 +312,17 @@ def test_time_budget_errors():
         BudgetCallback(time_budget="ten minutes")
     with pytest.raises(ValueError, match="clock must be a zero-argument callable"):
         BudgetCallback(time_budget=5, clock=3.0)
+
+
+@pytest.mark.parametrize("strategy,kw", [("extend", {}), ("rewarm", {"rewarm_steps": 3})])
+def test_resume_with_a_strategy_follows_its_closed_form(tmp_path, strategy, kw):
+    out = str(tmp_path)
+    EXAMPLE.train(max_steps=8, output_dir=out, save_steps=4)
+    callback = BudgetCallback(strategy=strategy, **kw)
+    _, resumed, more = EXAMPLE.train(max_steps=16, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-4",
+                                     budget_callback=callback)
+    truth = Schedule("rex", 8, PEAK).with_budget(16, at_step=4, strategy=strategy, **kw)
+    assert more == pytest.approx(_expected(truth, range(4, 16)), rel=1e-12)
+    assert resumed.budget_changes == truth.budget_changes
+    with pytest.raises(ValueError, match="strategy must be one of 'continue', 'rewarm', 'extend' or None, got 'jump'"):
+        BudgetCallback(strategy="jump")

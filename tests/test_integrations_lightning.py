@@ -191,3 +191,12 @@ def test_time_budget_follows_trainer_max_time(tmp_path):
     sched = trainer.lr_scheduler_configs[0].scheduler
     assert sched.budget_unit == "seconds" and 3500 < sched.schedule.total_steps / 1e6 <= 3600
     assert lrs[0] == pytest.approx(PEAK, rel=1e-3) and not sched.done
+
+
+def test_resume_with_the_rewarm_strategy_follows_its_closed_form(tmp_path):
+    out = str(tmp_path)
+    EXAMPLE.train(2, out)
+    callback = BudgetCallback(strategy="rewarm", rewarm_steps=2)
+    trainer, more = EXAMPLE.train(4, out, ckpt_path=str(tmp_path / "epoch=0.ckpt"), budget_callback=callback)
+    truth = Schedule("rex", 2 * STEPS, PEAK).with_budget(4 * STEPS, at_step=STEPS, strategy="rewarm", rewarm_steps=2)
+    assert more == pytest.approx([truth(t) for t in range(STEPS, 4 * STEPS)], rel=1e-12)

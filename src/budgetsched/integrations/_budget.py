@@ -10,6 +10,7 @@ import numbers
 import warnings
 from typing import Any
 
+from budgetsched.changes import STRATEGIES
 from budgetsched.schedule import _check_fraction, _check_int, _show
 from budgetsched.torch import BudgetScheduler, PlateauScheduler
 
@@ -111,17 +112,26 @@ def follow_time(scheduler: Any, seconds: float, *, who: str, clock: Any = None, 
     return sched
 
 
+def check_strategy(strategy: Any) -> str | None:
+    """A continuation strategy of :data:`budgetsched.changes.STRATEGIES`, or None (the callbacks' default)."""
+    if strategy is not None and strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))} or None, got {_show(strategy)}")
+    return strategy
+
+
 def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | None = None,
                 override_warmup: bool = False, rewarm_steps: int | None = None,
-                rewarm_peak: float | None = None, source: str = "") -> bool:
+                rewarm_peak: float | None = None, source: str = "", strategy: str | None = None) -> bool:
     """Make ``scheduler`` end exactly ``steps_left`` of its steps from now (its ``last_epoch``).
 
     * At step 0 (a fresh run) the schedule becomes exactly the one built for that budget; ``warmup`` (a ratio or
       steps) is applied if the scheduler has none, or always with ``override_warmup``; a scheduler warmup that
       differs from a not-overriding ``warmup`` is a ``ValueError`` (two different warmups were asked for).
-    * Mid-run (a resume), ``set_total_steps``: no LR jump, the floor at the new end.
-    * A finished run (every step of its budget done) continued: with ``rewarm_steps`` a re-warm; without, the LR
-      stays at its end value and one warning is logged (logger ``"budgetsched"``) naming ``who``'s option.
+    * Mid-run (a resume), ``set_total_steps`` with ``strategy`` (default "continue": no LR jump, the floor at the
+      new end; "rewarm" with ``rewarm_steps`` / ``rewarm_peak``; "extend").
+    * A finished run (every step of its budget done) continued: with ``strategy`` "rewarm" or "extend", or with
+      ``rewarm_steps``, that strategy; without, the LR stays at its end value and one warning is logged (logger
+      ``"budgetsched"``) naming ``who``'s option.
 
     Plateau schedulers are left alone (their budget is in evaluations and does not move the LR). Returns whether
     the scheduler was changed.
@@ -151,6 +161,15 @@ def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | N
         sched.set_total_steps(total)
         logger.info("budgetsched: %s set the budget to %d steps%s", who, total, where)
         return True
+    rewarm = {"rewarm_steps": rewarm_steps, "rewarm_peak": rewarm_peak} if strategy in (None, "rewarm") else {}
+    if at >= sched.total_steps and strategy in ("rewarm", "extend") and total != sched.total_steps:
+        try:
+            sched.set_total_steps(total, strategy=strategy, **rewarm)
+        except ValueError as e:
+            raise ValueError(f"{who}(strategy={strategy!r}): {e}") from None
+        logger.info("budgetsched: %s continued a finished run at step %d with strategy %r, new budget %d%s", who, at,
+                    strategy, total, where)
+        return True
     if at >= sched.total_steps:  # a finished run, continued
         if rewarm_steps is not None:
             try:
@@ -175,6 +194,13 @@ def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | N
     if total == sched.total_steps:
         return False
     old = sched.total_steps
-    sched.set_total_steps(total)
-    logger.info("budgetsched: %s changed the budget at step %d from %d to %d steps%s", who, at, old, total, where)
+    if strategy in (None, "continue"):
+        sched.set_total_steps(total)
+    else:
+        try:
+            sched.set_total_steps(total, strategy=strategy, **rewarm)
+        except ValueError as e:
+            raise ValueError(f"{who}(strategy={strategy!r}): {e}") from None
+    logger.info("budgetsched: %s changed the budget at step %d from %d to %d steps (strategy %s)%s", who, at, old,
+                total, strategy or "continue", where)
     return True

@@ -38,7 +38,7 @@ from budgetsched.torch import BudgetScheduler, PlateauScheduler  # noqa: E402
 
 from budgetsched.budget import parse_duration  # noqa: E402
 
-from ._budget import Warmup, check_ratio, check_rewarm, follow_time, sync_budget  # noqa: E402
+from ._budget import Warmup, check_ratio, check_rewarm, check_strategy, follow_time, sync_budget  # noqa: E402
 
 __all__ = ["BudgetCallback", "get_scheduler", "BudgetTrainerMixin", "BudgetTrainer", "warmup_from_args"]
 
@@ -186,6 +186,9 @@ class BudgetCallback(TrainerCallback):
             the deadline (``control.should_training_stop``), its last step within one step of it at the floor.
             ``max_steps`` must not be reached first (set it high). The warmup is a ratio (``warmup_ratio``, or the
             arguments' ratio).
+        strategy: how a resume with another ``max_steps`` continues: None (default: "continue" mid-run, no LR jump;
+            a finished run stays at its end value unless ``rewarm_steps`` is given), "continue", "rewarm" (with
+            ``rewarm_steps`` / ``rewarm_peak``, mid-run too) or "extend" (docs/schedules.md).
         count_evaluation: with a time budget, whether evaluation and checkpoint saving count (default True: a
             wall-clock budget); False stops the clock from the end of the step before them until they are done.
 
@@ -194,8 +197,9 @@ class BudgetCallback(TrainerCallback):
 
     def __init__(self, warmup_ratio: float | None = None, *, rewarm_steps: int | None = None,
                  rewarm_peak: float | None = None, time_budget: float | str | None = None, clock: Any = None,
-                 count_evaluation: bool = True) -> None:
+                 count_evaluation: bool = True, strategy: str | None = None) -> None:
         self.warmup_ratio = check_ratio("warmup_ratio", warmup_ratio)
+        self.strategy = check_strategy(strategy)
         self.rewarm_steps, self.rewarm_peak = check_rewarm(rewarm_steps, rewarm_peak)
         self.time_budget = None if time_budget is None else parse_duration(time_budget)
         if clock is not None and not callable(clock):
@@ -214,7 +218,7 @@ class BudgetCallback(TrainerCallback):
             return
         sync_budget(lr_scheduler, state.max_steps - state.global_step, who=self.owner, warmup=warmup,
                     override_warmup=self.warmup_ratio is not None, rewarm_steps=self.rewarm_steps,
-                    rewarm_peak=self.rewarm_peak,
+                    rewarm_peak=self.rewarm_peak, strategy=self.strategy,
                     source=f"state.max_steps={state.max_steps}, state.global_step={state.global_step}")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
@@ -242,15 +246,16 @@ class BudgetTrainerMixin:
 
     Keyword arguments (besides the Trainer's): ``schedule`` (a budgetsched schedule, default ``"rex"``),
     ``schedule_kwargs`` (its parameters and options, as :func:`get_scheduler`'s ``scheduler_specific_kwargs``),
-    ``rewarm_steps`` / ``rewarm_peak`` (for the callback). The warmup is the ``TrainingArguments``' (a ratio stays
+    ``rewarm_steps`` / ``rewarm_peak`` / ``strategy`` (for the callback). The warmup is the ``TrainingArguments``' (a ratio stays
     a ratio, re-mapped when a resume changes the budget); ``lr_scheduler_type`` and ``lr_scheduler_kwargs`` are
     not used. Passing ``optimizers=(optimizer, scheduler)`` bypasses ``create_scheduler``, as in transformers.
     """
 
     def __init__(self, *args: Any, schedule: str = "rex", schedule_kwargs: Mapping[str, Any] | None = None,
-                 rewarm_steps: int | None = None, rewarm_peak: float | None = None, **kwargs: Any) -> None:
+                 rewarm_steps: int | None = None, rewarm_peak: float | None = None, strategy: str | None = None,
+                 **kwargs: Any) -> None:
         _resolve(schedule)  # a bad name fails before any work
-        callback = BudgetCallback(rewarm_steps=rewarm_steps, rewarm_peak=rewarm_peak)
+        callback = BudgetCallback(rewarm_steps=rewarm_steps, rewarm_peak=rewarm_peak, strategy=strategy)
         callback.owner = "BudgetTrainer"  # its messages name BudgetTrainer(rewarm_steps=...), the option users have
         super().__init__(*args, **kwargs)
         self.budget_schedule = schedule

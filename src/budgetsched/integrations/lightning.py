@@ -33,7 +33,7 @@ from budgetsched.torch import BudgetScheduler, PlateauScheduler  # noqa: E402
 
 from budgetsched.schedule import _show  # noqa: E402
 
-from ._budget import check_ratio, check_rewarm, follow_time, sync_budget, unwrap  # noqa: E402
+from ._budget import check_ratio, check_rewarm, check_strategy, follow_time, sync_budget, unwrap  # noqa: E402
 
 __all__ = ["BudgetCallback", "lr_scheduler_config"]
 
@@ -95,14 +95,17 @@ class BudgetCallback(Callback):
             ``Timer.time_remaining()`` at train start, so both end together). The schedule follows the clock
             (``clock``, default ``time.monotonic``), counted from train start, and the callback stops the trainer
             when the budget is used (``trainer.should_stop``), the last step at the floor.
+        strategy: how a resume with another length continues: None (default: "continue" mid-run; a finished run
+            stays at its end value unless ``rewarm_steps`` is given), "continue", "rewarm" or "extend".
         count_validation: with a time budget, whether validation counts (default True; Lightning's ``max_time``
             counts it, so keep True with ``max_time``); False stops the clock during validation loops.
     """
 
     def __init__(self, warmup_ratio: float | None = None, *, rewarm_steps: int | None = None,
                  rewarm_peak: float | None = None, time_budget: float | str | None = None, clock: Any = None,
-                 count_validation: bool = True) -> None:
+                 count_validation: bool = True, strategy: str | None = None) -> None:
         self.warmup_ratio = check_ratio("warmup_ratio", warmup_ratio)
+        self.strategy = check_strategy(strategy)
         self.rewarm_steps, self.rewarm_peak = check_rewarm(rewarm_steps, rewarm_peak)
         self.time_budget = None if time_budget is None else parse_duration(time_budget)
         if clock is not None and not callable(clock):
@@ -173,4 +176,5 @@ class BudgetCallback(Callback):
                 source = f"max_epochs={trainer.max_epochs}, current_epoch={trainer.current_epoch}"
             warmup = None if self.warmup_ratio is None else ("fraction", self.warmup_ratio)
             sync_budget(config.scheduler, left, who="BudgetCallback", warmup=warmup, override_warmup=True,
-                        rewarm_steps=self.rewarm_steps, rewarm_peak=self.rewarm_peak, source=source)
+                        rewarm_steps=self.rewarm_steps, rewarm_peak=self.rewarm_peak, source=source,
+                        strategy=self.strategy)
