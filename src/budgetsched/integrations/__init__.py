@@ -11,7 +11,9 @@ trainer will run: ``state.max_steps`` (Hugging Face), ``trainer.estimated_steppi
 with a larger or smaller budget therefore continues with no LR jump and decays to the floor exactly at the new end
 (the rule of :meth:`budgetsched.Schedule.with_budget`), instead of restoring the checkpoint's budget and training
 the new steps at the end value. Continuing a *finished* run keeps the end value with a logged warning, or re-warms
-with ``rewarm_steps=``. See docs/integrations.md.
+with ``rewarm_steps=`` (or any continuation with ``strategy=``). With ``time_budget=`` (Lightning: also
+``Trainer(max_time=...)``) the schedule follows the clock and the callback stops training at the deadline with the
+LR at its floor. See docs/integrations.md.
 
 Importing this package needs nothing; importing ``.hf`` or ``.lightning`` without its framework raises
 :class:`budgetsched.MissingExtraError` naming the extra to install.
