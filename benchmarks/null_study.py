@@ -1,0 +1,211 @@
+"""The full-CLI null study: does ``budgetsched run`` + ``budgetsched report`` rank schedules fairly when no schedule
+is better than another? And does it find one that is?
+
+    python benchmarks/null_study.py                    # null and planted, 13 tasks x 2 optimizers x 6 budgets
+    python benchmarks/null_study.py --tasks 16 --out /tmp/null --workers 2 --only null
+
+Each "task" is a ``@trainable`` (``null00`` ... / ``planted00`` ... in this file, named to the CLI by reference)
+that trains nothing: a trial's metrics are drawn from the same distribution for every schedule and LR, with the
+structure real runs have (docs/protocol.md, "Fairness")::
+
+    val  = 50 + a[seed] + u[run] + e_val[run]          a ~ N(0, 0.5^2): shared by every run of the seed (paired)
+    test = 50 + a[seed] + u[run] + e_test[run]         u ~ N(0, 1): the trained model's quality, in both splits
+                                                       e ~ N(0, 0.5^2): each split's own sampling noise
+
+Draws are keyed by the trial's config, so a rerun gives the same numbers and the store resumes. Budgets map to
+1-20 evaluations, so plateau's patiences (5, 10) cannot trigger at the low budgets and its trials there are
+constant's runs (stand-ins), as in the suite. The *planted* variant makes every ``rex`` run better by one
+seed-standard-deviation (sqrt(0.5^2 + 1 + 0.5^2) = 1.22).
+
+It prints, from ``budgetsched report --format json``: each Table-1 row's Top-1 and Top-3 share (overall), their
+sums, the number of Top-1 rows, and how often the subject (rex) is "clearly better" / "clearly worse" than the best
+other schedule (nominal 2.5 % each under the null). A fair protocol gives every row 1/rows and 3/rows (a row with
+no result in some settings, less), Top-1 shares summing to 1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from budgetsched.bench import trainable
+
+SA, SU, SE = 0.5, 1.0, 0.5
+SEED_SD = math.sqrt(SA ** 2 + SU ** 2 + SE ** 2)
+SCHEDULES = "constant,step,plateau,cosine,onecycle,linear,exp,rex"
+LRS = "0.01,0.03,0.1"
+MAX_TASKS = 20
+
+
+def _normal(*key: object) -> float:
+    """A standard normal keyed by ``key`` (the same key, the same draw, in every process)."""
+    words = [zlib.crc32(repr(k).encode()) for k in key]
+    return float(np.random.default_rng(words).standard_normal())
+
+
+def _make(i: int, planted: str | None):
+    kind = "planted" if planted else "null"
+
+    def fn(trial):
+        c = trial.config
+        setting = (kind, i, c.optimizer, float(c.budget))
+        run = (*setting, c.schedule, tuple(c.schedule_params), float(c.lr), int(c.seed))
+        a = SA * _normal(*setting, int(c.seed), "seed")
+        u = SU * _normal(*run, "run") - (SEED_SD if c.schedule == planted else 0.0)
+        return {"val_metric": 50.0 + a + u + SE * _normal(*run, "val"),
+                "test_metric": 50.0 + a + u + SE * _normal(*run, "test")}
+
+    fn.__name__ = f"{kind}{i:02d}"
+    return trainable(fn, max_epochs=20, steps_per_epoch=10, metric_name="score")
+
+
+for _i in range(MAX_TASKS):
+    globals()[f"null{_i:02d}"] = _make(_i, None)
+    globals()[f"planted{_i:02d}"] = _make(_i, "rex")
+
+
+def _cli(*args: str) -> str:
+    exe = Path(sys.executable).with_name("budgetsched")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "budgetsched.cli"]
+    out = subprocess.run([*cmd, *args], check=True, capture_output=True, text=True)
+    return out.stdout
+
+
+def summarise(report: dict) -> dict:
+    """Top-1 / Top-3 shares (overall) per Table-1 row, their sums, and the clearly better / worse rates of the
+    subject against the best other schedule, from the report's JSON."""
+    table1 = report["table1"]
+    top1 = {k: v["overall"]["top1"] for k, v in table1.items()}
+    top3 = {k: v["overall"]["top3"] for k, v in table1.items()}
+    counted = [s for s in report["settings"] if s.get("counted_in_table1", True)]
+    verdicts = [(s.get("vs_best_other") or {}).get("clear") for s in counted]
+    n = len(counted)
+    return {
+        "settings": n, "rows": len(table1),
+        "top1": top1, "top3": top3,
+        "top1_sum": sum(v or 0.0 for v in top1.values()), "top3_sum": sum(v or 0.0 for v in top3.values()),
+        "clearly_better": verdicts.count("better") / n if n else None,
+        "clearly_worse": verdicts.count("worse") / n if n else None,
+        "protocol": report.get("protocol", {}),
+    }
+
+
+def fair_view(store: Path, subject: str = "rex", low_limit: float = 25.0) -> dict:
+    """The same trials through ``budgetsched.bench.analysis.fair`` and ``aggregate`` directly (whatever the report
+    does): plateau its own row with its stand-ins dropped, each row's score cross-fitted over seeds, finishes
+    credited once, the subject against the best other schedule with next-seed cross-fitting, and P(improvement)."""
+    from budgetsched.bench.analysis import aggregate, fair
+    from budgetsched.bench.storage.store import Store
+
+    order = [s for s in SCHEDULES.split(",")]
+    groups: dict[tuple, list[dict]] = {}
+    for r in Store(store).rows():
+        if r["status"] in ("done", "diverged"):
+            groups.setdefault((r["task"], r["optimizer"], float(r["budget"])), []).append(r)
+    means, verdicts, scores, tasks, budgets, counts = [], [], [], [], [], []
+    for (task, opt, budget), rs in sorted(groups.items()):
+        seeds = sorted({int(r["seed"]) for r in rs})
+        cands = sorted({(order.index(r["label"]), float(r["lr"]), (r["schedule_params"] or {}).get("patience", 0))
+                        for r in rs})
+        idx = {c: i for i, c in enumerate(cands)}
+        val = np.full((len(cands), len(seeds)), np.nan)
+        test = val.copy()
+        run_ids: list = [None] * len(cands)
+        own = [True] * len(cands)
+        for r in rs:
+            c = idx[(order.index(r["label"]), float(r["lr"]), (r["schedule_params"] or {}).get("patience", 0))]
+            s = seeds.index(int(r["seed"]))
+            bad = r["status"] == "diverged"
+            val[c, s] = math.inf if bad else r["val_metric"]
+            test[c, s] = math.inf if bad else r["test_metric"]
+            if r.get("stand_in"):
+                run_ids[c], own[c] = (r["stand_in"], float(r["lr"]), 0), False
+            else:
+                run_ids[c] = (r["label"], float(r["lr"]), cands[c][2])
+        rows = np.array([c[0] for c in cands])
+        keep = fair.drop_borrowed(rows, run_ids, own)
+        ev = fair.evaluate(val, test, rows, len(order), keep=keep)
+        means.append(fair.row_means(ev.scores))
+        scores.append(ev.scores)
+        counts.append(fair.candidate_counts(rows, len(order), keep))
+        two = np.where(rows == order.index(subject), 0, 1)
+        pair = fair.evaluate(val, test, two, 2, keep=keep, scheme="next-seed")
+        verdicts.append(fair.paired_verdict(pair.scores[0], pair.scores[1])[3])
+        tasks.append(task)
+        budgets.append(budget)
+    m = np.array(means)
+    n = len(m)
+    top1, top3 = fair.shares(fair.topk_credit(m, 1)), fair.shares(fair.topk_credit(m, 3))
+    poi = aggregate.improvement_by_regime(np.array(scores), order, subject, tasks, budgets, low_limit=low_limit,
+                                          resamples=500)
+    return {
+        "settings": n, "rows": len(order), "mode": "cross-fit",
+        "top1": dict(zip(order, top1.tolist())), "top3": dict(zip(order, top3.tolist())),
+        "top1_sum": float(top1.sum()), "top3_sum": float(top3.sum()),
+        "present": dict(zip(order, (~np.isnan(m)).sum(axis=0).tolist())),
+        "candidates": dict(zip(order, np.median(np.array(counts), axis=0).tolist())),
+        "clearly_better": verdicts.count("better") / n, "clearly_worse": verdicts.count("worse") / n,
+        "p_improvement": {k: {g: v[g]["p"] for g in v} for k, v in poi.items()},
+        "p_improvement_ci": {k: {g: [v[g]["lo"], v[g]["hi"]] for g in v} for k, v in poi.items()},
+    }
+
+
+def study(kind: str, tasks: int, out: Path, workers: str, seeds: int) -> dict:
+    here = Path(__file__).resolve()
+    store = out / f"{kind}.db"
+    refs = ",".join(f"{here}:{kind}{i:02d}" for i in range(tasks))
+    _cli("run", "--task", refs, "--schedules", SCHEDULES, "--lrs", LRS, "--seeds", str(seeds),
+         "--store", str(store), "--workers", workers, "--quiet")
+    report = json.loads(_cli("report", str(store), "--format", "json", "--resamples", "200"))
+    return {"report": summarise(report), "fair": fair_view(store)}
+
+
+def _print(kind: str, s: dict) -> None:
+    print(f"\n{kind}: {s['settings']} settings, {s['rows']} Table-1 rows (fair share: Top-1 "
+          f"{1 / s['rows']:.3f}, Top-3 {min(3, s['rows']) / s['rows']:.3f} per row present everywhere)")
+    for label in s["top1"]:
+        t1, t3 = s["top1"][label], s["top3"][label]
+        print(f"  {label:<12} Top-1 {'—' if t1 is None else f'{t1:.3f}'}   Top-3 {'—' if t3 is None else f'{t3:.3f}'}")
+    print(f"  sum of Top-1 shares {s['top1_sum']:.3f}, of Top-3 shares {s['top3_sum']:.3f}")
+    print(f"  rex vs best other: clearly better {100 * s['clearly_better']:.1f} %, clearly worse "
+          f"{100 * s['clearly_worse']:.1f} % (nominal 2.5 % each under the null)")
+    if "p_improvement" in s:
+        print("  rows present in (settings): " + ", ".join(f"{k} {v}" for k, v in s["present"].items()))
+        print("  candidates per row (median): " + ", ".join(f"{k} {v:g}" for k, v in s["candidates"].items()))
+        for other, cells in s["p_improvement"].items():
+            ci = s["p_improvement_ci"][other]
+            print(f"  P(rex better than {other:<9}) " + "   ".join(
+                f"{g} {'—' if p is None else f'{p:.2f} [{ci[g][0]:.2f}, {ci[g][1]:.2f}]'}" for g, p in cells.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", type=int, default=13, help=f"trainable tasks (x 2 optimizers x 6 budgets; <= {MAX_TASKS})")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", type=Path, default=Path("null-study-out"))
+    p.add_argument("--workers", default="auto")
+    p.add_argument("--only", choices=("null", "planted"), default=None)
+    args = p.parse_args(argv)
+    if not 1 <= args.tasks <= MAX_TASKS:
+        p.error(f"--tasks must be in 1..{MAX_TASKS}, got {args.tasks}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    results = {}
+    for kind in ("null", "planted"):
+        if args.only in (None, kind):
+            results[kind] = study(kind, args.tasks, args.out, args.workers, args.seeds)
+            _print(f"{kind}, as `budgetsched report` ranks it", results[kind]["report"])
+            _print(f"{kind}, through analysis.fair / analysis.aggregate", results[kind]["fair"])
+    (args.out / "null_study.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
