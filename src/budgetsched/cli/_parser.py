@@ -11,6 +11,7 @@ REPORT_FORMATS = ("rich", "md", "csv", "json")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The parser of every command (each command's function is looked up by name in :mod:`budgetsched.cli`)."""
     import budgetsched
 
     p = Parser(prog=PROG, description="Budget-aware learning-rate schedules and the REX paper's benchmark.")
@@ -103,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
                     help="parallel processes (default 1); 'auto': one per CPU core")
     rf.add_argument("--data-dir", help="directory holding the tasks' data files")
     rf.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ex = sub.add_parser("export", help="every trial's curves in another tool's format (TensorBoard)",
+                        description="Write every trial of STORE as a TensorBoard run (scalars per optimizer step, "
+                                    "hyperparameters and final results attached); view with "
+                                    "'tensorboard --logdir DIR'.")
+    ex.add_argument("store", metavar="STORE")
+    ex.add_argument("--tensorboard", metavar="DIR", required=True, help="a new (or empty) directory for the runs")
 
     sc = sub.add_parser("schedules", help="print every profile at a few progress points; --out writes Figure 1")
     sc.add_argument("--out", help="directory for Figure 1 (PNG and PDF)")
