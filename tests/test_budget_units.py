@@ -256,3 +256,25 @@ def test_measured_throughput_rebudgets_in_steps_with_no_jump_and_replays():
     assert max(jumps) < 0.002  # no LR jump at a re-budget (rex drops ~0.2/1000 per step)
     replay = Schedule("rex", 300, 0.1).with_budget_history(sched.budget_changes)
     assert lrs == [replay(t) for t in range(len(lrs))]  # reproducible given its estimates
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_strategy_chains_keep_the_past_and_agree_on_every_path(seed):
+    rng = random.Random(seed)
+    profile = rng.choice(["rex", "linear", "cosine", "step", "wsd", "onecycle"])
+    warm = rng.choice([{}, {"warmup_steps": 5}, {"warmup_fraction": 0.1}])
+    s = Schedule(profile, rng.randint(30, 80), 0.5, min_lr=0.01, **warm)
+    for _ in range(3):
+        at = rng.randint(0, s.total_steps + 10)
+        strategy = rng.choice(["continue", "rewarm", "extend"])
+        total = at + rng.randint(15, 90)
+        new = s.with_budget(total, at_step=at, strategy=strategy, warn=False)
+        assert [new(t) for t in range(at + 1)] == [s(t) for t in range(at + 1)]  # the past and step a: unchanged
+        if profile not in ("step", "onecycle"):  # m(1) = 0: the floor at the new end
+            assert new(total) == pytest.approx(0.01, abs=1e-15)
+        values = new.values()
+        assert values.tolist() == pytest.approx([new(t) for t in range(total)], rel=1e-12, abs=1e-15)  # numpy path
+        assert all(0.01 - 1e-12 <= v <= 0.5 + 1e-12 for v in values)
+        s = new
+    replay = Schedule(profile, s.initial_total_steps, 0.5, min_lr=0.01, **warm).with_budget_history(s.budget_changes)
+    assert replay.values().tolist() == s.values().tolist()
