@@ -139,3 +139,13 @@ def test_doctests_of_the_adapter_run():
     import budgetsched.optax as module
     res = doctest.testmod(module)
     assert res.failed == 0 and res.attempted > 0
+
+
+def test_budget_history_takes_every_strategy():
+    from budgetsched.optax import schedule
+
+    fn = schedule("linear", total_steps=100, peak_lr=1.0, budget_changes=[(40, 200, "extend")])
+    peak = 0.5 ** 0.5  # the horizon-transfer peak, sqrt(100 / 200)
+    assert [float(fn(t)) for t in (40, 41, 150)] == pytest.approx([0.6, peak * (1 - 41 / 200), peak * 0.25], rel=1e-6)
+    fn2 = schedule("linear", total_steps=100, peak_lr=1.0, budget_changes=[(40, 200, 10)])  # rewarm over 10 steps
+    assert [float(fn2(t)) for t in (40, 49, 125)] == pytest.approx([0.6, 1.0, 0.5], rel=1e-6)
