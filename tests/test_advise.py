@@ -9,6 +9,7 @@ import pytest
 from budgetsched.bench.analysis.advise import advise, leave_one_budget_out
 from budgetsched.errors import UsageError
 
+from _rows import typed
 from test_report_uncertainty import row
 
 
@@ -25,7 +26,7 @@ def study(winner_margin: float, budgets=(5.0, 10.0, 50.0, 100.0), lrs=(0.1, 0.3)
                 out.append(row("rex", lr, s, base - winner_margin + (0 if lr == rex_best else 2), budget=b))
                 out.append(row("linear", lr, s, base + (0 if lr == 0.3 else 2), budget=b))
                 out.append(row("cosine", lr, s, base + 0.5 * winner_margin + (0 if lr == 0.3 else 2), budget=b))
-    return out
+    return typed(out)  # as the store gives them
 
 
 def test_clear_winner_between_two_budgets():

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.rendering.plots import (PlotSkipWarning, _closest, color_for, curves, figure1, figure2, figure2_paired,
                                      figure3)
 from budgetsched.bench.analysis.report import build_report
+
+from _rows import typed
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -47,7 +50,7 @@ def make_rows():
                                        "train_loss": [2.0 / (e + 1) for e in range(epochs)],
                                        "val_metric": [err + 5.0 / (e + 1) for e in range(epochs)]},
                         })
-    return rows
+    return typed(rows)  # as the store gives them
 
 
 def test_colours_are_consistent():
@@ -75,7 +78,7 @@ def test_figure2_3_and_curves(tmp_path):
 def test_figure2_paired_against_the_reference(tmp_path):
     rows = make_rows()
     check_files(figure2_paired(build_report(rows, reference="rex"), tmp_path), "figure2_paired")
-    without = build_report([r for r in rows if r["label"] != "linear"])  # the default reference is absent
+    without = build_report([r for r in rows if r.label != "linear"])  # the default reference is absent
     assert without.reference is None
     with pytest.warns(PlotSkipWarning, match="no reference schedule; nothing written"):
         assert figure2_paired(without, tmp_path / "none") == []
@@ -95,9 +98,8 @@ def test_empty_data_is_skipped_with_a_warning(tmp_path):
         assert figure2([], tmp_path) == []
     with pytest.warns(PlotSkipWarning, match="no data"):
         assert figure3([], tmp_path) == []
-    rows = [r for r in make_rows() if r["budget"] == 25.0 and r["optimizer"] == "sgdm"]
-    for r in rows:  # strip the curves: curves() has nothing to draw
-        r["curves"] = {}
+    # strip the curves: curves() has nothing to draw
+    rows = [replace(r, curves={}) for r in make_rows() if r.budget == 25.0 and r.optimizer == "sgdm"]
     with pytest.warns(PlotSkipWarning) as rec:
         assert curves(rows, tmp_path) == []
     assert [str(x.message) for x in rec] == ["curves: no stored curves for toy / sgdm / 25%; trying the next setting",

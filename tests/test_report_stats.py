@@ -16,6 +16,8 @@ from scipy import stats as sps
 from budgetsched.bench.analysis import stats
 from budgetsched.bench.analysis.report import build_report
 
+from _rows import typed
+
 
 def interval_of(values, method, rng, resamples=1000):
     d = stats.SeedDraws(len(values), resamples, rng, method).means(np.asarray(values, dtype=float)[None])[:, 0]
@@ -113,7 +115,7 @@ def test_coverage_through_the_report_with_lr_selection():
     rng = np.random.default_rng(5)
     hits = n = 0
     for _ in range(300):
-        rep = build_report(synthetic_study(rng, 10.0, 10.4), resamples=1000, metric_names={"S": "error"})
+        rep = build_report(typed(synthetic_study(rng, 10.0, 10.4)), resamples=1000, metric_names={"S": "error"})
         d = rep.settings[0].vs_reference["rex"]
         hits += d.lo <= -0.4 <= d.hi
         n += 1
@@ -141,6 +143,7 @@ def test_a_study_of_50_settings_reports_in_seconds():
                                              "test_loss": None, "curves": {}, "steps": 1, "wall_time": 0.0,
                                              "error": None, "config": {}})
     names = {f"T{i}": "error %" for i in range(5)}
+    rows = typed(rows)  # as the store gives them
     build_report(rows[:200], metric_names=names)  # warm-up (imports)
     t0 = time.perf_counter()
     rep = build_report(rows, metric_names=names)
@@ -183,7 +186,7 @@ def test_an_lr_with_one_blown_up_seed_is_re_chosen_only_as_often_as_a_bayesian_b
                          "label": "rex", "optimizer": "sgdm", "budget": 10.0, "lr": lr, "seed": seed,
                          "status": "done", "val_metric": val[k, seed], "test_metric": val[k, seed], "val_loss": None,
                          "test_loss": None, "curves": {}, "steps": 1, "wall_time": 0.0, "error": None, "config": {}})
-    choice = build_report(rows, resamples=4000, metric_names={"S": "error"}).settings[0].results["rex"]
+    choice = build_report(typed(rows), resamples=4000, metric_names={"S": "error"}).settings[0].results["rex"]
     assert choice.lr == 0.1 and choice.mean == pytest.approx(10.0)
     # the upper end is the steady LR's own t interval, 10 + 4.30 * 0.4 / sqrt(3) = 10.99 (re-choosing LR 0.3 only
     # ever lowers this result); the lower end carries the ~4 % of draws that re-choose the wild LR

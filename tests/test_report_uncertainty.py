@@ -1,7 +1,8 @@
 """Report uncertainty, selection and bookkeeping on hand-made rows whose answers are worked out in each test.
 
 Rows are built by hand in the ``Store.rows()`` shape (with the new ``total_steps``, ``budget_unit`` and ``stand_in``
-fields), so these tests do not depend on a store or a runner. Lower is better throughout.
+fields) and typed as the store types them (``tests/_rows.py``), so these tests do not depend on a store or a runner.
+Lower is better throughout.
 """
 from __future__ import annotations
 
@@ -18,8 +19,16 @@ from rich.console import Console
 from scipy import stats as sps
 
 import budgetsched.bench.rendering.plots as plots
-from budgetsched.bench.analysis.report import build_report, render_rich, to_csv, to_json, to_markdown
+from budgetsched.bench import report as _report
+from budgetsched.bench.report import SameRun, Table1Cell, render_rich, to_csv, to_json, to_markdown
 from budgetsched.bench.protocol.status import Status
+
+from _rows import typed
+
+
+def build_report(rows, *args, **kwargs):
+    """The report of hand-made rows, typed first as the store types its rows (tests/_rows.py)."""
+    return _report.build_report(typed(rows), *args, **kwargs)
 
 
 def row(schedule="rex", lr=0.1, seed=0, val=1.0, test=None, *, task="T", opt="sgdm", budget=10.0,
@@ -114,7 +123,7 @@ def test_identical_schedules_are_tied():
     assert (s.best, s.runner_up) == ("cosine", "linear")  # display order among ties
     assert (s.gap.value, s.gap.lo, s.gap.hi) == (0.0, 0.0, 0.0) and s.tied is True
     for label in ("linear", "cosine"):
-        assert rep.table1[label]["overall"]["n_top1"] == 1 and rep.table1[label]["overall"]["n_clear_top1"] == 0
+        assert rep.table1[label]["overall"].n_top1 == 1 and rep.table1[label]["overall"].n_clear_top1 == 0
     md = to_markdown(rep)
     assert "| sgdm | 10% | 3 | cosine (1.00) | linear (1.00) | +0.00 [+0.00, +0.00] | tied |" in md
     assert "tied within noise (the 95 % interval of runner-up − best contains 0): 1 of 1." in md
@@ -171,7 +180,7 @@ def test_plateau_stands_for_a_missing_step_without_a_fake_row():
     rep = build_report(rows)
     s = setting_of(rep)
     assert "step" not in s.results and s.ranking["step"].source == "plateau" and s.ranking["step"].rank == 1
-    assert s.missing == [] and rep.table1["step"]["overall"]["n_top1"] == 1
+    assert s.missing == [] and rep.table1["step"]["overall"].n_top1 == 1
     r = {x["schedule"]: x for x in csv.DictReader(io.StringIO(to_csv(rep)))}
     assert (r["step"]["status"], r["step"]["rank"], r["step"]["ranked_as"]) == ("missing", "1", "plateau")
 
@@ -223,10 +232,10 @@ def test_budgets_that_are_one_run_are_counted_once():
     by = {s.budget: s for s in rep.settings}
     assert [b for b, s in by.items() if not s.counted] == [1.0, 5.0]
     assert by[1.0].same_run_as == by[5.0].same_run_as == 10.0 and by[10.0].counted
-    assert rep.table1["rex"]["low"]["n"] == 1 and rep.table1["rex"]["overall"]["n"] == 3  # 10, 50, 100 %
-    assert rep.duplicates == [{"task": "T", "optimizer": "sgdm", "total_steps": 20, "budgets": [1.0, 5.0, 10.0],
-                               "counted_as": 10.0, "real_percent": 10.0, "budget_unit": "epochs"}]
-    assert [r["budget"] for r in rep.by_budget] == [10.0, 50.0, 100.0]
+    assert rep.table1["rex"]["low"].n == 1 and rep.table1["rex"]["overall"].n == 3  # 10, 50, 100 %
+    assert rep.duplicates == [SameRun(task="T", optimizer="sgdm", total_steps=20, budgets=(1.0, 5.0, 10.0),
+                                      counted_as=10.0, real_percent=10.0, budget_unit="epochs")]
+    assert [r.budget for r in rep.by_budget] == [10.0, 50.0, 100.0]
     md = to_markdown(rep)
     assert ("T / sgdm: budgets 1%, 5%, 10% are one run (20 steps, 10 % of the 100 % run); Table 1 counts it once, "
             "as 10%.") in md
@@ -261,15 +270,15 @@ def test_table1_interval_is_the_bayesian_bootstrap_over_settings():
     # a sum of 7 Dirichlet components: Beta(7, 3) exactly; its 95 % interval is beta.ppf(0.025 / 0.975, 7, 3).
     rep = build_report(deterministic_study(7, 10), low_limit=25.0)
     cell = rep.table1["rex"]["low"]
-    assert (cell["n_top1"], cell["n"], cell["top1"]) == (7, 10, 0.7)
+    assert (cell.n_top1, cell.n, cell.top1) == (7, 10, 0.7)
     lo, hi = sps.beta.ppf([0.025, 0.975], 7, 3)  # 0.393, 0.933
-    assert cell["top1_ci"] == pytest.approx([lo, hi], abs=0.02)
-    assert rep.table1["linear"]["low"]["top1_ci"] == pytest.approx([1 - hi, 1 - lo], abs=0.02)
-    assert rep.table1["rex"]["low"]["top3_ci"] == [1.0, 1.0] and rep.table1["rex"]["high"]["top1_ci"] is None
-    assert cell["n_clear_top1"] == 7  # each gap is exactly 1 on every seed: clear
+    assert cell.top1_ci == pytest.approx((lo, hi), abs=0.02)
+    assert rep.table1["linear"]["low"].top1_ci == pytest.approx((1 - hi, 1 - lo), abs=0.02)
+    assert rep.table1["rex"]["low"].top3_ci == (1.0, 1.0) and rep.table1["rex"]["high"].top1_ci is None
+    assert cell.n_clear_top1 == 7  # each gap is exactly 1 on every seed: clear
     md = to_markdown(rep)
     assert "| rex | 70% (7/10) | 100% (10/10) | — | — | 70% (7/10) | 100% (10/10) |" in md
-    got_lo, got_hi = cell["top1_ci"]
+    got_lo, got_hi = cell.top1_ci
     assert f"| ↳ 95 % interval | {100 * got_lo:.0f}–{100 * got_hi:.0f}% | 100–100% | — | — |" in md
 
 
@@ -287,11 +296,11 @@ def test_per_budget_summary_of_subject_against_reference_and_best_other():
     rep = build_report(rows)
     (b,) = rep.by_budget
     for key in ("vs_reference", "vs_best_other"):
-        c = b[key]
-        assert (c["n"], c["better"], c["worse"], c["clear_better"], c["clear_worse"]) == (2, 2, 0, 2, 0)
-        assert c["mean_relative"] == pytest.approx(-0.15)
-        assert c["ci"] == pytest.approx([-0.1975, -0.1025], abs=0.003)
-        assert c["against"] == ["linear"]
+        c = getattr(b, key)
+        assert (c.n, c.better, c.worse, c.clear_better, c.clear_worse) == (2, 2, 0, 2, 0)
+        assert c.mean_relative == pytest.approx(-0.15)
+        assert c.ci == pytest.approx((-0.1975, -0.1025), abs=0.003)
+        assert c.against == ("linear",)
     assert setting_of(rep, 5.0, task="A").vs_best_other.against == "linear"
     md = to_markdown(rep)
     (line,) = [x for x in md.splitlines() if x.startswith("| 5% |")]
@@ -325,7 +334,7 @@ def test_options_are_validated_and_named():
         build_report(rows, method="boot")
     rep = build_report(rows, reference="cosine", subject="linear")
     assert set(setting_of(rep).vs_reference) == {"rex", "linear"}
-    assert rep.by_budget[0]["vs_reference"]["against"] == ["cosine"]
+    assert rep.by_budget[0].vs_reference.against == ("cosine",)
     no_linear = [r for r in rows if r["label"] != "linear"]
     rep = build_report(no_linear)  # the default reference is optional: no comparison, no error
     assert rep.reference is None and setting_of(rep).vs_reference == {}
@@ -387,7 +396,6 @@ def test_a_setting_where_every_trial_failed_is_listed_not_ranked():
     rep = build_report(rows)
     s = setting_of(rep, 50.0)
     assert s.results == {} and s.ranking == {} and s.n_seeds == 0 and s.best is None and s.tied is None
-    assert s.missing == ["linear", "rex"] and rep.table1["rex"]["high"] == {
-        "top1": None, "top3": None, "n": 0, "n_top1": 0, "n_top3": 0, "n_clear_top1": 0, "top1_ci": None,
-        "top3_ci": None}
+    assert s.missing == ["linear", "rex"] and rep.table1["rex"]["high"] == Table1Cell(
+        top1=None, top3=None, n=0, n_top1=0, n_top3=0, n_clear_top1=0, top1_ci=None, top3_ci=None)
     assert "| sgdm | 50% | 0 | — | — | — | — |" in to_markdown(rep)

@@ -18,7 +18,7 @@ MOVED = {
     "optim": "engines.optim", "train": "engines.train", "stacked": "engines.stacked", "kernels": "engines.kernels",
     "batched": "engines.batched", "anytime": "engines.anytime", "schedulefree": "engines.schedulefree",
     "store": "storage.store", "runners": "execution.runners",
-    "stats": "analysis.stats", "report": "analysis.report", "advise": "analysis.advise",
+    "stats": "analysis.stats", "report": "rendering.report", "advise": "analysis.advise",
     "experiments": "analysis.experiments", "refine": "analysis.refine",
     "plots": "rendering.plots",
 }

@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from budgetsched.bench.analysis.report import Setting, build_report
+from budgetsched.bench.analysis.rows import setting_key, trial_rows
+from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol import selection
 from budgetsched.errors import UsageError
 
@@ -111,8 +113,8 @@ def advise_from_report(report: Any, budget: float, task: str, optimizer: str) ->
     return Advice(task, optimizer, budget, best, lr, probs[best], (lo, hi), probs, clear, note)
 
 
-def advise(rows: Iterable[Mapping[str, Any]], budget: float, task: str | None = None, optimizer: str | None = None,
-           *, resamples: int = 2000, seed: int = 0) -> list[Advice]:
+def advise(rows: Iterable[TrialRow | Mapping[str, Any]], budget: float, task: str | None = None,
+           optimizer: str | None = None, *, resamples: int = 2000, seed: int = 0) -> list[Advice]:
     """Advice at ``budget`` percent for each (task, optimizer) of the study (or the one given).
 
     Raises:
@@ -120,7 +122,6 @@ def advise(rows: Iterable[Mapping[str, Any]], budget: float, task: str | None = 
     """
     if not (isinstance(budget, (int, float)) and 0 < budget <= 100):
         raise UsageError(f"budget must be a percent in (0, 100], got {budget!r}")
-    rows = list(rows)
     report = build_report(rows, resamples=resamples, seed=seed)
     pairs = sorted({(s.task, s.optimizer) for s in report.settings})
     if task is not None:
@@ -135,19 +136,19 @@ def _none(what: str, value: str, valid: Sequence[str]) -> list:
     raise UsageError(f"the study has no {what} {value!r}; choose from {', '.join(valid)}")
 
 
-def leave_one_budget_out(rows: Iterable[Mapping[str, Any]], *, resamples: int = 1000, seed: int = 0,
+def leave_one_budget_out(rows: Iterable[TrialRow | Mapping[str, Any]], *, resamples: int = 1000, seed: int = 0,
                          fixed: Sequence[str] = ("rex", "linear")) -> dict[str, Any]:
     """Score the advisor on the study's interior budgets: for each (task, optimizer, interior budget), advise from
     the study without that budget and check the pick's rank in that budget's own setting. Returns Top-1 / Top-3
     rates of the advisor and of always choosing each of ``fixed``, over the same held-out settings."""
-    rows = list(rows)
+    rows = trial_rows(rows)
     full = build_report(rows, resamples=resamples, seed=seed)
     cases = []
     for t, o in sorted({(s.task, s.optimizer) for s in full.settings}):
         settings = _settings(full, t, o)
         budgets = sorted(settings)
         for b in budgets[1:-1]:
-            held = [r for r in rows if not (r["task"] == t and r["optimizer"] == o and float(r["budget"]) == b)]
+            held = [r for r in rows if setting_key(r) != (t, o, b)]
             a = advise_from_report(build_report(held, resamples=resamples, seed=seed), b, t, o)
             ranking = settings[b].ranking
             rank = lambda k: ranking[k].rank if k in ranking else None  # noqa: E731

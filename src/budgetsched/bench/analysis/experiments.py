@@ -17,7 +17,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping, Sequence
 
-from budgetsched.bench.analysis.report import metric_name
+from budgetsched.bench.analysis.rows import metric_name, setting_key, trial_rows, trial_values
+from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.analysis.stats import mean_interval
 from budgetsched.bench.protocol import selection
 from budgetsched.bench.protocol.status import FINISHED
@@ -28,13 +29,13 @@ __all__ = ["sampling_cells", "sampling_markdown", "budget_change_cells", "budget
 SAMPLING_ORDER = ("every-step", "1-100", "5-25", "10-10", "25-50-75", "33-66", "50-75")
 
 
-def profile_of(row: Mapping[str, Any]) -> str:
+def profile_of(row: TrialRow) -> str:
     """The profile of a sampling-study row as the paper names it: ``exp`` at the fitted gamma is the step
     schedule's exponential approximation."""
-    p = {k: v for k, v in (row.get("schedule_params") or {}).items() if k != "sampling"}
-    if row["schedule"] == "exp" and p.get("gamma") is not None and abs(float(p["gamma"]) + 5.668) < 1e-3:
+    p = {k: v for k, v in row.params.items() if k != "sampling"}
+    if row.schedule == "exp" and p.get("gamma") is not None and abs(float(p["gamma"]) + 5.668) < 1e-3:
         return "step≈exp"
-    return row["schedule"] + ("" if not p else "(" + ",".join(f"{k}={v}" for k, v in sorted(p.items())) + ")")
+    return row.schedule + ("" if not p else "(" + ",".join(f"{k}={v}" for k, v in sorted(p.items())) + ")")
 
 
 def _fmt(cell: tuple[float, float, float] | None, n: int, signed: bool = False) -> str:
@@ -51,33 +52,33 @@ def _fmt(cell: tuple[float, float, float] | None, n: int, signed: bool = False) 
     return f"{m:{sign}.{d}f} [{lo:{sign}.{d}f}, {hi:{sign}.{d}f}]".replace("-", "−")
 
 
-def _best_lr(rows: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def _best_lr(rows: list[TrialRow]) -> list[TrialRow]:
     """The rows of the LR the protocol chooses (:func:`budgetsched.bench.protocol.selection.choose_lr`: the lowest
     mean validation metric over seeds, diverged = +inf, ties to the smaller LR)."""
-    by_lr: dict[float, list[Mapping[str, Any]]] = {}
+    by_lr: dict[float, list[TrialRow]] = {}
     for r in rows:
-        if r["status"] in FINISHED:
-            by_lr.setdefault(float(r["lr"]), []).append(r)
+        if r.status in FINISHED:
+            by_lr.setdefault(float(r.lr), []).append(r)
     if not by_lr:
         return []
-    lr, _ = selection.choose_lr({lr: [selection.score(r["status"], r["val_metric"]) for r in rs]
+    lr, _ = selection.choose_lr({lr: [selection.score(r.status, r.val_metric) for r in rs]
                                  for lr, rs in by_lr.items()})
     return by_lr[lr]
 
 
-def _test_values(rows: list[Mapping[str, Any]]) -> dict[int, float]:
-    return {int(r["seed"]): selection.trial_values(r["status"], r["val_metric"], r["test_metric"])[1] for r in rows}
+def _test_values(rows: list[TrialRow]) -> dict[int, float]:
+    return {r.seed: trial_values(r)[1] for r in rows}
 
 
 # ---------------------------------------------------------------------------------------------- sampling rates
-def sampling_cells(rows: Iterable[Mapping[str, Any]]) -> dict[tuple, dict[tuple[str, str], Any]]:
+def sampling_cells(rows: Iterable[TrialRow | Mapping[str, Any]]) -> dict[tuple, dict[tuple[str, str], Any]]:
     """``{(task, optimizer, budget): {(profile, rate): (mean, lo, hi) | None}}`` for rows with a sampling rate."""
-    groups: dict[tuple, dict[tuple[str, str], list[Mapping[str, Any]]]] = {}
-    for r in rows:
-        rate = (r.get("schedule_params") or {}).get("sampling")
+    groups: dict[tuple, dict[tuple[str, str], list[TrialRow]]] = {}
+    for r in trial_rows(rows):
+        rate = r.params.get("sampling")
         if rate is None:
             continue
-        groups.setdefault((r["task"], r["optimizer"], float(r["budget"])), {}).setdefault(
+        groups.setdefault(setting_key(r), {}).setdefault(
             (profile_of(r), str(rate)), []).append(r)
     out: dict[tuple, dict[tuple[str, str], Any]] = {}
     for key, cells in groups.items():
@@ -90,7 +91,7 @@ def sampling_cells(rows: Iterable[Mapping[str, Any]]) -> dict[tuple, dict[tuple[
     return out
 
 
-def sampling_markdown(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def sampling_markdown(rows: Iterable[TrialRow | Mapping[str, Any]]) -> list[str]:
     """The Table 2 section (empty when the store has no sampling study)."""
     cells = sampling_cells(rows)
     if not cells:
@@ -127,29 +128,29 @@ def sampling_markdown(rows: Iterable[Mapping[str, Any]]) -> list[str]:
 CHANGE_KEYS = ("planned_budget", "change_at", "on_change")
 
 
-def budget_change_cells(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def budget_change_cells(rows: Iterable[TrialRow | Mapping[str, Any]]) -> list[dict[str, Any]]:
     """One entry per (task, optimizer, budget, schedule, plan, strategy): the strategy's test metric and its paired
     per-seed difference against the same schedule run with that budget from the start (LRs chosen on validation
     for each)."""
-    rows = list(rows)
-    changed = [r for r in rows if "on_change" in (r.get("schedule_params") or {})]
+    rows = trial_rows(rows)
+    changed = [r for r in rows if "on_change" in r.params]
     if not changed:
         return []
-    by_label: dict[tuple, list[Mapping[str, Any]]] = {}
+    by_label: dict[tuple, list[TrialRow]] = {}
     for r in rows:
-        by_label.setdefault((r["task"], r["optimizer"], float(r["budget"]), r["label"]), []).append(r)
+        by_label.setdefault((*setting_key(r), r.label), []).append(r)
     out = []
-    for r0 in {(r["task"], r["optimizer"], float(r["budget"]), r["label"]): r for r in changed}.values():
-        key = (r0["task"], r0["optimizer"], float(r0["budget"]))
-        params = r0["schedule_params"]
-        plain = [r for r in by_label.get((*key, r0["schedule"]), [])]
+    for r0 in {(*setting_key(r), r.label): r for r in changed}.values():
+        key = setting_key(r0)
+        params = r0.params
+        plain = [r for r in by_label.get((*key, r0.schedule), [])]
         if not plain:
             continue
-        mine = _test_values(_best_lr(by_label[(*key, r0["label"])]))
+        mine = _test_values(_best_lr(by_label[(*key, r0.label)]))
         base = _test_values(_best_lr(plain))
         seeds = sorted(set(mine) & set(base))
         diffs = [mine[s] - base[s] for s in seeds]
-        out.append({"task": key[0], "optimizer": key[1], "budget": key[2], "schedule": r0["schedule"],
+        out.append({"task": key[0], "optimizer": key[1], "budget": key[2], "schedule": r0.schedule,
                     "planned_budget": params["planned_budget"], "change_at": params["change_at"],
                     "on_change": params["on_change"],
                     "value": mean_interval(list(mine.values())) if len(mine) > 1 else None,
@@ -159,7 +160,7 @@ def budget_change_cells(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
                                       e["change_at"], ("continue", "restart", "keep").index(e["on_change"])))
 
 
-def budget_change_markdown(rows: Iterable[Mapping[str, Any]]) -> list[str]:
+def budget_change_markdown(rows: Iterable[TrialRow | Mapping[str, Any]]) -> list[str]:
     cells = budget_change_cells(rows)
     if not cells:
         return []
@@ -179,7 +180,8 @@ def budget_change_markdown(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return out
 
 
-def markdown_sections(rows: Sequence[Mapping[str, Any]]) -> str:
+def markdown_sections(rows: Sequence[TrialRow | Mapping[str, Any]]) -> str:
     """Every experiment section the store has data for, as markdown (empty string when none)."""
+    rows = trial_rows(rows)
     lines = [*sampling_markdown(rows), *budget_change_markdown(rows)]
     return "\n".join(lines) + "\n" if lines else ""

@@ -17,7 +17,9 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Mapping
 
+from budgetsched.bench.analysis.rows import setting_key, trial_rows
 from budgetsched.bench.protocol import selection
+from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.status import Status
 from budgetsched.errors import UsageError
@@ -27,33 +29,33 @@ __all__ = ["refined_trials"]
 _WEIGHTING = {"sgdm": "sgd", "adam": "adam"}
 
 
-def refined_trials(rows: Iterable[Mapping[str, Any]], source: str = "linear") -> list[TrialConfig]:
-    """The ``refined`` trials of every setting of a study whose trials are ``rows`` (``Store.rows()``).
+def refined_trials(rows: Iterable[TrialRow | Mapping[str, Any]], source: str = "linear") -> list[TrialConfig]:
+    """The ``refined`` trials of every setting of a study whose trials are ``rows`` (``Store.trial_rows()``).
 
     Raises:
         UsageError: ``source`` is not a schedule of the study, or none of its runs recorded gradient norms.
     """
-    rows = [r for r in rows if r["status"] != Status.FAILED]
-    labels = sorted({r["label"] for r in rows})
+    rows = [r for r in trial_rows(rows) if r.status is not Status.FAILED]
+    labels = sorted({r.label for r in rows})
     if source not in labels:
         raise UsageError(f"--from {source!r} is not a schedule of this study; choose from {', '.join(labels)}")
-    settings: dict[tuple, list[Mapping[str, Any]]] = {}
+    settings: dict[tuple, list[TrialRow]] = {}
     for r in rows:
-        settings.setdefault((r["task"], r["optimizer"], float(r["budget"]), r["budget_unit"]), []).append(r)
+        settings.setdefault((*setting_key(r), r.budget_unit), []).append(r)
     out: list[TrialConfig] = []
     recorded = False
     for (task, optimizer, budget, unit), group in settings.items():
-        mine = [r for r in group if r["label"] == source]
-        by_lr: dict[float, list[Mapping[str, Any]]] = {}
+        mine = [r for r in group if r.label == source]
+        by_lr: dict[float, list[TrialRow]] = {}
         for r in mine:
-            by_lr.setdefault(float(r["lr"]), []).append(r)
+            by_lr.setdefault(float(r.lr), []).append(r)
         if not by_lr:
             continue
 
         best, best_score = selection.choose_lr(
-            {lr: [selection.score(r["status"], r["val_metric"]) for r in rs] for lr, rs in by_lr.items()})
-        chosen = [r for r in by_lr[best] if r["status"] == Status.DONE]
-        series = [r["curves"].get("grad_norm") or [] for r in chosen]
+            {lr: [selection.score(r.status, r.val_metric) for r in rs] for lr, rs in by_lr.items()})
+        chosen = [r for r in by_lr[best] if r.status is Status.DONE]
+        series = [r.curves.get("grad_norm") or [] for r in chosen]
         series = [s for s in series if s and all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0
                                                   for v in s)]
         if not series or math.isinf(best_score):
@@ -64,9 +66,9 @@ def refined_trials(rows: Iterable[Mapping[str, Any]], source: str = "linear") ->
         if len(norms) == 1:
             norms = norms * 2  # one evaluation period: a constant norm (the linear profile)
         norms = [float(f"{v:.6g}") for v in norms]
-        lrs = sorted({float(r["lr"]) for r in group if r["schedule"] not in ("plateau",)})
-        seeds = sorted({int(r["seed"]) for r in group})
-        factor = (chosen[0].get("config") or {}).get("diverge_factor", 10.0)
+        lrs = sorted({float(r.lr) for r in group if r.schedule != "plateau"})
+        seeds = sorted({r.seed for r in group})
+        factor = chosen[0].config.diverge_factor
         params = (("grad_norms", tuple(norms)), ("weighting", _WEIGHTING.get(optimizer, "sgd")))
         out += [TrialConfig(task, "refined", optimizer, budget, lr, seed, params, unit, factor)
                 for lr in lrs for seed in seeds]

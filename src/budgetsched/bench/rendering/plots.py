@@ -32,6 +32,8 @@ from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
 
 from budgetsched.bench.analysis.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
+from budgetsched.bench.analysis.rows import setting_key, trial_rows
+from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import Status
 
 __all__ = ["figure1", "figure2", "figure2_paired", "figure3", "curves", "color_for", "PlotSkipWarning",
@@ -213,7 +215,7 @@ def _panels(report: Report) -> list[tuple[str, str, list[Any]]]:
                                key=lambda s: s.budget))
             for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings)]
 
-def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+def figure2(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """Test metric vs % of epochs, log x, one line per schedule (delayed-linear variants dashed), one panel per
     task x optimizer. A point is the mean test metric of the candidate chosen on validation; its error bar is the
     report's 95 % interval of that result (seeds resampled, LR re-chosen in every draw; none with one seed).
@@ -247,7 +249,7 @@ def figure2(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str |
     return _save(fig, out, "figure2")
 
 
-def figure2_paired(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+def figure2_paired(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """Each schedule minus the report's reference schedule (``Setting.vs_reference``: the test metric of each one's
     validation-chosen LR, paired over seeds, LR re-chosen in every draw) vs % of epochs, log x, with its 95 %
     interval as error bar (none with one seed) and a line at 0 (below = better than the reference). One panel per
@@ -301,7 +303,7 @@ def _closest(budgets: Iterable[float], targets: Sequence[float]) -> list[float]:
     return sorted(chosen)
 
 
-def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Sequence[float] | None = None,
+def figure3(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, budgets: Sequence[float] | None = None,
             metric: str = "test") -> list[Path]:
     """Final test (``metric="test"``) or validation metric vs initial LR, log x, one line per schedule and one
     panel per task x optimizer x budget. ``budgets`` defaults, per task x optimizer, to the two budgets closest to
@@ -366,8 +368,8 @@ def figure3(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, budgets: Seq
 # curves
 
 
-def _mean_curve(trials: list[Mapping[str, Any]], name: str) -> tuple[np.ndarray, np.ndarray] | None:
-    series = [(t["curves"].get("epoch"), t["curves"].get(name)) for t in trials]
+def _mean_curve(trials: list[TrialRow], name: str) -> tuple[np.ndarray, np.ndarray] | None:
+    series = [(t.curves.get("epoch"), t.curves.get(name)) for t in trials]
     series = [(e, v) for e, v in series if v]
     if not series:
         return None
@@ -378,12 +380,13 @@ def _mean_curve(trials: list[Mapping[str, Any]], name: str) -> tuple[np.ndarray,
     return x, y
 
 
-def curves(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, task: str | None = None,
+def curves(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, task: str | None = None,
            optimizer: str | None = None, budget: float | None = None,
            report: Report | None = None) -> list[Path]:
     """LR, training loss and validation metric per epoch for the candidate each schedule chose (by validation)
     in one setting, averaged over its seeds. The setting defaults to the first one (of the given task / optimizer /
     budget) that has curves. Writes ``curves_<task>_<optimizer>_<budget>.png`` / ``.pdf``."""
+    rows = trial_rows(rows)
     report = report or build_report(rows)
     out = _out_dir(out_dir)
     cands = [s for s in report.settings if (task is None or s.task == task)
@@ -392,18 +395,17 @@ def curves(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, task: str | N
         have = ", ".join(f"{s.task}/{s.optimizer}/{s.budget:g}%" for s in report.settings) or "none"
         raise ValueError(f"no setting matches task={task!r}, optimizer={optimizer!r}, budget={budget!r}; "
                          f"settings with results: {have}")
-    by_setting: dict[tuple[str, str, float], list[Mapping[str, Any]]] = {}
+    by_setting: dict[tuple[str, str, float], list[TrialRow]] = {}
     for r in rows:
-        if r["status"] == Status.DONE:
-            by_setting.setdefault((r["task"], r["optimizer"], float(r["budget"])), []).append(r)
+        if r.status is Status.DONE:
+            by_setting.setdefault(setting_key(r), []).append(r)
     for s in cands:
         chosen = {}
         for label, c in s.results.items():
             if c.diverged:
                 continue
             trials = [r for r in by_setting.get((s.task, s.optimizer, s.budget), [])
-                      if r["label"] == label and float(r["lr"]) == c.lr and patience_of(r) == c.patience
-                      and r.get("curves")]
+                      if r.label == label and float(r.lr) == c.lr and patience_of(r) == c.patience and r.curves]
             if trials:
                 chosen[label] = (c, trials)
         if chosen:
@@ -443,7 +445,7 @@ def curves(rows: Sequence[Mapping[str, Any]], out_dir: str | Path, task: str | N
 # The paper's other experiments
 
 
-def delay_figure(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: str | Path,
+def delay_figure(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path,
                  reference: str = "step") -> list[Path]:
     """The paper's Figure 2: test metric vs budget for REX, linear and the delayed schedules, with the
     ``reference`` schedule's result at the largest budget as a dashed horizontal line (the paper's red line: step at
@@ -473,7 +475,7 @@ def delay_figure(report_or_rows: Report | Sequence[Mapping[str, Any]], out_dir: 
     return _save(fig, out, "figure2_delay")
 
 
-def sampling_heatmap(rows: Sequence[Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+def sampling_heatmap(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
     """The paper's Table 2 as heat-maps: profiles x sampling rates, one panel per task x optimizer x budget, colour =
     mean test metric (each panel on its own scale), the value written in each cell. Writes ``table2_sampling``."""
     from budgetsched.bench.analysis.experiments import SAMPLING_ORDER, sampling_cells

@@ -1,0 +1,231 @@
+"""The study report's data: frozen records that :func:`budgetsched.bench.analysis.report.build_report` fills and the
+renderers (:mod:`budgetsched.bench.rendering`) only format.
+
+A :class:`Report` holds one :class:`Setting` per task x optimizer x budget (each schedule's :class:`Choice`, the
+Table-1 :class:`Ranked` competitors, paired :class:`Difference` s), Table 1 as :class:`Table1Cell` s, the
+per-budget comparison as :class:`BudgetRow` s, the trials the study lacks as :class:`MissingTrial` s and the
+budgets that are one run as :class:`SameRun` s. Field order is the order of the JSON report.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["SPLITS", "Choice", "Ranked", "Difference", "Setting", "Table1Cell", "Comparison", "BudgetRow",
+           "MissingTrial", "SameRun", "Report", "LrPoint"]
+
+#: Table 1's budget splits: low (budget < the low limit), high, and every counted setting.
+SPLITS = ("low", "high", "overall")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One schedule's result in one setting: the candidate chosen by validation and its test statistics."""
+
+    label: str
+    lr: float
+    patience: int | None  # plateau only
+    val_mean: float  # selection score (+inf if the candidate diverged)
+    mean: float  # mean test metric over the chosen candidate's seeds (+inf if it diverged)
+    std: float  # sample std (ddof=1) if n > 1; 0 if n == 1 (shown as "n=1", never as "± 0"); nan if diverged
+    n: int  # seeds averaged
+    n_candidates: int  # LRs (x patiences) of this schedule with a finished trial in this setting
+    rank: int | None = None  # Table-1 rank in the setting; None for plateau (merged into step) or unranked labels
+    ranked_as: str | None = None  # "plateau" on the step row when plateau's result stood for step
+    lo: float | None = None  # 95 % interval of the mean test metric, LR re-selected in every draw; None if n < 2
+    hi: float | None = None
+    p_top1: float | None = None  # probability of rank 1 over the draws (step: step incl. plateau); None if n < 2
+    p_top3: float | None = None
+    lr_grid: tuple[float, ...] = ()  # the LRs this schedule was run at in this setting (any status)
+    stand_in: str | None = None  # "constant": the chosen plateau trials reuse constant's (patience never triggers)
+
+    @property
+    def diverged(self) -> bool:
+        return math.isinf(self.mean)
+
+    @property
+    def lr_edge(self) -> str | None:
+        """Where the chosen LR sits in ``lr_grid``: "low" (smallest) or "high" (largest), where the best LR may lie
+        outside the grid; "only" for a one-LR grid; None inside the grid."""
+        if not self.lr_grid:
+            return None
+        if len(self.lr_grid) == 1:
+            return "only"
+        if self.lr == min(self.lr_grid):
+            return "low"
+        if self.lr == max(self.lr_grid):
+            return "high"
+        return None
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One Table-1 competitor of a setting: ``source`` is the label whose result stands ("plateau" for step)."""
+
+    label: str
+    source: str
+    mean: float
+    rank: int
+    p_top1: float | None
+    p_top3: float | None
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A paired difference ``label - against`` of mean test metrics (lower is better: negative = ``label`` better).
+
+    ``value`` is the point estimate (+inf if only ``label`` diverged, -inf if only ``against`` did, nan if both);
+    ``lo`` / ``hi`` its 95 % interval (None with one seed); ``relative`` = value / |mean of against|.
+    """
+
+    label: str
+    against: str
+    value: float
+    lo: float | None
+    hi: float | None
+    relative: float | None
+    n: int  # seeds of the setting
+
+    @property
+    def clear(self) -> str | None:
+        """The interval's verdict: "better" when it lies below 0, "worse" above 0, None when it contains 0 or is
+        absent (one seed, a diverged side)."""
+        if self.lo is None or self.hi is None:
+            return None
+        if self.hi < 0:
+            return "better"
+        if self.lo > 0:
+            return "worse"
+        return None
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One task x optimizer x budget with each schedule's chosen result, its ranking and their uncertainty."""
+
+    task: str
+    optimizer: str
+    budget: float
+    split: str  # "low" or "high"
+    results: dict[str, Choice]  # every schedule with a finished trial (plateau included), display order
+    missing: list[str]  # schedule labels of the study with no finished trial in this setting
+    n_seeds: int = 0  # distinct seeds with a finished trial in this setting
+    ranking: dict[str, Ranked] = field(default_factory=dict)  # Table-1 competitors
+    best: str | None = None  # the Table-1 label ranked first (display order among ties)
+    runner_up: str | None = None
+    gap: Difference | None = None  # runner_up - best, paired
+    tied: bool | None = None  # True when gap's 95 % interval contains 0; None with one seed or one competitor
+    vs_reference: dict[str, Difference] = field(default_factory=dict)
+    vs_best_other: Difference | None = None
+    total_steps: int | None = None
+    budget_unit: str | None = None
+    same_run_as: float | None = None  # the budget under which this same run is counted in Table 1
+
+    @property
+    def counted(self) -> bool:
+        """Counted in Table 1 (False for a budget that is the same run as a larger budget of the study)."""
+        return self.same_run_as is None
+
+
+@dataclass(frozen=True)
+class Table1Cell:
+    """One schedule's Table-1 share in one split: Top-1 / Top-3 shares of the ``n`` settings where it has a
+    result (None without settings), their counts, their 95 % intervals ((lo, hi) or None) and ``n_clear_top1``,
+    the Top-1 finishes in settings not tied within noise."""
+
+    top1: float | None
+    top3: float | None
+    n: int
+    n_top1: int
+    n_top3: int
+    n_clear_top1: int
+    top1_ci: tuple[float, float] | None = None
+    top3_ci: tuple[float, float] | None = None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The subject against one other schedule across the settings of one budget (see ``_by_budget``)."""
+
+    n: int  # settings where both sides are finite
+    not_comparable: int  # settings where either side diverged
+    better: int  # point estimate below 0
+    worse: int
+    clear_better: int  # the setting's own 95 % interval below 0
+    clear_worse: int
+    mean_relative: float | None  # mean over settings of (subject - other) / |other|
+    ci: tuple[float, float] | None  # its nested 95 % interval
+    against: tuple[str, ...]  # the other schedules (the best other differs by setting)
+
+
+@dataclass(frozen=True)
+class BudgetRow:
+    """One budget of the per-budget comparison: the subject against the reference and the best other schedule."""
+
+    budget: float
+    n_settings: int
+    vs_reference: Comparison | None
+    vs_best_other: Comparison | None
+
+
+@dataclass(frozen=True)
+class MissingTrial:
+    """A trial the study lacks: a never-run or failed (LR, patience, seed) of a schedule, or (``lr`` None) a
+    schedule with no finished trial in the setting."""
+
+    task: str
+    optimizer: str
+    budget: float
+    schedule: str
+    lr: float | None
+    patience: int | None
+    seed: int | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class SameRun:
+    """Budgets of one task x optimizer whose runs have the same length: one run, counted once as ``counted_as``."""
+
+    task: str
+    optimizer: str
+    total_steps: int
+    budgets: tuple[float, ...]
+    counted_as: float
+    real_percent: float | None  # the run's length as a percent of the 100 % run
+    budget_unit: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the renderers need. Build it with :func:`budgetsched.bench.analysis.report.build_report`."""
+
+    settings: list[Setting]
+    table1: dict[str, dict[str, Table1Cell]]  # label -> split -> cell
+    labels: list[str]  # every schedule label, display order
+    ranked_labels: list[str]  # labels in Table 1
+    missing: list[MissingTrial]
+    n_trials: int
+    n_trials_done: int
+    n_trials_diverged: int
+    n_trials_failed: int
+    low_limit: float
+    metric_names: dict[str, str] = field(default_factory=dict)
+    reference: str | None = None
+    subject: str | None = None
+    uncertainty: dict[str, Any] = field(default_factory=dict)  # method, resamples, seed, confidence
+    by_budget: list[BudgetRow] = field(default_factory=list)  # subject vs reference / best other per budget
+    duplicates: list[SameRun] = field(default_factory=list)  # budgets that are one run
+
+
+@dataclass(frozen=True)
+class LrPoint:
+    """One LR of one schedule in one setting (Figure 3): mean over seeds with its Student-t 95 % interval."""
+
+    lr: float
+    patience: int | None
+    mean: float  # +inf if any seed diverged
+    lo: float | None
+    hi: float | None
+    n: int

@@ -1,0 +1,161 @@
+"""Study-level parts of the report: Table 1, the per-budget comparison, budgets that are one run, missing trials.
+
+Shares and per-budget means get nested 95 % intervals: each setting's own seed draws
+(:mod:`budgetsched.bench.analysis.setting`), then Bayesian-bootstrap weights over the settings
+(:func:`budgetsched.bench.analysis.stats.setting_weights`).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+
+from budgetsched.bench.analysis import stats
+from budgetsched.bench.analysis.report_model import (SPLITS, BudgetRow, Comparison, MissingTrial, SameRun, Setting,
+                                                     Table1Cell)
+from budgetsched.bench.analysis.rows import patience_of
+from budgetsched.bench.analysis.setting import Draws
+from budgetsched.bench.protocol.records import TrialRow
+from budgetsched.bench.protocol.status import FINISHED
+
+__all__ = ["mark_same_runs", "missing_trials", "table1", "by_budget"]
+
+
+def mark_same_runs(settings: list[Setting]) -> tuple[list[Setting], list[SameRun]]:
+    """Budgets of one task x optimizer with equal ``total_steps`` are one run: the largest budget is counted, the
+    others get ``same_run_as`` (returned as new settings, in the same order)."""
+    groups: dict[tuple[str, str, int], list[int]] = {}
+    for i, s in enumerate(settings):
+        if s.total_steps is not None:
+            groups.setdefault((s.task, s.optimizer, s.total_steps), []).append(i)
+    full = {(s.task, s.optimizer): s.total_steps for s in settings if s.budget == 100.0 and s.total_steps}
+    out = list(settings)
+    same = []
+    for (task, opt, steps), idx in groups.items():
+        if len(idx) < 2:
+            continue
+        idx = sorted(idx, key=lambda i: settings[i].budget)
+        keep = settings[idx[-1]].budget
+        for i in idx[:-1]:
+            out[i] = replace(settings[i], same_run_as=keep)
+        real = full.get((task, opt))
+        same.append(SameRun(task, opt, steps, tuple(settings[i].budget for i in idx), keep,
+                            100.0 * steps / real if real else None, settings[idx[-1]].budget_unit))
+    return out, same
+
+
+def missing_trials(task: str, opt: str, budget: float, grows: list[TrialRow], labels: list[str],
+                   planned: Iterable[tuple[str, float, int | None, int]] | None = None) -> list[MissingTrial]:
+    """Trials of the setting with no finished result, and schedules absent altogether.
+
+    The grid checked is ``planned`` - (label, LR, patience, seed) of every trial the study's design asks for in this
+    setting - when the store recorded the design, plus the grid the rows imply: every label of the study x every LR
+    (and, for plateau, LR and patience) that label has in the setting x every seed seen in the setting. LRs are per
+    label because refinement gives each schedule (and patience) its own: a schedule never run at an LR that others
+    ran is not a missing trial, but an LR or a seed the design planned and no row has is.
+    """
+    planned = list(planned or ())
+    seeds = sorted({r.seed for r in grows} | {p[3] for p in planned})
+    status = {(r.label, float(r.lr), patience_of(r), r.seed): r for r in grows}
+    out = []
+    for label in schedule_labels(labels, planned):
+        have = [r for r in grows if r.label == label and r.status in FINISHED]
+        mine = [p for p in planned if p[0] == label]
+        if not have:
+            failed = [r for r in grows if r.label == label]
+            why = f"all {len(failed)} trial(s) failed" if failed else "not run"
+            out.append(MissingTrial(task, opt, budget, label, None, None, None,
+                                    f"schedule missing in this setting: {why}"))
+            continue
+        cands = sorted({(float(r.lr), patience_of(r) if label == "plateau" else None) for r in grows
+                        if r.label == label} | {(lr, pat if label == "plateau" else None) for _, lr, pat, _ in mine},
+                       key=lambda c: (c[0], c[1] or 0))
+        for lr, pat in cands:
+            for seed in seeds:
+                r = status.get((label, lr, pat, seed))
+                if r is not None and r.status in FINISHED:
+                    continue
+                reason = "not run" if r is None else f"failed: {r.error or 'no error message'}"
+                out.append(MissingTrial(task, opt, budget, label, lr, pat, seed, reason))
+    return out
+
+
+def schedule_labels(labels: list[str], planned: list[tuple[str, float, int | None, int]]) -> list[str]:
+    """The study's labels, then any label only the design has (in the design's order)."""
+    extra = [p[0] for p in planned if p[0] not in labels]
+    return list(labels) + list(dict.fromkeys(extra))
+
+
+def _in_split(s: Setting, split: str) -> bool:
+    return s.counted and (split == "overall" or s.split == split)
+
+
+def table1(settings: list[Setting], draws: list[Draws], ranked: list[str],
+           opts: Mapping[str, Any]) -> dict[str, dict[str, Table1Cell]]:
+    """Shares with nested 95 % intervals: each setting's own draws, then Dirichlet weights over the settings."""
+    table: dict[str, dict[str, Table1Cell]] = {x: {} for x in ranked}
+    for split in SPLITS:
+        idx = [i for i, s in enumerate(settings) if _in_split(s, split)]
+        w = stats.setting_weights(stats.rng_for(opts["seed"], "table1", split), opts["resamples"], len(idx))
+        for label in ranked:
+            have = [j for j, i in enumerate(idx) if label in settings[i].ranking]
+            ranks = [settings[idx[j]].ranking[label].rank for j in have]
+            n = len(ranks)
+            n1 = sum(r == 1 for r in ranks)
+            n3 = sum(r <= 3 for r in ranks)
+            clear = sum(settings[idx[j]].ranking[label].rank == 1 and settings[idx[j]].tied is False for j in have)
+            ci: dict[str, tuple[float, float] | None] = {"top1": None, "top3": None}
+            if n:
+                ww = w[:, have]
+                ww = ww / ww.sum(axis=1, keepdims=True)
+                for attr in ("top1", "top3"):
+                    ind = np.stack([getattr(draws[idx[j]], attr)[label] for j in have], axis=1)  # (B, n)
+                    share = np.round((ww * ind).sum(axis=1), 12)  # a share of all-ones is 1, not 1 - 2e-16
+                    lo, hi = stats.interval(share, opts["confidence"])
+                    ci[attr] = (float(lo), float(hi))
+            table[label][split] = Table1Cell(n1 / n if n else None, n3 / n if n else None, n, n1, n3, clear,
+                                             ci["top1"], ci["top3"])
+    return table
+
+
+def by_budget(settings: list[Setting], draws: list[Draws], reference: str | None, subject: str | None,
+              opts: Mapping[str, Any]) -> list[BudgetRow]:
+    """Per budget: the subject against the reference and against the best other schedule, across settings.
+
+    ``mean_relative``: the plain mean over the budget's settings of (subject - other) / |other| (the denominator
+    is the other schedule's point estimate in that setting, a fixed scale), with a nested
+    95 % interval (each setting's paired draws, then Dirichlet weights over the settings). ``better`` / ``worse``:
+    settings where the point estimate is below / above 0; ``clear_better`` / ``clear_worse``: settings whose own
+    95 % interval lies below / above 0. Settings where either side diverged are counted in ``not_comparable``.
+    """
+    if subject is None:
+        return []
+    out = []
+    for budget in sorted({s.budget for s in settings if s.counted}):
+        idx = [i for i, s in enumerate(settings) if s.counted and s.budget == budget]
+        vs_ref = None if reference is None else _compare(
+            settings, draws, idx, budget, "vs_reference", lambda s: s.vs_reference.get(subject),
+            lambda d: d.rel_ref, opts)
+        vs_best = _compare(settings, draws, idx, budget, "vs_best_other", lambda s: s.vs_best_other,
+                           lambda d: d.rel_best, opts)
+        out.append(BudgetRow(budget, len(idx), vs_ref, vs_best))
+    return out
+
+
+def _compare(settings: list[Setting], draws: list[Draws], idx: list[int], budget: float, key: str,
+             get_diff: Callable, get_rel: Callable, opts: Mapping[str, Any]) -> Comparison:
+    diffs = [(i, get_diff(settings[i])) for i in idx]
+    diffs = [(i, d) for i, d in diffs if d is not None]
+    ok = [(i, d) for i, d in diffs if get_rel(draws[i]) is not None and d.relative is not None]
+    mean_relative = ci = None
+    if ok:
+        mean_relative = float(np.mean([d.relative for _, d in ok]))
+        rel = np.stack([get_rel(draws[i]) for i, _ in ok], axis=1)  # (B, n)
+        w = stats.setting_weights(stats.rng_for(opts["seed"], "by_budget", key, budget), opts["resamples"], len(ok))
+        lo, hi = stats.interval((w * rel).sum(axis=1), opts["confidence"])
+        if any(settings[i].n_seeds >= 2 for i, _ in ok) or len(ok) > 1:
+            ci = (float(lo), float(hi))
+    return Comparison(len(ok), len(diffs) - len(ok), sum(d.value < 0 for _, d in ok), sum(d.value > 0 for _, d in ok),
+                      sum(d.clear == "better" for _, d in ok), sum(d.clear == "worse" for _, d in ok),
+                      mean_relative, ci, tuple(sorted({d.against for _, d in ok})))

@@ -1,0 +1,329 @@
+"""The report's sections, decided once: :func:`sections` turns a :class:`Report` into a list of section objects
+(what to show, with its text), and each renderer (:mod:`.markdown`, :mod:`.rich_text`) only lays them out.
+
+Order: overview, uncertainty, budgets that are one run, Table 1, Top-1 finishes clear of noise, settings tied
+within noise, the subject per budget; per task: the test metric, chosen LRs, the ranking per setting, paired
+differences against the reference; the legend; missing trials.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Union
+
+from budgetsched.bench.analysis.report_model import SPLITS, Comparison, Report, Setting
+from budgetsched.bench.analysis.rows import schedule_order
+from budgetsched.bench.rendering.text import (best_labels, big, budget_text, diff_text, edge, method_text,
+                                              optimizers, pct, pct_ci, prob, result_cell, seeds_text, step_label,
+                                              step_name, unit_text)
+
+__all__ = ["Overview", "Note", "SameRuns", "Table1Row", "Table1", "Table", "Cell", "GroupedRow", "Grouped", "Line",
+           "Legend", "Missing", "Section", "sections", "table1_order"]
+
+
+@dataclass(frozen=True)
+class Overview:
+    """The study in numbers: trials by status, settings by split, seeds, budget units."""
+
+    done: int
+    diverged: int
+    failed: int
+    n_settings: int
+    n_low: int
+    n_counted: int
+    low_limit: float
+    seeds: str
+    units: str  # a sentence (leading space) or ""
+
+
+@dataclass(frozen=True)
+class Note:
+    """A labelled paragraph, e.g. "Uncertainty: ..."."""
+
+    label: str
+    text: str
+
+
+@dataclass(frozen=True)
+class SameRuns:
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table1Row:
+    label: str
+    name: str  # "step (incl. plateau)" when plateau is merged into step
+    shares: tuple[str, ...]  # per split: Top-1, Top-3
+    intervals: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Table1:
+    rows: tuple[Table1Row, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A plain table: ``title`` is the markdown heading (None: none) at ``level``, ``intro`` the markdown paragraph
+    before it, ``caption`` the rich table's title."""
+
+    caption: str
+    head: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    title: str | None = None
+    level: int = 3
+    intro: str | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    best: bool = False  # the lowest mean of its column (shown bold / highlighted)
+
+
+@dataclass(frozen=True)
+class GroupedRow:
+    optimizer: str
+    label: str
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Grouped:
+    """A per-task table with one column per budget and rows grouped by optimizer. ``marks``: per budget, the
+    markdown header's note (e.g. " (= 10% run)")."""
+
+    title: str
+    caption: str
+    level: int
+    budgets: tuple[float, ...]
+    rows: tuple[GroupedRow, ...]
+    marks: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+
+
+@dataclass(frozen=True)
+class Legend:
+    lines: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Missing:
+    lines: tuple[str, ...]
+
+
+Section = Union[Overview, Note, SameRuns, Table1, Table, Grouped, Line, Legend, Missing]
+
+LEGEND = ("↑ / ↓: the chosen LR is the largest / smallest LR tried for that schedule in that setting (the best "
+          "LR may lie outside the grid); \"only LR\": the schedule was run at one LR.",
+          "† plateau's chosen patience never triggers within that budget: its result is the constant trial of the "
+          "same LR and seed (a stand-in, as in the paper's merge it still stands in for step).",
+          "n=1: one seed, no spread, no interval and no probability.")
+
+
+def sections(report: Report) -> list[Section]:
+    """Every section of the report, in order (see the module docstring)."""
+    out: list[Section] = [Overview(report.n_trials_done, report.n_trials_diverged, report.n_trials_failed,
+                                   len(report.settings), sum(s.split == "low" for s in report.settings),
+                                   sum(s.counted for s in report.settings), report.low_limit, seeds_text(report),
+                                   unit_text(report))]
+    if report.uncertainty:
+        out.append(Note("Uncertainty", method_text(report)))
+    dups = _duplicate_lines(report)
+    if dups:
+        out.append(SameRuns(tuple(dups)))
+    order = table1_order(report)
+    out.append(Table1(tuple(Table1Row(x, step_name(report, x),
+                                      tuple(pct(report.table1[x][sp], k) for sp in SPLITS for k in ("top1", "top3")),
+                                      tuple(pct_ci(report.table1[x][sp], k) for sp in SPLITS
+                                            for k in ("top1", "top3")))
+                            for x in order)))
+    out.append(Table("Top-1 finishes clear of noise, of all Top-1 finishes", ("Schedule", "Low", "High", "Overall"),
+                     tuple((step_name(report, x), *(f"{report.table1[x][sp].n_clear_top1} of "
+                                                    f"{report.table1[x][sp].n_top1}" for sp in SPLITS))
+                           for x in order),
+                     intro="Top-1 finishes clear of noise (the setting's runner-up − best interval excludes 0), of "
+                           "all Top-1 finishes:"))
+    out.append(Line(_tied_line(report)))
+    if report.subject and report.by_budget:
+        subj = report.subject
+        ref = f"{report.reference} and " if report.reference and report.reference != subj else ""
+        head, rows = _by_budget_rows(report)
+        out.append(Table(f"{subj} against the reference and the best other schedule, per budget (relative "
+                         "test-metric difference, negative = better)", head, rows,
+                         title=f"{subj} against {ref}the best other schedule, per budget", level=2,
+                         intro=f"Paired over seeds within each setting: ({subj} − other) / |other| of the test "
+                               f"metric (negative = {subj} better), averaged over the task x optimizer settings of "
+                               "the budget with a nested 95 % interval. \"best other\": the Table-1 schedule with the "
+                               "lowest validation mean, chosen inside every draw. better / worse: settings by point "
+                               "estimate; in brackets those whose own 95 % interval excludes 0."))
+    for task in sorted({s.task for s in report.settings}):
+        out += _task_sections(report, task)
+    out.append(Legend(LEGEND))
+    out.append(Missing(tuple(_missing_lines(report))))
+    return out
+
+
+def table1_order(report: Report) -> list[str]:
+    """Table 1's rows: by overall Top-1 share, then Top-3 share, then name."""
+    return sorted(report.ranked_labels, key=lambda x: (-(report.table1[x]["overall"].top1 or 0),
+                                                       -(report.table1[x]["overall"].top3 or 0), x))
+
+
+def _task_sections(report: Report, task: str) -> list[Section]:
+    ss = [s for s in report.settings if s.task == task]
+    budgets = tuple(sorted({s.budget for s in ss}))
+    by = {opt: {s.budget: s for s in ss if s.optimizer == opt} for opt in optimizers(ss)}
+    metric = report.metric_names.get(task, "metric")
+    same = {s.budget: s.same_run_as for s in ss if not s.counted}
+    marks = tuple(f" (= {budget_text(same[b])} run)" if b in same else "" for b in budgets)
+    out: list[Section] = [
+        Grouped(f"{task}: test {metric} (best per column in bold)",
+                f"{task}: test {metric} (lower is better; best per column highlighted)", 2, budgets,
+                _grouped(by, budgets, lambda s: s.results, _result), marks),
+        Grouped(f"{task}: chosen LR (↑/↓ at the grid's edge), P(Top-1) / P(Top-3)",
+                f"{task}: chosen LR (↑/↓ at the grid's edge), P(Top-1) / P(Top-3)", 3, budgets,
+                _grouped(by, budgets, lambda s: s.results, _choice)),
+    ]
+    head, rows = _ranking_rows(report, ss)
+    out.append(Table(f"{task}: ranking per setting", head, rows, title=f"{task}: ranking per setting"))
+    diffs = _grouped(by, budgets, lambda s: s.vs_reference, lambda s, label: _difference(report, s, label))
+    if diffs:
+        ref = report.reference
+        out.append(Grouped(f"{task}: paired difference against {ref} (schedule − {ref}, test {metric}; negative = "
+                           f"better than {ref}; 95 % interval)",
+                           f"{task}: paired difference against {ref} (negative = better)", 3, budgets, diffs))
+    return out
+
+
+def _grouped(by: dict[str, dict[float, Setting]], budgets: tuple[float, ...], members, cell) -> tuple[GroupedRow, ...]:
+    """Rows per optimizer x label (labels of ``members(setting)`` in display order), one ``cell(setting, label)``
+    per budget (None setting: "—")."""
+    rows = []
+    for opt, by_budget in by.items():
+        for label in schedule_order({k for s in by_budget.values() for k in members(s)}):
+            rows.append(GroupedRow(opt, label, tuple(Cell("—") if by_budget.get(b) is None else
+                                                     cell(by_budget[b], label) for b in budgets)))
+    return tuple(rows)
+
+
+def _result(s: Setting, label: str) -> Cell:
+    """Test metric mean ± sd of the choice; best when its mean is the lowest of the setting (ties: all)."""
+    c = s.results.get(label)
+    text = result_cell(c)
+    if c is not None and c.stand_in:
+        text += " †"
+    return Cell(text, c is not None and label in best_labels(s))
+
+
+def _choice(s: Setting, label: str) -> Cell:
+    """Chosen LR (edge-flagged), patience, stand-in, P(Top-1) / P(Top-3)."""
+    c = s.results.get(label)
+    if c is None:
+        return Cell("—")
+    text = f"{c.lr:g}{edge(c)}"
+    if c.patience is not None:
+        text += f" p{c.patience}"
+    if c.stand_in:
+        text += f" (= {c.stand_in})"
+    if label == "plateau" and "step" in s.ranking:
+        text += " · in step" if s.ranking["step"].source == "plateau" else " · not used"
+    elif c.rank is not None:
+        via = " via plateau" if c.ranked_as == "plateau" else ""
+        text += f" · {prob(c.p_top1)} / {prob(c.p_top3)}{via}"
+    return Cell(text)
+
+
+def _difference(report: Report, s: Setting, label: str) -> Cell:
+    ref = s.results.get(report.reference)
+    return Cell(diff_text(s.vs_reference.get(label), ref is not None and big(ref.mean)))
+
+
+def _ranking_rows(report: Report, ss: list[Setting]) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """One row per setting of the task: n, best and runner-up (with P(Top-1)), their gap, verdict, subject rows."""
+    head = ["Optimizer", "Budget", "n seeds", "Top-1 (P Top-1)", "Runner-up (P Top-1)", "runner-up − best [95 %]",
+            "within noise?"]
+    subj, ref = report.subject, report.reference
+    if subj and ref and subj != ref:
+        head.append(f"{subj} − {ref} [95 %]")
+    if subj:
+        head.append(f"{subj} − best other by val [95 %]")
+    rows = []
+    for s in ss:
+        bud = budget_text(s.budget) + ("" if s.counted else f" (= {budget_text(s.same_run_as)} run)")
+        large = s.best is not None and big(s.ranking[s.best].mean)
+        best = "—" if s.best is None else f"{step_label(s, s.best)} ({prob(s.ranking[s.best].p_top1)})"
+        ru = "—" if s.runner_up is None else f"{step_label(s, s.runner_up)} ({prob(s.ranking[s.runner_up].p_top1)})"
+        verdict = {True: "tied", False: "clear", None: "n=1" if s.n_seeds == 1 else "—"}[s.tied]
+        row = [s.optimizer, bud, str(s.n_seeds), best, ru, diff_text(s.gap, large), verdict]
+        if subj and ref and subj != ref:
+            row.append(diff_text(s.vs_reference.get(subj), large, relative=True))
+        if subj:
+            d = s.vs_best_other
+            row.append("—" if d is None else f"vs {d.against}: {diff_text(d, large, relative=True)}")
+        rows.append(tuple(row))
+    return tuple(head), tuple(rows)
+
+
+def _comparison(c: Comparison | None) -> list[str]:
+    if c is None or c.mean_relative is None:
+        return ["—", "—"]
+    ci = "" if c.ci is None else f" [{100 * c.ci[0]:+.1f}, {100 * c.ci[1]:+.1f}]%"
+    extra = f", {c.not_comparable} diverged" if c.not_comparable else ""
+    return [f"{100 * c.mean_relative:+.1f}%{ci}".replace("-", "−"),
+            f"{c.better} / {c.worse} ({c.clear_better} / {c.clear_worse}){extra}"]
+
+
+def _by_budget_rows(report: Report) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    subj, ref = report.subject, report.reference
+    with_ref = bool(ref and ref != subj)
+    head = ["Budget", "settings"]
+    if with_ref:
+        head += [f"{subj} − {ref}, mean relative [95 %]", "better / worse (clear)"]
+    head += [f"{subj} − best other, mean relative [95 %]", "better / worse (clear)", "best other (by val)"]
+    rows = []
+    for r in report.by_budget:
+        row = [budget_text(r.budget), str(r.n_settings)]
+        if with_ref:
+            row += _comparison(r.vs_reference)
+        row += _comparison(r.vs_best_other)
+        c = r.vs_best_other
+        row.append(", ".join(c.against) if c and c.against else "—")
+        rows.append(tuple(row))
+    return tuple(head), tuple(rows)
+
+
+def _missing_lines(report: Report) -> list[str]:
+    lines = []
+    for m in report.missing:
+        what = f"{m.task} / {m.optimizer} / {budget_text(m.budget)} / {m.schedule}"
+        if m.lr is not None:
+            what += f" / lr={m.lr:g}"
+            if m.patience is not None:
+                what += f" / patience={m.patience}"
+            what += f" / seed={m.seed}"
+        lines.append(f"{what}: {m.reason}")
+    return lines
+
+
+def _duplicate_lines(report: Report) -> list[str]:
+    out = []
+    for d in report.duplicates:
+        real = "" if d.real_percent is None else f", {d.real_percent:.3g} % of the 100 % run"
+        out.append(f"{d.task} / {d.optimizer}: budgets {', '.join(budget_text(b) for b in d.budgets)} are one "
+                   f"run ({d.total_steps} steps{real}); Table 1 counts it once, as {budget_text(d.counted_as)}.")
+    return out
+
+
+def _tied_line(report: Report) -> str:
+    counted = [s for s in report.settings if s.counted]
+    tied = [s for s in counted if s.tied]
+    unknown = [s for s in counted if s.tied is None]
+    text = (f"Settings whose Top-1 is tied within noise (the 95 % interval of runner-up − best contains 0): "
+            f"{len(tied)} of {len(counted)}")
+    if unknown:
+        text += f" ({len(unknown)} cannot tell: one seed or one schedule)"
+    return text + "."
