@@ -160,3 +160,34 @@ def test_paired_verdict_is_the_paired_t_interval():
     assert fair.paired_verdict(np.array([1.0, 1.1, 1.2]), np.array([3.0, 3.0, 3.05]))[3] == "better"
     assert fair.paired_verdict(np.array([1.0]), np.array([2.0]))[1:] == (None, None, None)
     assert fair.paired_verdict(np.array([inf, 1.0]), np.array([1.0, 1.0]))[3] is None
+
+
+# ------------------------------------------------------------------------------------------- one report setting
+KEYS = [("constant", .1, None), ("constant", .3, None), ("plateau", .1, 5), ("plateau", .3, 5), ("rex", .1, None),
+        ("rex", .3, None), ("step", .1, None), ("step", .3, None)]
+STAND = [None, None, "constant", "constant", None, None, None, None]
+
+
+def _vals(seeds: int) -> np.ndarray:
+    base = np.array([1.0, 2.0, 1.0, 2.0, 1.5, 3.0, 1.0, 4.0])  # step's LR .1 ties constant's run exactly
+    return np.repeat(base[:, None], seeds, axis=1)
+
+
+def test_rank_setting_plateau_own_row_stand_ins_and_ties():
+    v = _vals(3)
+    r = fair.rank_setting(KEYS, v, v, STAND, ["constant", "step", "plateau", "rex"], subject="rex")
+    assert r.mode == "cross-fit" and r.fair
+    assert r.stand_in_only == ("plateau",) and np.isnan(r.means[2]) and r.n_candidates.tolist() == [2, 2, 0, 2]
+    # constant and step tie for first on different runs: half a finish each; plateau (constant's run) none
+    assert r.top1.tolist() == [.5, .5, 0, 0] and r.top1.sum() == 1.0
+    assert r.ranks.tolist() == [1, 1, 0, 3] and r.top3.tolist() == [1, 1, 0, 1]
+    assert r.vs_best_other[0] == pytest.approx(0.5) and r.vs_best_other[3] == "worse"
+
+
+def test_rank_setting_papers_merge_and_one_seed():
+    v = _vals(1)
+    r = fair.rank_setting(KEYS, v, v, STAND, ["constant", "step", "rex"], merge=True, subject="rex")
+    assert r.mode == "same-run" and not r.fair and "no fairness claim" in r.note
+    assert r.n_candidates.tolist() == [2, 2, 2]  # plateau's stand-ins are not step's candidates
+    assert r.top1.tolist() == [.5, .5, 0]
+    assert r.vs_best_other[1:] == (None, None, None)  # no interval with one seed

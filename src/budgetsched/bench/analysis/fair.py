@@ -42,9 +42,11 @@ from typing import Hashable, Sequence
 
 import numpy as np
 
+from budgetsched.bench.protocol import selection
+
 __all__ = ["REL_TIE", "topk_credit", "shares", "drop_borrowed", "candidate_counts", "TuningCheck", "equal_tuning",
            "loo_means", "choose", "cross_fit", "evaluation_seeds", "same_run", "Evaluation", "evaluate",
-           "row_means", "paired_verdict", "MODES"]
+           "row_means", "paired_verdict", "MODES", "FairRanking", "rank_setting"]
 
 #: Two row values within this relative distance are a tie (the report's tolerance).
 REL_TIE = 1e-9
@@ -225,9 +227,10 @@ def loo_means(values: np.ndarray) -> np.ndarray:
 
 
 def choose(scores: np.ndarray, rows: Sequence[int], n_rows: int) -> np.ndarray:
-    """Per row, the index of the candidate with the lowest score (the first on a tie: candidates are ordered as the
-    tie rule wants, smaller LR first); ``scores`` (candidates,) or (candidates x columns) gives (rows,) or
-    (rows x columns). NaN never wins; -1 where a row has no candidate with a score."""
+    """Per row, the index of the candidate with the lowest score under the protocol's one rule
+    (:func:`budgetsched.bench.protocol.selection.choose`: exact ties to the first candidate, i.e. the smaller LR when
+    candidates are ordered by LR; NaN never wins). ``scores`` (candidates,) or (candidates x columns) gives (rows,) or
+    (rows x columns); -1 where a row has no candidate with a score."""
     s = np.asarray(scores, dtype=float)
     rows = np.asarray(rows, dtype=int)
     single = s.ndim == 1
@@ -239,9 +242,8 @@ def choose(scores: np.ndarray, rows: Sequence[int], n_rows: int) -> np.ndarray:
             continue
         block = s2[idx]
         has = ~np.isnan(block).all(axis=0)
-        filled = np.where(np.isnan(block), math.inf, block)
-        # argmin over +inf-only columns gives the first candidate: with every candidate diverged, the smaller LR
-        out[r, has] = idx[np.argmin(filled[:, has], axis=0)]
+        if has.any():
+            out[r, has] = idx[selection.choose(block[:, has].T)]
     return out[:, 0] if single else out
 
 
@@ -399,3 +401,73 @@ def paired_verdict(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tu
         lo, hi = (float(x) for x in st.t.interval(confidence, d.size - 1, loc=mean, scale=sem))
     verdict = "better" if hi < 0 else "worse" if lo > 0 else None
     return mean, lo, hi, verdict
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one setting of a report: the rules above on a setting's candidates x seeds arrays
+
+
+@dataclass(frozen=True)
+class FairRanking:
+    """One setting ranked fairly: per Table-1 row (``labels``), its per-seed evaluation ``scores`` (rows x seeds;
+    NaN for a row with no result of its own), ``means``, competition ``ranks`` (0 = no result), Top-1 / Top-3
+    ``top1`` / ``top3`` credit (ties share it), ``n_candidates`` it chose among; how the scores were obtained
+    (``mode``, ``fair``, ``note``); ``stand_in_only``: rows whose every candidate was another row's run; and the
+    subject against the best other row (``vs_best_other``: mean, lo, hi, verdict; None without a subject)."""
+
+    labels: tuple[str, ...]
+    scores: np.ndarray
+    means: np.ndarray
+    ranks: np.ndarray
+    top1: np.ndarray
+    top3: np.ndarray
+    n_candidates: np.ndarray
+    mode: str
+    fair: bool
+    note: str
+    stand_in_only: tuple[str, ...]
+    vs_best_other: tuple[float, float | None, float | None, str | None] | None
+
+
+def rank_setting(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray, test: np.ndarray,
+                 stand_in: Sequence[str | None], labels: Sequence[str], *, merge: bool = False,
+                 subject: str | None = None, test_eval: np.ndarray | None = None,
+                 same_runs: bool = False) -> FairRanking:
+    """Rank one setting's rows with each finish credited once and selection kept apart from evaluation.
+
+    ``keys``: (label, LR, patience) per candidate, in the protocol's order (a label's candidates by LR, then
+    patience); ``val`` / ``test``: (candidates x seeds); ``stand_in``: per candidate, the label whose run it reuses
+    (``"constant"`` for a plateau trial that cannot trigger) or None. ``labels``: the rows to rank. ``merge``: the
+    paper's view, plateau's candidates counted as step's (then ``labels`` should not hold "plateau"). ``subject``:
+    compared with the best other row (chosen by validation, next-seed cross-fitted, paired t interval).
+    """
+    labels = list(labels)
+    row_of = {x: i for i, x in enumerate(labels)}
+    if merge and "step" in row_of:
+        row_of.setdefault("plateau", row_of["step"])
+    val = np.asarray(val, dtype=float)
+    test = np.asarray(test, dtype=float)
+    use = np.array([k[0] in row_of for k in keys], dtype=bool)
+    ks = [k for k, u in zip(keys, use) if u]
+    rows = np.array([row_of[k[0]] for k in ks], dtype=int)
+    v, t = val[use], test[use]
+    si = [s for s, u in zip(stand_in, use) if u]
+    run_ids = [(s, k[1], None) if s else (k[0], k[1], k[2]) for k, s in zip(ks, si)]
+    keep = drop_borrowed(rows, run_ids, [s is None for s in si]) if len(ks) else np.zeros(0, dtype=bool)
+    n = len(labels)
+    te = None if test_eval is None else np.asarray(test_eval, dtype=float)[use]
+    ev = evaluate(v, t, rows, n, test_eval=te, keep=keep, same_runs=same_runs)
+    means = row_means(ev.scores)
+    ranks = np.where(np.isnan(means), 0, selection.competition_ranks(np.where(np.isnan(means), np.inf, means)))
+    had = candidate_counts(rows, n) if len(ks) else np.zeros(n, dtype=int)
+    counts = candidate_counts(rows, n, keep) if len(ks) else np.zeros(n, dtype=int)
+    only = tuple(labels[r] for r in range(n) if had[r] > 0 and counts[r] == 0)
+    vs = None
+    if subject is not None and subject in labels and len(ks):
+        two = np.where(rows == labels.index(subject), 0, 1)
+        if (two == 1).any():
+            pair = evaluate(v, t, two, 2, test_eval=te, keep=keep, same_runs=same_runs, scheme="next-seed")
+            vs = paired_verdict(pair.scores[0], pair.scores[1]) if pair.fair else \
+                (paired_verdict(pair.scores[0], pair.scores[1])[0], None, None, None)
+    return FairRanking(tuple(labels), ev.scores, means, ranks.astype(int), topk_credit(means, 1),
+                       topk_credit(means, 3), counts, ev.mode, ev.fair, ev.note, only, vs)
