@@ -181,3 +181,29 @@ def test_task_baselines_declared_and_computed():
         trainable(max_steps=10, baseline=math.nan)(lambda trial: {})
     with pytest.raises(ValueError, match="baseline must be"):
         reg.Task("x", 1, 1, "m", lambda *a: None, lambda: None, lambda *a: None, lambda *a: None, baseline="chance")
+
+
+def test_table1_credits_once_with_intervals_for_these_tasks():
+    from budgetsched.bench.analysis import fair
+
+    keys = [("constant", .1, None), ("plateau", .1, 5), ("rex", .1, None), ("linear", .1, None)]
+    rng = np.random.default_rng(0)
+    rankings, tasks, budgets = [], [], []
+    for i in range(24):
+        budget = [1, 5, 10, 25, 50, 100][i % 6]
+        v = rng.normal(0, 1, size=(4, 3))
+        stand = [None, "constant" if budget < 25 else None, None, None]
+        if stand[1]:
+            v[1] = v[0]
+        rankings.append(fair.rank_setting(keys, v, v, stand, ["constant", "plateau", "rex", "linear"]))
+        tasks.append(i // 6)
+        budgets.append(budget)
+    t = ag.table1(rankings, tasks, budgets, resamples=200)
+    for split, n in (("low", 12), ("high", 12), ("overall", 24)):
+        assert sum(t[x][split]["top1"] for x in t) == pytest.approx(1.0)
+        assert sum(t[x][split]["top3"] for x in t) == pytest.approx(3.0)
+        for x in t:
+            c = t[x][split]
+            assert c["n"] == n and c["top1_ci"][0] <= c["top1"] <= c["top1_ci"][1] <= 1.0
+    assert t["plateau"]["low"]["n_present"] == 0 and t["plateau"]["low"]["top1"] == 0.0  # constant's run, not its own
+    assert t["plateau"]["high"]["n_candidates"] == 1.0 and t["plateau"]["low"]["n_candidates"] == 0.0

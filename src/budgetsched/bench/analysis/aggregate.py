@@ -35,12 +35,13 @@ lower is better, +inf diverged, NaN missing.
 from __future__ import annotations
 
 import math
+import zlib
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
 __all__ = ["normalise", "iqm", "aggregate", "stratified_draws", "bootstrap", "interval", "performance_profile",
-           "probability_of_improvement", "regimes", "improvement_by_regime", "summary", "share_intervals", "CONFIDENCE", "DEFAULT_RESAMPLES"]
+           "probability_of_improvement", "regimes", "improvement_by_regime", "summary", "share_intervals", "table1", "CONFIDENCE", "DEFAULT_RESAMPLES"]
 
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 2000
@@ -305,3 +306,54 @@ def share_intervals(scores: np.ndarray, tasks: Sequence[Any], k: int, *, resampl
 def _f(x: float) -> float | None:
     x = float(x)
     return x if math.isfinite(x) else None
+
+
+def table1(rankings: Sequence[Any], tasks: Sequence[Any], budgets: Sequence[float], *, low_limit: float = 25.0,
+           resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE
+           ) -> dict[str, dict[str, dict[str, Any]]]:
+    """Table 1 with each finish credited once: per row and split ("low", "high", "overall") the Top-1 / Top-3 share,
+    its credit, the settings where the row has a result, and 95 % intervals for these tasks.
+
+    ``rankings``: one :class:`budgetsched.bench.analysis.fair.FairRanking` per setting counted in Table 1, all with
+    the same ``labels``. A share is the row's credit over the split's settings divided by their number (the same
+    denominator for every row), so the Top-1 shares of a split sum to 1 when each setting has a result.
+    ``n_top1`` / ``n_top3`` are credits (a tie of two adds 1/2 to each). ``n_candidates``: the median over the
+    settings where the row has a result of the candidates it chose among. Intervals: :func:`share_intervals` (seeds
+    within settings, settings within tasks; None with one seed per setting, where the report makes no claim).
+    """
+    if not rankings:
+        return {}
+    labels = list(rankings[0].labels)
+    seeds = max(r.scores.shape[1] for r in rankings)
+    scores = np.full((len(rankings), len(labels), seeds), np.nan)
+    for i, r in enumerate(rankings):
+        scores[i, :, : r.scores.shape[1]] = r.scores
+    top1 = np.array([r.top1 for r in rankings])
+    top3 = np.array([r.top3 for r in rankings])
+    present = np.array([~np.isnan(r.means) for r in rankings])
+    cands = np.array([r.n_candidates for r in rankings])
+    fair_all = all(r.fair for r in rankings)
+    masks = regimes(budgets, low_limit)
+    out: dict[str, dict[str, dict[str, Any]]] = {x: {} for x in labels}
+    for split, name in (("low", "low"), ("high", "high"), ("overall", "all")):
+        m = masks[name]
+        n = int(m.sum())
+        ci1 = ci3 = None
+        if n and fair_all:
+            rng = np.random.default_rng([int(seed), zlib.crc32(split.encode())])  # one stream per split
+            _, lo1, hi1 = share_intervals(scores[m], [t for t, k in zip(tasks, m) if k], 1, resamples=resamples,
+                                          rng=rng, confidence=confidence)
+            _, lo3, hi3 = share_intervals(scores[m], [t for t, k in zip(tasks, m) if k], 3, resamples=resamples,
+                                          rng=rng, confidence=confidence)
+            ci1, ci3 = (lo1, hi1), (lo3, hi3)
+        for j, label in enumerate(labels):
+            have = m & present[:, j]
+            c1, c3 = float(top1[m, j].sum()), float(top3[m, j].sum())
+            out[label][split] = {
+                "top1": c1 / n if n else None, "top3": c3 / n if n else None, "n": n,
+                "n_present": int(have.sum()), "n_top1": c1, "n_top3": c3,
+                "n_candidates": float(np.median(cands[have, j])) if have.any() else 0.0,
+                "top1_ci": None if ci1 is None else (float(ci1[0][j]), float(ci1[1][j])),
+                "top3_ci": None if ci3 is None else (float(ci3[0][j]), float(ci3[1][j])),
+            }
+    return out
