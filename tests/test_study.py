@@ -109,16 +109,17 @@ class _nothing:
 
 
 def test_budgets_that_are_one_run_are_trained_once_with_a_warning(tmp_path, trained):
-    """With the paper's epoch rounding, 1 % and 1.5 % of digits' 60 epochs are both one epoch."""
+    """With the paper's epoch rounding, 1 % and 1.5 % of digits' 60 epochs are both one epoch: trained once and
+    counted as the larger budget (the one collapse rule, the report's: issue 17's decision)."""
     spec = StudySpec.from_mapping({**BASE, "budgets": [1.0, 1.5, 5.0], "budget_unit": "epochs"})
     with Store(tmp_path / "s.db") as store, warnings.catch_warnings(record=True) as w:
         warnings.simplefilter("always")
         s = run_study(spec.configs(), store, progress=False)
         rows = store.rows()
     msgs = [str(x.message) for x in w if issubclass(x.category, BudgetCollapseWarning)]
-    assert len(msgs) == 1 and "budget 1.5 % is 29 steps, the same run as budget 1 %" in msgs[0]
-    assert sorted({r["budget"] for r in rows}) == [1.0, 5.0] and s.dropped == 4
-    assert {r["budget"]: r["total_steps"] for r in rows} == {1.0: 29, 5.0: 3 * 29}
+    assert len(msgs) == 1 and "budget 1 % is 29 steps, the same run as budget 1.5 %" in msgs[0]
+    assert sorted({r["budget"] for r in rows}) == [1.5, 5.0] and s.dropped == 4
+    assert {r["budget"]: r["total_steps"] for r in rows} == {1.5: 29, 5.0: 3 * 29}
     assert len(trained) == len(rows) == 8
     # in steps (the default), the same budgets are three different runs
     steps = StudySpec.from_mapping({**BASE, "budgets": [1.0, 1.5, 5.0]})

@@ -52,11 +52,11 @@ def _freeze(v: Any) -> Any:
 
 
 def _did_you_mean(word: str, choices: Sequence[str]) -> str:
-    """``"; did you mean 'rex'?"`` for a misspelled name close to one of ``choices`` (difflib), else ``""``."""
+    """``" (did you mean 'rex'?)"`` for a misspelled name close to one of ``choices`` (difflib), else ``""``."""
     from budgetsched._checks import did_you_mean
 
     close = did_you_mean(str(word), choices)
-    return f"; did you mean {close!r}?" if close else ""
+    return f" (did you mean {close!r}?)" if close else ""
 
 
 @functools.lru_cache(maxsize=4096)

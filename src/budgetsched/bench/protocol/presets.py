@@ -155,5 +155,5 @@ def get_preset(name: str) -> dict[str, Any]:
         from budgetsched._checks import did_you_mean
 
         close = did_you_mean(str(name), list(PRESETS))
-        hint = f"; did you mean {close!r}?" if close else ""
+        hint = f" (did you mean {close!r}?)" if close else ""
         raise UsageError(f"unknown preset {name!r}{hint}; choose from {', '.join(PRESETS)}") from None

@@ -114,8 +114,10 @@ class StudySpec:
         known = [f.name for f in fields(cls)]
         unknown = sorted(str(k) for k in set(d) - set(known))
         if unknown:
-            raise UsageError(f"{source}: unknown key(s) {_unknown_keys(unknown, known)}; "
-                             f"valid keys: {', '.join(sorted(known))}")
+            shown = _unknown_keys(unknown, known)
+            valid = ', '.join(sorted(known))
+            raise UsageError(f"{source}: unknown key(s) {shown}" + (f" (valid keys: {valid})" if shown.endswith("?")
+                                                                    else f"; valid keys: {valid}"))
         for k in REQUIRED:
             if k not in d:
                 how = f": pass {flags[k]}, --preset or --config" if flags and k in flags else ""
@@ -161,7 +163,7 @@ class StudySpec:
         for o in self.optimizers:  # the LR tables are keyed by optimizer: their names first
             if o not in OPTIMIZERS:
                 close = did_you_mean(o, OPTIMIZERS)
-                raise bad(f"unknown optimizer {o!r}" + (f"; did you mean {close!r}?" if close else "")
+                raise bad(f"unknown optimizer {o!r}" + (f" (did you mean {close!r}?)" if close else "")
                           + f"; choose from {', '.join(OPTIMIZERS)}")
         self.budgets = num_list("budgets", self.budgets)
 
@@ -184,7 +186,7 @@ class StudySpec:
                 if strangers:  # an optimizer table with a misspelled optimizer
                     close = did_you_mean(str(strangers[0]), OPTIMIZERS)
                     raise bad(f"unknown optimizer {strangers[0]!r} in lrs"
-                              + (f"; did you mean {close!r}?" if close else "")
+                              + (f" (did you mean {close!r}?)" if close else "")
                               + f"; choose from {', '.join(OPTIMIZERS)}")
                 raise bad("lrs mixes optimizer and task keys; give one table per task or per optimizer")
             unknown_tasks = sorted(set(self.lrs) - set(self.tasks))
@@ -226,7 +228,7 @@ class StudySpec:
                 continue
             if ":" not in t:
                 close = did_you_mean(t, known)
-                raise bad(f"unknown task {t!r}" + (f"; did you mean {close!r}?" if close else "")
+                raise bad(f"unknown task {t!r}" + (f" (did you mean {close!r}?)" if close else "")
                           + f"; choose from {', '.join(known)}, or give your own as package.module:factory or "
                             "path/to/file.py:factory")
             if references:
