@@ -28,6 +28,8 @@ class ExecutionContext:
         chunk_size: models one batched-engine call trains at once.
         checkpoint_dir: where anytime trunks keep their snapshots (None: in memory only).
         threads: torch threads of the process that trains the chunk.
+        task_locations: ``(reference, where)`` pairs: a process imports the code of a task reference from
+            ``where`` (the copy shipped to a Ray cluster; :func:`budgetsched.bench.tasks.registry.locate_task`).
     """
 
     device: str = "cpu"
@@ -36,6 +38,7 @@ class ExecutionContext:
     chunk_size: int = 64
     checkpoint_dir: str | None = None
     threads: int = 1
+    task_locations: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, device: str = "cpu", data_dir: str | os.PathLike[str] | None = None,

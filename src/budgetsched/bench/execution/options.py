@@ -17,6 +17,10 @@ __all__ = ["ENGINES", "check_options", "check_device", "usable_cpus"]
 ENGINES = ("batched", "sequential", "ray")
 
 
+def _is_device(dev: str) -> bool:
+    return dev in ("cpu", "cuda") or (dev.startswith("cuda:") and dev[5:].isdigit())
+
+
 def check_device(device: str) -> str:
     """``device`` if it is usable here: ``cpu``, or ``cuda``/``cuda:N`` when ``torch.cuda.is_available()``."""
     import torch
@@ -24,7 +28,7 @@ def check_device(device: str) -> str:
     dev = str(device)
     if dev == "cpu":
         return dev
-    if dev == "cuda" or (dev.startswith("cuda:") and dev[5:].isdigit()):
+    if _is_device(dev):
         if not torch.cuda.is_available():
             raise UsageError(f"device {dev!r} requested but torch.cuda.is_available() is False on this machine "
                              f"(torch {torch.__version__}); use --device cpu")
@@ -47,8 +51,8 @@ def check_options(engine: str = "batched", workers: Any = 1, chunk_size: Any = 6
                   device: str = "cpu", gpus_per_chunk: Any = None) -> str:
     """Check ``run_study``'s execution options (UsageError naming the bad one); returns the device.
 
-    On a Ray cluster the device is the workers' business: ``cuda`` is not required on the driver (a GPU chunk asks
-    the cluster for a GPU). For ``engine="ray"`` also checks that Ray is installed and that ``ray_address``
+    With ``engine="ray"`` the device is the workers' business: ``cuda`` is not required on the driver (a GPU chunk
+    asks the cluster for a GPU, and a cluster without one is refused once connected). For ``engine="ray"`` also checks that Ray is installed and that ``ray_address``
     answers (:class:`EnvironmentFailure` within seconds, where ``ray.init`` would wait for minutes).
     """
     if engine not in ENGINES:
@@ -66,9 +70,11 @@ def check_options(engine: str = "batched", workers: Any = 1, chunk_size: Any = 6
                 or not 0 < gpus_per_chunk <= 1:
             raise UsageError(f"gpus_per_chunk must be a number in (0, 1] (a GPU shared by 1/x chunks), "
                              f"got {gpus_per_chunk!r}")
-    dev = check_device(device)
-    if engine == "ray":
-        from budgetsched.bench.execution.ray import check_cluster
+    if engine != "ray":
+        return check_device(device)
+    from budgetsched.bench.execution.ray import check_cluster
 
-        check_cluster(ray_address)
-    return dev
+    if not _is_device(str(device)):
+        check_device(device)  # raises, naming the device
+    check_cluster(ray_address)
+    return str(device)  # a GPU is the cluster's business: checked once connected (RayCluster)

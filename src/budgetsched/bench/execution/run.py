@@ -249,7 +249,7 @@ def run_study(
     if engine == "ray":
         from budgetsched.bench.execution.ray import RayCluster
 
-        runner: Any = RayCluster(ctx, bar, workers, ray_address)
+        runner: Any = RayCluster(ctx, bar, workers, ray_address, [c.task for c in unique], gpus_per_chunk)
     else:
         runner = Inline(ctx, bar) if workers == 1 else Processes(ctx, bar, workers)
     meta = _meta(runner.name, device, workers, threads)
@@ -319,6 +319,9 @@ def run_study(
                         warnings.warn(note, UserWarning, stacklevel=2)
                     said = True
                     time.sleep(min(1.0, lease_s / 4))
+        if engine == "ray":  # who took part
+            summary.nodes, summary.retried = len(runner.nodes), runner.retried
+            summary.workers = len(runner.processes) or summary.workers
     except KeyboardInterrupt:
         summary.interrupted = True
         summary.signal = signals.caught or signal.SIGINT

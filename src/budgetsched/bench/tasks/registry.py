@@ -215,10 +215,35 @@ def _is_trainable(obj: object) -> bool:
     return isinstance(obj, Trainable)
 
 
+_LOCATIONS: dict[str, str] = {}  # reference -> where this process imports its code from (a shipped copy)
+
+
+def task_code(ref: str) -> tuple[str, Any] | None:
+    """Where this process finds the code of task reference ``ref``: ``("file", absolute path)`` for
+    ``path/to/file.py:factory`` (a relative path is relative to the working directory), ``("module", name)`` for
+    ``package.module:factory``; None for a registered name. Nothing is imported."""
+    if not isinstance(ref, str) or ref in _TASKS or ":" not in ref:
+        return None
+    where = _LOCATIONS.get(ref, ref.rpartition(":")[0])
+    if where.endswith(".py"):
+        return "file", Path(where).expanduser().resolve()
+    return "module", where
+
+
+def locate_task(ref: str, where: str) -> None:
+    """Import the code of task reference ``ref`` from ``where`` (a file path or a module name) in this process,
+    instead of the module part of ``ref``. A Ray worker uses it for the copy of the user's code shipped with the
+    study; the task keeps ``ref`` as its name, so stored trials name the reference as the user wrote it."""
+    if _LOCATIONS.get(ref) != where:
+        _LOCATIONS[ref] = where
+        _BY_REFERENCE.pop(ref, None)
+
+
 def resolve_task(ref: str) -> Task:
     """The task named by ``ref``: a registered name, or a reference ``package.module:factory`` or
     ``path/to/file.py:factory`` whose factory (a Task, a trainable, or a function returning one) gives it.
-    A task given by reference is named by the reference, so stored trials name what made them.
+    A task given by reference is named by the reference, so stored trials name what made them (its code may be
+    imported from elsewhere: :func:`locate_task`).
 
     Raises:
         UsageError: unknown name, unimportable module or file, missing attribute, or a factory that does not
@@ -236,7 +261,7 @@ def resolve_task(ref: str) -> Task:
         raise UsageError(f"unknown task {ref!r}; choose from {', '.join(_TASKS)}, or give your own as "
                          "package.module:factory or path/to/file.py:factory")
     where, _, attr = ref.rpartition(":")
-    module = _import(where, ref)
+    module = _import(_LOCATIONS.get(ref, where), ref)
     if not attr or not hasattr(module, attr):
         raise UsageError(f"task reference {ref!r}: {where!r} has no attribute {attr!r}")
     obj = getattr(module, attr)
@@ -260,7 +285,8 @@ def _import(where: str, ref: str) -> Any:
     if where.endswith(".py"):
         path = Path(where).expanduser().resolve()
         if not path.is_file():
-            raise UsageError(f"task reference {ref!r}: no such file {where!r}")
+            looked = "" if str(path) == where else f" (looked for {str(path)!r})"
+            raise UsageError(f"task reference {ref!r}: no such file {where!r}{looked}")
         name = "budgetsched_user_" + hashlib.sha1(str(path).encode()).hexdigest()[:12]
         if name in sys.modules:
             return sys.modules[name]
