@@ -530,8 +530,10 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
         """Restore a :meth:`state_dict`: the saved run (its budget history and used time or tokens included)
         continues identically; checkpoints of every earlier release load.
 
-        As every torch scheduler, this restores the scheduler's own state and never writes to the optimizer (load
-        the optimizer's state too, as Hugging Face and Lightning do). The saved budget is restored; call
+        As every torch scheduler, this restores the scheduler's own state and does not write to the optimizer (load
+        the optimizer's state too, as Hugging Face and Lightning do), with one exception: when the optimizer held
+        exactly the saved run's LRs before this scheduler was built (optimizer loaded first) and nothing moved them
+        since, the constructor's step-0 LRs are replaced by the saved run's, through ``_apply``. The saved budget is restored; call
         :meth:`set_total_steps` (:meth:`set_budget`) afterwards to change it (that call wins). If this scheduler was
         built with another ``total_steps`` than the saved run's, a warning says so. A time budget's clock continues
         from its saved used time at the next ``step()``: the time between checkpoint and resume is not counted.
