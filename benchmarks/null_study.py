@@ -100,60 +100,55 @@ def summarise(report: dict) -> dict:
 def fair_view(store: Path, subject: str = "rex", low_limit: float = 25.0) -> dict:
     """The same trials through ``budgetsched.bench.analysis.fair`` and ``aggregate`` directly (whatever the report
     does): plateau its own row with its stand-ins dropped, each row's score cross-fitted over seeds, finishes
-    credited once, the subject against the best other schedule with next-seed cross-fitting, and P(improvement)."""
+    credited once (:func:`fair.rank_setting`, :func:`aggregate.table1`), the subject against the best other
+    schedule with next-seed cross-fitting, and P(improvement) per budget regime."""
     from budgetsched.bench.analysis import aggregate, fair
+    from budgetsched.bench.protocol import selection
     from budgetsched.bench.storage.store import Store
 
-    order = [s for s in SCHEDULES.split(",")]
+    order = SCHEDULES.split(",")
     groups: dict[tuple, list[dict]] = {}
     for r in Store(store).rows():
-        if r["status"] in ("done", "diverged"):
-            groups.setdefault((r["task"], r["optimizer"], float(r["budget"])), []).append(r)
-    means, verdicts, scores, tasks, budgets, counts = [], [], [], [], [], []
+        groups.setdefault((r["task"], r["optimizer"], float(r["budget"])), []).append(r)
+    rankings, tasks, budgets = [], [], []
     for (task, opt, budget), rs in sorted(groups.items()):
-        seeds = sorted({int(r["seed"]) for r in rs})
-        cands = sorted({(order.index(r["label"]), float(r["lr"]), (r["schedule_params"] or {}).get("patience", 0))
-                        for r in rs})
-        idx = {c: i for i, c in enumerate(cands)}
-        val = np.full((len(cands), len(seeds)), np.nan)
-        test = val.copy()
-        run_ids: list = [None] * len(cands)
-        own = [True] * len(cands)
+        trials, stand = [], {}
         for r in rs:
-            c = idx[(order.index(r["label"]), float(r["lr"]), (r["schedule_params"] or {}).get("patience", 0))]
-            s = seeds.index(int(r["seed"]))
-            bad = r["status"] == "diverged"
-            val[c, s] = math.inf if bad else r["val_metric"]
-            test[c, s] = math.inf if bad else r["test_metric"]
-            if r.get("stand_in"):
-                run_ids[c], own[c] = (r["stand_in"], float(r["lr"]), 0), False
-            else:
-                run_ids[c] = (r["label"], float(r["lr"]), cands[c][2])
-        rows = np.array([c[0] for c in cands])
-        keep = fair.drop_borrowed(rows, run_ids, own)
-        ev = fair.evaluate(val, test, rows, len(order), keep=keep)
-        means.append(fair.row_means(ev.scores))
-        scores.append(ev.scores)
-        counts.append(fair.candidate_counts(rows, len(order), keep))
-        two = np.where(rows == order.index(subject), 0, 1)
-        pair = fair.evaluate(val, test, two, 2, keep=keep, scheme="next-seed")
-        verdicts.append(fair.paired_verdict(pair.scores[0], pair.scores[1])[3])
+            pat = (r["schedule_params"] or {}).get("patience")
+            key = (r["label"], float(r["lr"]), pat)
+            trials.append((key, int(r["seed"]), *selection.trial_values(r["status"], r["val_metric"],
+                                                                          r["test_metric"])))
+            stand[key] = r.get("stand_in")
+        c = selection.candidates(trials, order=lambda k: (order.index(k[0]), k[1], -1 if k[2] is None else k[2]))
+        rankings.append(fair.rank_setting(c.keys, c.val, c.test, [stand[k] for k in c.keys], order,
+                                          subject=subject))
         tasks.append(task)
         budgets.append(budget)
-    m = np.array(means)
-    n = len(m)
-    top1, top3 = fair.shares(fair.topk_credit(m, 1)), fair.shares(fair.topk_credit(m, 3))
-    poi = aggregate.improvement_by_regime(np.array(scores), order, subject, tasks, budgets, low_limit=low_limit,
+    n = len(rankings)
+    t1 = aggregate.table1(rankings, tasks, budgets, low_limit=low_limit, resamples=500)
+    means = np.array([r.means for r in rankings])
+    present = ~np.isnan(means)
+    k = present.sum(axis=1, keepdims=True)
+    verdicts = [None if r.vs_best_other is None else r.vs_best_other[3] for r in rankings]
+    seeds = max(r.scores.shape[1] for r in rankings)
+    scores = np.full((n, len(order), seeds), np.nan)
+    for i, r in enumerate(rankings):
+        scores[i, :, : r.scores.shape[1]] = r.scores
+    poi = aggregate.improvement_by_regime(scores, order, subject, tasks, budgets, low_limit=low_limit,
                                           resamples=500)
     return {
-        "settings": n, "rows": len(order), "mode": "cross-fit",
-        "top1": dict(zip(order, top1.tolist())), "top3": dict(zip(order, top3.tolist())),
-        "top1_sum": float(top1.sum()), "top3_sum": float(top3.sum()),
-        "present": dict(zip(order, (~np.isnan(m)).sum(axis=0).tolist())),
-        "candidates": dict(zip(order, np.median(np.array(counts), axis=0).tolist())),
+        "settings": n, "rows": len(order), "mode": sorted({r.mode for r in rankings}),
+        "top1": {x: t1[x]["overall"]["top1"] for x in order}, "top3": {x: t1[x]["overall"]["top3"] for x in order},
+        "top1_ci": {x: t1[x]["overall"]["top1_ci"] for x in order},
+        "fair_top1": dict(zip(order, (present / k).mean(axis=0).tolist())),
+        "fair_top3": dict(zip(order, (present * np.minimum(3, k) / k).mean(axis=0).tolist())),
+        "top1_sum": sum(t1[x]["overall"]["top1"] for x in order),
+        "top3_sum": sum(t1[x]["overall"]["top3"] for x in order),
+        "present": {x: t1[x]["overall"]["n_present"] for x in order},
+        "candidates": {x: t1[x]["overall"]["n_candidates"] for x in order},
         "clearly_better": verdicts.count("better") / n, "clearly_worse": verdicts.count("worse") / n,
-        "p_improvement": {k: {g: v[g]["p"] for g in v} for k, v in poi.items()},
-        "p_improvement_ci": {k: {g: [v[g]["lo"], v[g]["hi"]] for g in v} for k, v in poi.items()},
+        "p_improvement": {o: {g: v[g]["p"] for g in v} for o, v in poi.items()},
+        "p_improvement_ci": {o: {g: [v[g]["lo"], v[g]["hi"]] for g in v} for o, v in poi.items()},
     }
 
 
@@ -172,7 +167,12 @@ def _print(kind: str, s: dict) -> None:
           f"{1 / s['rows']:.3f}, Top-3 {min(3, s['rows']) / s['rows']:.3f} per row present everywhere)")
     for label in s["top1"]:
         t1, t3 = s["top1"][label], s["top3"][label]
-        print(f"  {label:<12} Top-1 {'—' if t1 is None else f'{t1:.3f}'}   Top-3 {'—' if t3 is None else f'{t3:.3f}'}")
+        line = f"  {label:<12} Top-1 {'—' if t1 is None else f'{t1:.3f}'}   Top-3 {'—' if t3 is None else f'{t3:.3f}'}"
+        if "fair_top1" in s:  # the share a fair protocol gives a row present where it is (k rows present: 1/k)
+            ci = s["top1_ci"][label]
+            line += (f"   (Top-1 interval {'—' if ci is None else f'[{ci[0]:.3f}, {ci[1]:.3f}]'}; fair shares "
+                     f"{s['fair_top1'][label]:.3f} / {s['fair_top3'][label]:.3f})")
+        print(line)
     print(f"  sum of Top-1 shares {s['top1_sum']:.3f}, of Top-3 shares {s['top3_sum']:.3f}")
     print(f"  rex vs best other: clearly better {100 * s['clearly_better']:.1f} %, clearly worse "
           f"{100 * s['clearly_worse']:.1f} % (nominal 2.5 % each under the null)")
