@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -80,3 +82,66 @@ def test_divergence_ends_the_later_budgets(setup):
     configs = [TrialConfig("digits-mlp", "schedule-free", "sgdm", b, 1e4, 0) for b in (1.0, 100.0)]
     out = dict(train_schedule_free(configs, task, data))
     assert out[configs[1]].status == "diverged" and out[configs[1]].steps < 200
+
+
+# -------------------------------------------------------------------- the optimizer specification, step by step
+@pytest.mark.parametrize("name", ["sgdm", "adam"])
+@pytest.mark.parametrize("wd,warmup", [(0.0, 0), (1e-3, 0), (1e-3, 5)])
+def test_the_spec_equals_the_package_step_by_step(name, wd, warmup):
+    """Independent truth: SGDScheduleFree / AdamWScheduleFree on one parameter per member. After every step the
+    iterate y (train mode) and the evaluated average x (eval mode, then back) agree; each member has its own LR,
+    and a member's LR columns spread over two epochs (the columns of a later epoch know the steps before it)."""
+    from budgetsched.bench.engines.optim import ScheduleFreeSpec, optimizer_for
+
+    spec = optimizer_for(TrialConfig("digits-mlp", "schedule-free", name, 10.0, 0.1, 0,
+                                     (("warmup_steps", warmup),) if warmup else ()))
+    assert isinstance(spec, ScheduleFreeSpec) and spec.warmup_steps == warmup
+    gen = torch.Generator().manual_seed(1)
+    K, N, S = 3, 7, 14
+    lr = [0.3, 0.1, 0.03] if name == "sgdm" else [0.01, 0.003, 0.03]
+    p0 = torch.randn(K, N, generator=gen, dtype=torch.float64)
+    grads = [torch.randn(K, N, generator=gen, dtype=torch.float64) for _ in range(S)]
+    flat, state = p0.clone(), spec.init_state(p0)
+    ours_y, ours_x = [], []
+    for epoch in (range(0, 6), range(6, S)):
+        steps = np.arange(epoch.start, epoch.stop)
+        cols = spec.columns(np.tile(lr, (len(steps), 1)), None, steps, "cpu", torch.float64)
+        for i, step in enumerate(steps):
+            with torch.no_grad():
+                spec.update(flat, grads[step].clone(), state, cols, i, wd)
+            with spec.evaluating(flat, state):
+                ours_x.append(flat.clone())
+            ours_y.append(flat.clone())
+    for k in range(K):
+        p = torch.nn.Parameter(p0[k].clone())
+        opt = spec.torch_optimizer([p], lr=lr[k], weight_decay=wd)
+        opt.train()
+        for i in range(S):
+            p.grad = grads[i][k].clone()
+            opt.step()
+            opt.eval()
+            torch.testing.assert_close(ours_x[i][k], p.detach(), rtol=1e-12, atol=1e-14)
+            opt.train()
+            torch.testing.assert_close(ours_y[i][k], p.detach(), rtol=1e-12, atol=1e-14)
+
+
+def test_schedule_free_trains_in_the_one_loop_with_its_divergence_rule(setup, monkeypatch):
+    """No second loop: the run goes through train.fit (the one divergence rule), with the schedule-free spec."""
+    from budgetsched.bench.engines import schedulefree as sf_mod
+    from budgetsched.bench.engines.optim import ScheduleFreeSpec
+
+    task, data = setup
+    seen = []
+    real = sf_mod.fit
+
+    def spy(model, members, spec, *a, **k):
+        seen.append((type(spec), members.plan.total_steps, k.get("start") is not None))
+        return real(model, members, spec, *a, **k)
+    monkeypatch.setattr(sf_mod, "fit", spy)
+    configs = [TrialConfig("digits-mlp", "schedule-free", "sgdm", b, 0.3, 1) for b in (10.0, 20.0, 100.0)]
+    out = dict(train_schedule_free(configs, task, data))
+    assert seen == [(ScheduleFreeSpec, 200, False), (ScheduleFreeSpec, 20, True), (ScheduleFreeSpec, 40, True)]
+    assert [out[c].steps for c in configs] == [20, 40, 200] and {out[c].status for c in configs} == {"done"}
+    # a budget ending at an epoch end is finished from the trunk's snapshot: its last evaluation is the trunk's
+    assert out[configs[1]].curves["step"] == [20, 40] and out[configs[2]].curves["val_loss"][:2] == \
+        out[configs[1]].curves["val_loss"]

@@ -1,46 +1,42 @@
-"""Schedule-free training as a contender: one run serves every budget.
+"""Schedule-free training as a contender: one run serves every budget, trained by the one loop.
 
 Schedule-Free SGD and AdamW (Defazio et al. 2024; the ``schedulefree`` package, optional extra
 ``budgetsched[schedulefree]``) need no budget: they train at a constant LR and evaluate an average of the iterates.
 In a study they are the schedule ``"schedule-free"``: in an SGDM setting it is ``SGDScheduleFree(momentum=0.9)``,
 in an Adam setting ``AdamWScheduleFree(betas=(0.9, 0.999))``, with the task's weight decay (decoupled in AdamW, as
-its authors define it). The trials of one (task, optimizer, LR, seed) that differ only in budget are one run: it
-trains to the largest budget and, at each budget's last step, switches to the averaged weights
-(``optimizer.eval()``, as the package prescribes), evaluates, and switches back (``optimizer.train()``). Each
-budget's result is what a separate run of that length would give: the method does not depend on the budget.
+its authors define it). The update is :class:`budgetsched.bench.engines.optim.ScheduleFreeSpec`, an optimizer
+specification of :func:`budgetsched.bench.engines.train.fit` like any other: the same loop, data order,
+augmentation draws, initial weights, evaluation points and divergence rule as every trial of its seed.
 
-The run uses the same data order, augmentation draws and initial weights as every other trial of its seed
-(:class:`budgetsched.bench.engines.train.Batches`, seed-then-``make_model``), the same evaluation points (epoch ends and the
-end of each budget) and the same divergence rule (a budget whose run diverged before its end is ``diverged``).
+The trials of one (task, optimizer, LR, seed) that differ only in budget are one run (:func:`run_key`): the method
+does not depend on the budget, so the longest budget's run is a *trunk* (:func:`train_schedule_free`) and each
+shorter budget a branch from the trunk's snapshot at that budget's last step, finished as a run of that length is
+finished (the budget's last evaluation, then the test split, at the averaged weights). Each budget's result is what
+a separate run of that length gives; a budget whose end the trunk never reached (it diverged first) is
+``diverged`` with the trunk's record up to then.
 """
 from __future__ import annotations
 
-import math
 import time
 from typing import Any, Sequence
 
 import torch
 
+from budgetsched.bench.engines.optim import ScheduleFreeSpec, optimizer_for, schedule_free_spec
+from budgetsched.bench.engines.train import Batches, Members, Snapshot, TrialResult, _sync, fit, lr_plan, place
 from budgetsched.bench.protocol.grid import SCHEDULE_FREE, TrialConfig
+from budgetsched.bench.protocol.plan import PlannedTrial, as_planned
 from budgetsched.bench.protocol.status import Status
 
-__all__ = ["SCHEDULE_FREE", "train_schedule_free", "make_optimizer", "run_key"]
+__all__ = ["SCHEDULE_FREE", "ScheduleFreeSpec", "train_schedule_free", "make_optimizer", "run_key"]
 
 
 def make_optimizer(optimizer: str, params: Any, lr: float, weight_decay: float, warmup_steps: int = 0) -> Any:
-    """The schedule-free counterpart of the protocol's optimizer (``sgdm`` -> SGD, ``adam`` -> AdamW)."""
-    try:
-        import schedulefree
-    except ImportError:
-        raise ImportError("schedule-free trials need the schedulefree package: "
-                          "pip install 'budgetsched[schedulefree]'") from None
-    if optimizer == "sgdm":
-        return schedulefree.SGDScheduleFree(params, lr=lr, momentum=0.9, weight_decay=weight_decay,
-                                            warmup_steps=warmup_steps)
-    if optimizer == "adam":
-        return schedulefree.AdamWScheduleFree(params, lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=weight_decay,
-                                              warmup_steps=warmup_steps)
-    raise ValueError(f"no schedule-free counterpart of optimizer {optimizer!r}; choose from sgdm, adam")
+    """The ``schedulefree`` package's counterpart of the protocol's optimizer (``sgdm`` -> SGD, ``adam`` -> AdamW),
+    e.g. for a user's own loop; the harness trains with its :class:`ScheduleFreeSpec`."""
+    if optimizer not in ("sgdm", "adam"):
+        raise ValueError(f"no schedule-free counterpart of optimizer {optimizer!r}; choose from sgdm, adam")
+    return schedule_free_spec(optimizer, warmup_steps).torch_optimizer(params, lr, weight_decay)
 
 
 def run_key(c: TrialConfig) -> tuple:
@@ -48,89 +44,60 @@ def run_key(c: TrialConfig) -> tuple:
     return (c.task, c.optimizer, c.lr, c.seed, c.schedule_params, c.budget_unit, c.diverge_factor)
 
 
-def train_schedule_free(configs: Sequence[TrialConfig], task: Any, data: Any, device: str | torch.device = "cpu"
-                        ) -> list[tuple[TrialConfig, Any]]:
-    """One schedule-free run for ``configs`` (one run key, any budgets); ``(config, TrialResult)`` per budget."""
+def train_schedule_free(configs: Sequence[TrialConfig | PlannedTrial], task: Any, data: Any,
+                        device: str | torch.device = "cpu") -> list[tuple[TrialConfig, TrialResult]]:
+    """One schedule-free run for ``configs`` (planned trials, or configs planned here; one run key, any budgets);
+    ``(config, TrialResult)`` per budget, shortest first."""
     from budgetsched.bench.engines.stacked import SingleModel
-    from budgetsched.bench.engines.train import CURVE_KEYS, Batches, TrialResult, place
-    from budgetsched.bench.protocol.plan import as_planned
 
     planned = sorted((as_planned(c, task, len(data.train_y)) for c in configs), key=lambda p: p.config.budget)
-    configs = [p.config for p in planned]
-    if len({run_key(c) for c in configs}) != 1 or any(c.schedule != SCHEDULE_FREE for c in configs):
+    if len({run_key(p.config) for p in planned}) != 1 or any(p.config.schedule != SCHEDULE_FREE for p in planned):
         raise ValueError("train_schedule_free takes schedule-free trials of one (task, optimizer, LR, seed)")
-    first = configs[0]
-    spe = planned[0].steps_per_epoch
-    ends = {p.config: p.total_steps for p in planned}
-    total = max(ends.values())
+    trunk = max(planned, key=lambda p: p.total_steps)
+    first = trunk.config
     t0 = time.perf_counter()
-    results: dict[TrialConfig, Any] = {}
-    curves: list[dict[str, float]] = []  # every evaluation of the run: its step and values
+    snaps: dict[int, Snapshot] = {}
+    results: dict[TrialConfig, TrialResult] = {}
     try:
         torch.manual_seed(first.seed)
         model = SingleModel(task.make_model(), task, device)
-        d = place(data, device, model.flat.dtype)
-        opt = make_optimizer(first.optimizer, model.model.parameters(), first.lr, float(task.weight_decay),
-                             int(first.params.get("warmup_steps", 0)))
-        batches = Batches([first.seed], d.train_x, d.train_y, task.batch_size, getattr(task, "augment", None))
-        first_loss, bad_step = None, None
-        loss_sum, norm_sum, n_in_period, step = 0.0, 0.0, 0, 0
-        evaluations = sorted({*ends.values(), *range(spe, total + 1, spe)})
-        opt.train()
-        for epoch in range(-(-total // spe)):
-            steps_here = min(spe, total - epoch * spe)
-            xs, ys = batches.epoch(steps_here)
-            for i in range(steps_here):
-                xb, yb = batches.batch(xs, ys, i)
-                loss = task.loss(model.model(xb[0]), yb[0])
-                value = float(loss.detach())
-                first_loss = value if first_loss is None else first_loss
-                if not math.isfinite(value) or (first_loss > 0 and value > first.diverge_factor * first_loss):
-                    bad_step = step
-                    break
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                norm_sum += float(torch.linalg.vector_norm(
-                    torch.cat([p.grad.reshape(-1) for p in model.params if p.grad is not None])))
-                opt.step()
-                step += 1
-                loss_sum += value
-                n_in_period += 1
-                if step in evaluations:
-                    opt.eval()  # the averaged weights, as the method's authors evaluate
-                    val = model.evaluate(d.val_x, d.val_y)
-                    point = {"epoch": epoch + 1, "step": step, "train_loss": loss_sum / n_in_period,
-                             "val_loss": val[0][0], "val_metric": val[1][0], "lr": first.lr,
-                             "grad_norm": norm_sum / n_in_period}
-                    loss_sum, norm_sum, n_in_period = 0.0, 0.0, 0
-                    curves.append(point)
-                    finite = math.isfinite(point["val_loss"])
-                    for c, end in ends.items():
-                        if end == step:
-                            if finite:
-                                test = model.evaluate(d.test_x, d.test_y)
-                                results[c] = (Status.DONE, (val[0][0], val[1][0], test[0][0], test[1][0]), step)
-                            else:
-                                results[c] = (Status.DIVERGED, (None,) * 4, step)
-                    opt.train()
-                    if not finite:
-                        bad_step = step
-                        break
-            if bad_step is not None:
-                break
+        placed = place(data, device, model.flat.dtype)
+        spec = optimizer_for(first)
+
+        def batches() -> Batches:
+            return Batches([first.seed], placed.train_x, placed.train_y, task.batch_size,
+                           getattr(task, "augment", None))
+        members = Members([first], [lr_plan(trunk)])
+        branch_at = {p.total_steps for p in planned} - {trunk.total_steps}
+        fit(model, members, spec, task, placed, batches(), snapshot_at=branch_at,
+            on_snapshot=lambda s: snaps.__setitem__(s.step, s))
+        _sync(model.flat.device)
+        [results[first]] = members.results(0.0)
+        for p in planned:
+            if p.config == first:
+                continue
+            if p.total_steps == trunk.total_steps:  # the same run (budgets that round to one length)
+                results[p.config] = results[first]
+            elif p.total_steps in snaps:
+                branch = Members([p.config], [lr_plan(p)])
+                fit(model, branch, spec, task, placed, batches(), start=snaps[p.total_steps])
+                [results[p.config]] = branch.results(0.0)
+            else:  # the trunk stopped (diverged) before this budget's end
+                r = results[first]
+                curves = {k: [v for v, s in zip(vs, r.curves["step"]) if s <= p.total_steps]
+                          for k, vs in r.curves.items()}
+                results[p.config] = TrialResult(Status.DIVERGED, None, None, None, None, curves, r.steps, 0.0)
+        _sync(model.flat.device)
         error = None
     except Exception as e:  # the run failed: every budget it serves failed with it
         error = f"{type(e).__name__}: {e}"
-    wall = (time.perf_counter() - t0) / len(configs)
+    wall = (time.perf_counter() - t0) / len(planned)
     out = []
-    for c in configs:
-        end = ends[c]
-        mine = {k: [p[k] for p in curves if p["step"] <= end] for k in CURVE_KEYS}
-        if error is not None:
-            out.append((c, TrialResult.failed(error, mine, 0, wall)))
-        elif c in results:
-            status, metrics, steps = results[c]
-            out.append((c, TrialResult(status, *metrics, curves=mine, steps=steps, wall_time=wall)))
-        else:  # the run stopped (diverged) before this budget's end
-            out.append((c, TrialResult(Status.DIVERGED, None, None, None, None, mine, bad_step or 0, wall)))
+    for p in planned:
+        r = results.get(p.config)
+        if error is not None or r is None:
+            out.append((p.config, TrialResult.failed(error or "the run ended early", steps=0, wall_time=wall)))
+        else:
+            out.append((p.config, TrialResult(r.status, r.val_loss, r.val_metric, r.test_loss, r.test_metric,
+                                               {k: list(v) for k, v in r.curves.items()}, r.steps, wall, r.error)))
     return out

@@ -13,10 +13,13 @@ here and nowhere else:
   (``torch.manual_seed(seed)`` right before ``task.make_model()``), see the same batches (one ``randperm`` per
   epoch from ``torch.Generator().manual_seed(seed)``) and the same augmentation draws (:func:`augment_generator`),
   whatever their schedule, LR or engine: the schedules of one seed form a paired comparison.
-* **Optimizer.** :class:`budgetsched.bench.engines.optim.OptimizerSpec` (``torch.optim`` semantics), LR and momentum per
-  step from the schedule, times the plateau scale.
+* **Optimizer.** :func:`budgetsched.bench.engines.optim.optimizer_for`: the protocol's
+  :class:`~budgetsched.bench.engines.optim.OptimizerSpec` (``torch.optim`` semantics), LR and momentum per step from
+  the schedule, times the plateau scale; or, for ``schedule-free`` trials, its
+  :class:`~budgetsched.bench.engines.optim.ScheduleFreeSpec` (the ``schedulefree`` package's update) at a constant LR.
 * **Evaluation.** On the validation split at the end of every epoch and at the end of the run; on the test split
-  once, at the end. A trial's result is its final validation and test loss and metric.
+  once, at the end; always at the parameters the optimizer evaluates (``spec.evaluating``: the iterates, or
+  schedule-free's average). A trial's result is its final validation and test loss and metric.
 * **Plateau.** :class:`budgetsched.Plateau` updated with the validation loss at every evaluation; ``patience`` is
   in evaluations, exactly as given (no cap). A patience that cannot trigger within the budget
   (:func:`plateau_is_constant`) makes the trial equal to the constant schedule; the runner then reuses that trial.
@@ -43,7 +46,7 @@ from budgetsched.bench.tasks.data import TaskData
 from budgetsched.bench.protocol import plan as planning
 from budgetsched.bench.protocol.grid import CHANGE_PARAMS, SCHEDULE_FREE, TrialConfig
 from budgetsched.bench.protocol.plan import PlannedTrial, as_planned, steps_per_epoch  # steps_per_epoch: re-exported
-from budgetsched.bench.engines.optim import OptimizerSpec, get_optimizer
+from budgetsched.bench.engines.optim import OptimizerSpec, ScheduleFreeSpec, optimizer_for
 from budgetsched.bench.protocol.records import CURVE_KEYS, TrialResult, new_curves  # re-exported
 from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.engines.stacked import EVAL_BATCH, SingleModel  # EVAL_BATCH: re-exported
@@ -325,7 +328,7 @@ class Snapshot:
     record: dict[str, Any]
 
 
-def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: TaskData, batches: Batches,
+def fit(model: Model, members: Members, spec: OptimizerSpec | ScheduleFreeSpec, task: Any, data: TaskData, batches: Batches,
         on_epoch: Callable[[int], None] | None = None, *, start: Snapshot | None = None,
         snapshot_at: Collection[int] = (), on_snapshot: Callable[[Snapshot], None] | None = None,
         stop_at: int | None = None) -> None:
@@ -389,7 +392,8 @@ def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: Ta
             on_epoch(model.K * (len(steps) - first))
         if not members.alive.any():
             return
-        val = model.evaluate(data.val_x, data.val_y)
+        with spec.evaluating(flat, state):
+            val = model.evaluate(data.val_x, data.val_y)
         stop(members.record(epoch, int(steps[-1]), *val))
         if not members.alive.any():
             return
@@ -398,8 +402,11 @@ def fit(model: Model, members: Members, spec: OptimizerSpec, task: Any, data: Ta
             snapshot(done, [], [])
         if done == stop_at:
             return
-    test = model.evaluate(data.test_x, data.test_y)
-    members.finish(val, test)  # type: ignore[arg-type]
+    with spec.evaluating(flat, state):
+        if val is None:  # started from a snapshot at the run's end: its last evaluation, again (deterministic)
+            val = model.evaluate(data.val_x, data.val_y)
+        test = model.evaluate(data.test_x, data.test_y)
+    members.finish(val, test)
 
 
 def _sync(device: str | torch.device) -> None:
@@ -421,12 +428,16 @@ def run_members(configs: Sequence[TrialConfig], plans: list[Plan], model: Model,
     An exception while training (e.g. out of memory) fails every member of the run with its message.
     """
     members = Members(list(configs), plans)
+    specs = {optimizer_for(c) for c in configs}
+    if len(specs) != 1:
+        raise ValueError(f"members trained together must share their optimizer, got {sorted(map(str, specs))}")
+    (spec,) = specs
     seeds = list(dict.fromkeys(c.seed for c in configs))
     batches = Batches(seeds, data.train_x, data.train_y, task.batch_size, getattr(task, "augment", None))
     device = model.flat.device
     t0 = time.perf_counter()
     try:
-        fit(model, members, get_optimizer(configs[0].optimizer), task, data, batches, on_epoch)
+        fit(model, members, spec, task, data, batches, on_epoch)
         error = None
     except Exception as e:  # one broken run never stops a study
         error = f"{type(e).__name__}: {e}"
