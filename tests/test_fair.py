@@ -191,3 +191,15 @@ def test_rank_setting_papers_merge_and_one_seed():
     assert r.n_candidates.tolist() == [2, 2, 2]  # plateau's stand-ins are not step's candidates
     assert r.top1.tolist() == [.5, .5, 0]
     assert r.vs_best_other[1:] == (None, None, None)  # no interval with one seed
+
+
+def test_rank_setting_gap_and_tied_within_noise():
+    rng = np.random.default_rng(0)
+    keys = [("a", .1, None), ("b", .1, None)]
+    v = np.vstack([rng.normal(0, 1, 3), rng.normal(0, 1, 3) + 100.0])
+    r = fair.rank_setting(keys, v, v, [None, None], ["a", "b"])
+    assert (r.best, r.runner_up) == (0, 1) and r.gap[0] == pytest.approx(100.0, abs=3) and r.tied is False
+    same = fair.rank_setting(keys, v[[0, 0]], v[[0, 0]], [None, None], ["a", "b"])
+    assert same.tied is True and same.top1.tolist() == [.5, .5]
+    one = fair.rank_setting(keys, v[:, :1], v[:, :1], [None, None], ["a", "b"])
+    assert one.tied is None and one.gap[1] is None

@@ -427,6 +427,16 @@ class FairRanking:
     note: str
     stand_in_only: tuple[str, ...]
     vs_best_other: tuple[float, float | None, float | None, str | None] | None
+    best: int = -1
+    runner_up: int = -1
+    gap: tuple[float, float | None, float | None, str | None] | None = None
+
+    @property
+    def tied(self) -> bool | None:
+        """True when the runner-up - best interval contains 0, False when it excludes it, None without one."""
+        if self.gap is None or self.gap[1] is None:
+            return None
+        return self.gap[3] is None
 
 
 def rank_setting(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray, test: np.ndarray,
@@ -462,6 +472,17 @@ def rank_setting(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray,
     had = candidate_counts(rows, n) if len(ks) else np.zeros(n, dtype=int)
     counts = candidate_counts(rows, n, keep) if len(ks) else np.zeros(n, dtype=int)
     only = tuple(labels[r] for r in range(n) if had[r] > 0 and counts[r] == 0)
+    order = [i for i in np.argsort(np.where(np.isnan(means), np.inf, means), kind="stable") if not np.isnan(means[i])]
+    best = int(order[0]) if order else -1
+    runner = int(order[1]) if len(order) > 1 else -1
+    gap = None
+    if runner >= 0:  # paired over seeds on next-seed scores (independent under the null: the interval keeps its level)
+        two = np.where(rows == best, 0, np.where(rows == runner, 1, -1))
+        sel = two >= 0
+        pair = evaluate(v[sel], t[sel], two[sel], 2, test_eval=None if te is None else te[sel], keep=keep[sel],
+                        same_runs=same_runs, scheme="next-seed")
+        d = paired_verdict(pair.scores[1], pair.scores[0])
+        gap = d if pair.fair else (d[0], None, None, None)
     vs = None
     if subject is not None and subject in labels and len(ks):
         two = np.where(rows == labels.index(subject), 0, 1)
@@ -470,4 +491,4 @@ def rank_setting(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray,
             vs = paired_verdict(pair.scores[0], pair.scores[1]) if pair.fair else \
                 (paired_verdict(pair.scores[0], pair.scores[1])[0], None, None, None)
     return FairRanking(tuple(labels), ev.scores, means, ranks.astype(int), topk_credit(means, 1),
-                       topk_credit(means, 3), counts, ev.mode, ev.fair, ev.note, only, vs)
+                       topk_credit(means, 3), counts, ev.mode, ev.fair, ev.note, only, vs, best, runner, gap)
