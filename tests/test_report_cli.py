@@ -69,3 +69,22 @@ def test_plot_options(db, tmp_path, capsys):
     assert (tmp_path / "figure2.png").exists() and (tmp_path / "figure2_paired.png").exists()
     assert main(["plot", str(db), "--out", str(tmp_path), "--resamples", "3"]) == 2
     assert "resamples must be an integer >= 200, got 3" in capsys.readouterr().err
+
+
+def test_report_lists_planned_trials_that_never_got_a_row(tmp_path, capsys):
+    # the recorded design asks for rex, linear and cosine at two LRs and three seeds; only seeds 0 and 1 of rex and
+    # linear ever ran. Neither seed 2 nor cosine left a row, so only the design can say they are missing.
+    path = tmp_path / "partial.db"
+    with Store(path) as s:
+        s.record_study({"tasks": ["digits-mlp"], "schedules": ["rex", "linear", "cosine"], "optimizers": ["sgdm"],
+                        "budgets": [5.0], "lrs": [0.1, 0.3], "seeds": 3})
+        for name in ("rex", "linear"):
+            for lr in (0.1, 0.3):
+                for seed in (0, 1):
+                    s.put(TrialConfig("digits-mlp", name, "sgdm", 5.0, lr, seed),
+                          dict(status="done", val_loss=1.0, val_metric=10.0 + seed, test_loss=1.0,
+                               test_metric=10.0 + seed, curves={}, steps=3, wall_time=0.1))
+    assert main(["report", str(path), "--format", "json", "--resamples", "200"]) == 0
+    missing = {(m["schedule"], m["lr"], m["seed"], m["reason"]) for m in json.loads(capsys.readouterr().out)["missing"]}
+    assert missing == {("cosine", None, None, "schedule missing in this setting: not run"),
+                       *((name, lr, 2, "not run") for name in ("rex", "linear") for lr in (0.1, 0.3))}

@@ -21,6 +21,7 @@ from scipy import stats as sps
 import budgetsched.bench.rendering.plots as plots
 from budgetsched.bench import report as _report
 from budgetsched.bench.report import SameRun, Table1Cell, render_rich, to_csv, to_json, to_markdown
+from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.status import Status
 
 from _rows import typed
@@ -399,3 +400,17 @@ def test_a_setting_where_every_trial_failed_is_listed_not_ranked():
     assert s.missing == ["linear", "rex"] and rep.table1["rex"]["high"] == Table1Cell(
         top1=None, top3=None, n=0, n_top1=0, n_top3=0, n_clear_top1=0, top1_ci=None, top3_ci=None)
     assert "| sgdm | 50% | 0 | — | — | — | — |" in to_markdown(rep)
+
+
+def test_planned_trials_without_a_row_are_missing():
+    # the design: rex and linear at LRs 0.1 and 0.3, seeds 0-2, budgets 10 and 50 %; rows: rex and linear at LR 0.1,
+    # seeds 0 and 1, at 10 % only. Missing: LR 0.3 of both (never run at all) and seed 2 everywhere at 10 %; the
+    # 50 % budget has no row at all (it may be the same run as a larger budget), so it is not listed.
+    design = [TrialConfig("T", name, "sgdm", b, lr, seed) for name in ("rex", "linear") for b in (10.0, 50.0)
+              for lr in (0.1, 0.3) for seed in range(3)]
+    rows = seeds("rex", [1.0, 1.1]) + seeds("linear", [2.0, 2.1])
+    assert build_report(rows, resamples=200).missing == []  # the rows alone imply nothing missing
+    got = {(m.budget, m.schedule, m.lr, m.seed, m.reason) for m in build_report(rows, resamples=200,
+                                                                                 planned=design).missing}
+    assert got == {(10.0, name, lr, seed, "not run") for name in ("rex", "linear")
+                   for lr, seed in ((0.1, 2), (0.3, 0), (0.3, 1), (0.3, 2))}

@@ -34,10 +34,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     check_resamples(args.resamples)
     store = open_existing_store(args.store)
     try:
-        rows = store.rows()
+        rows = store.trial_rows()
+        planned = store.planned_configs()  # the recorded design: a trial that never got a row is reported missing
     finally:
         store.close()
-    r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed)
+    r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed,
+                planned=planned)
     figures = None
     if args.figures is not None:
         from budgetsched.bench.rendering import plots

@@ -26,10 +26,14 @@ Protocol (REX paper, section 5 and Table 1; ``docs/architecture.md``):
   Two budgets of one task and optimizer whose runs have the same ``total_steps`` are one run: Table 1 counts that
   setting once, under the largest of those budgets (rounding is upward, so it is the closest to the real length),
   and the report says so.
+* **Missing trials** (``Report.missing``): per setting, every (schedule, LR, patience, seed) without a finished
+  trial, over the grid the rows imply (each schedule's own LRs x the setting's seeds) and, when the store recorded
+  the study's design (``Store.planned_configs()``, passed as ``planned``), every trial the design planned - a seed,
+  LR or schedule that never got a row is reported missing.
 
 Uncertainty (:mod:`budgetsched.bench.analysis.stats` explains the method and why): every setting is redrawn
-``resamples`` times with paired seed weights (the same for every candidate of the setting); inside every draw the LR (and
-patience) selection, the plateau-into-step merge and the ranking are redone. From the draws:
+``resamples`` times with paired seed weights (the same for every candidate of the setting); inside every draw the LR
+(and patience) selection, the plateau-into-step merge and the ranking are redone. From the draws:
 
 * each schedule's 95 % interval of its reported mean, and its probability of being Top-1 and Top-3;
 * ``gap``: runner-up minus best of the setting (paired); the setting is *tied within noise* when its 95 % interval
@@ -109,8 +113,10 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     ``linear`` when the study has it); ``subject`` the schedule compared with the reference and with the best
     other schedule per budget (default ``rex`` when Table 1 has it). ``resamples`` draws per setting, ``seed``
     their seed, ``method`` the seed-level resampling (:data:`stats.METHODS`). ``planned``: the trials of the
-    study's design (as the store recorded it); a planned trial with no finished row is listed as missing, also when
-    no row of its LR, seed or setting exists.
+    study's design (``Store.planned_configs()``); in every setting with rows, a planned trial with no finished row
+    is listed as missing, also when no row of its LR, seed or schedule exists. A planned budget with no row at all
+    is not listed: it is the same run as a larger budget (trained and counted once, as the larger:
+    :mod:`budgetsched.bench.protocol.plan`) or a study not run yet, and the rows cannot tell which.
 
     Table-1 cells (``report.table1[label][split]``) are :class:`Table1Cell` s.
     """
@@ -144,12 +150,11 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     settings: list[Setting] = []
     draws: list[Draws] = []
     missing: list[MissingTrial] = []
-    for task, opt, budget in sorted(set(keys) | set(design), key=order):
-        grows = groups.get((task, opt, budget), [])
-        if grows:
-            s, d = analyse_setting(task, opt, budget, grows, labels, ranked, reference, subject, opts)
-            settings.append(s)
-            draws.append(d)
+    for task, opt, budget in keys:
+        grows = groups[(task, opt, budget)]
+        s, d = analyse_setting(task, opt, budget, grows, labels, ranked, reference, subject, opts)
+        settings.append(s)
+        draws.append(d)
         missing.extend(missing_trials(task, opt, budget, grows, labels, design.get((task, opt, budget))))
     settings, duplicates = mark_same_runs(settings)
 
