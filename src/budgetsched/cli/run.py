@@ -135,6 +135,12 @@ def _run(configs: Sequence[Any], store: Any, quiet: bool, **kw: Any) -> Any:
     return summary
 
 
+def _check_data_dir(data_dir: str | None) -> None:
+    """``--data-dir`` names a directory (a missing file inside it is the task's to report, when it loads)."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise UsageError(f"--data-dir {data_dir!r} is not a directory")
+
+
 def _interrupted(e: Any, store_path: str, what: str = "trials") -> int:
     s = e.summary
     how = "terminated" if s.signal == signal.SIGTERM else "interrupted"
@@ -151,8 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # the runner's one check of its options, here before the store is touched (it also asks the machine about
     # --device and Ray; run_study asks again for callers of the library)
     check_options(args.engine, args.workers, args.chunk_size, args.ray_address, args.device)
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
+    _check_data_dir(args.data_dir)
     store = open_store_for_run(args.store, args.quiet)
     kw = dict(engine=args.engine, workers=args.workers, device=args.device, data_dir=args.data_dir,
               cache_dir=args.cache_dir, chunk_size=args.chunk_size, ray_address=args.ray_address,
@@ -192,8 +197,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from budgetsched.bench.storage.store import Store
 
     check_options("batched", args.workers)
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir!r} is not a directory")
+    _check_data_dir(args.data_dir)
     with Store(args.store, readonly=True) as s:
         rows = s.rows()
     configs = refined_trials(rows, args.source)
