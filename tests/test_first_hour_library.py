@@ -130,3 +130,20 @@ def test_budget_trainer_messages_name_its_own_option(caplog):
     with caplog.at_level(logging.WARNING, logger="budgetsched"):
         callback.on_train_begin(args, state, None, lr_scheduler=finished)
     assert "BudgetTrainer(rewarm_steps=K" in caplog.text and "BudgetCallback(" not in caplog.text
+
+
+def test_a_resume_without_the_callback_that_trains_at_the_end_lr_is_reported(tmp_path, caplog):
+    pytest.importorskip("transformers")
+    from transformers import TrainerCallback
+
+    from _examples import load_example
+
+    ex = load_example("hf_trainer.py")
+    out = str(tmp_path)
+    ex.train(max_steps=8, output_dir=out, save_steps=4)
+    with caplog.at_level(logging.WARNING, logger="budgetsched"):  # no BudgetCallback: the checkpoint's budget (8)
+        _, _, lrs = ex.train(max_steps=16, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-4",
+                             budget_callback=TrainerCallback())
+    assert lrs[-1] == 0.0  # the new steps train at the end LR ...
+    past = [r for r in caplog.records if "stepped past the budget (total_steps=8)" in r.getMessage()]
+    assert len(past) == 1 and "BudgetCallback" in past[0].getMessage()  # ... and that is said once, loudly

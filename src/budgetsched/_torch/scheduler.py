@@ -319,7 +319,9 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
         if past:
             self._warned_past = True
             logger.warning("budgetsched: stepped past the budget (%s): the optimizer ran a step after the budget was "
-                           "used up, at the end LR %g; stop at scheduler.done, or give a larger budget with %s",
+                           "used up, at the end LR %g; stop at scheduler.done, or give a larger budget with %s "
+                           "(under a Hugging Face or Lightning trainer, budgetsched.integrations' BudgetCallback sets "
+                           "it from the trainer's length)",
                            self._budget_text(), self._last_lr[0] if self._last_lr else float("nan"),
                            "set_total_steps(...)" if self.budget_unit == "steps" else "set_budget(...)")
 
