@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from budgetsched.bench.analysis.experiments import budget_change_cells, markdown_sections, sampling_cells
+from budgetsched.bench.analysis.experiments import budget_change_cells, sampling_cells
+from budgetsched.bench.rendering.experiments import markdown_sections
 from budgetsched.bench.rendering.plots import delay_figure, sampling_heatmap
 from budgetsched.bench.analysis.report import build_report
 
@@ -47,9 +48,9 @@ def test_budget_change_cells_pair_seeds_against_the_run_from_the_start():
             r["label"] = f"linear(change_at=20,on_change={how},planned_budget=25)"
             r["key"] += how
             rows.append(r)
-    cells = {c["on_change"]: c for c in budget_change_cells(typed(rows))}
-    assert cells["continue"]["difference"] == (pytest.approx(-0.5), pytest.approx(-0.5), pytest.approx(-0.5))
-    assert cells["keep"]["difference"][0] == pytest.approx(5.0) and cells["keep"]["n"] == 3
+    cells = {c.on_change: c for c in budget_change_cells(typed(rows))}
+    assert cells["continue"].difference == (pytest.approx(-0.5), pytest.approx(-0.5), pytest.approx(-0.5))
+    assert cells["keep"].difference[0] == pytest.approx(5.0) and cells["keep"].n == 3
     assert "## Budget changes learned mid-run" in markdown_sections(typed(rows))
 
 

@@ -59,7 +59,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         with output_file(args.output) as f:
             rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
         return 0
-    from budgetsched.bench.analysis.experiments import markdown_sections
+    from budgetsched.bench.rendering.experiments import markdown_sections
 
     text = {"md": lambda x: rep.to_markdown(x, figures=figures) + markdown_sections(rows), "csv": rep.to_csv,
             "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
