@@ -297,8 +297,10 @@ def share_intervals(scores: np.ndarray, tasks: Sequence[Any], k: int, *, resampl
     if s.shape[0] == 0:
         return point, point.copy(), point.copy()
     si, ki = stratified_draws(tasks, s.shape[2], resamples, rng)
-    drawn = np.moveaxis(s[si[:, :, None], :, ki], -1, 2)  # (B, N, rows, S)
-    shares = topk_credit(_setting_means(drawn), k).mean(axis=1)  # (B, rows)
+    shares = np.empty((resamples, s.shape[1]))
+    for c in range(0, resamples, 256):  # in chunks: a draw is settings x rows x seeds, credits rows x rows
+        drawn = np.moveaxis(s[si[c:c + 256, :, None], :, ki[c:c + 256]], -1, 2)  # (b, N, rows, S)
+        shares[c:c + 256] = topk_credit(_setting_means(drawn), k).mean(axis=1)
     lo, hi = interval(point, shares, confidence, (0.0, 1.0))
     return point, lo, hi
 
