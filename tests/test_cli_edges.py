@@ -72,6 +72,15 @@ def test_did_you_mean_for_presets_and_missing_keys_name_the_flag(tmp_path, capsy
     assert "command line: no schedules given: pass --schedules, --preset or --config" in capsys.readouterr().err
 
 
+def test_a_misspelled_command_or_choice_gets_a_did_you_mean(capsys):
+    for argv, hint in ((["reprot", "s.db"], "(did you mean 'report'?)"),
+                       (["report", "s.db", "--format", "jsn"], "(did you mean 'json'?)")):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.startswith("budgetsched: error: ") and hint in err and err.count("\n") == 1
+
+
 def test_a_mistyped_resume_path_is_refused_not_started_afresh(tmp_path, capsys):
     store = tmp_path / "nodir" / "sub" / "a.db"
     assert main(["run", *BASE, "--store", str(store)]) == 2
@@ -121,7 +130,8 @@ def test_plain_progress_prints_a_line_per_tenth():
             p.show(done, p.t0 + done)
     finally:
         run.say = real
-    assert len(said) == 10 and said[0].startswith("4 of 40 trials (10 %)") and said[-1].startswith("40 of 40")
+    assert len(said) == 10 and said[-1] == "40 of 40 trials (100 %), 40 s"
+    assert said[0] == "4 of 40 trials (10 %), 4 s, about 36 s left"  # elapsed x (left / done)
 
 
 def test_the_summary_names_a_trainable_as_such(monkeypatch):

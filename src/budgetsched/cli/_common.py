@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import errno
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Iterator, NoReturn
@@ -25,6 +26,12 @@ class Parser(argparse.ArgumentParser):
     """argparse with the one-line error format used by every budgetsched error."""
 
     def error(self, message: str) -> NoReturn:
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:  # a misspelled command or choice: its likely meaning
+            from budgetsched._checks import did_you_mean
+
+            close = did_you_mean(bad.group(1), re.findall(r"'([^']*)'", bad.group(2)))
+            message += f" (did you mean {close!r}?)" if close else ""
         sys.stderr.write(f"{PROG}: error: {message} (see '{self.prog} --help')\n")
         sys.exit(2)
 

@@ -103,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--workers", type=parse_workers, default=1,
                     help="parallel processes (default 1); 'auto': one per CPU core")
     rf.add_argument("--data-dir", help="directory holding the tasks' data files")
-    rf.add_argument("--quiet", action="store_true", help="no progress bar")
+    rf.add_argument("--quiet", action="store_true", help="no progress and no notes on stderr")
 
     ex = sub.add_parser("export", help="every trial's curves in another tool's format (TensorBoard)",
                         description="Write every trial of STORE as a TensorBoard run (scalars per optimizer step, "

@@ -7,6 +7,7 @@ made only in a directory that exists (a typo in a resume path is an error, not a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import signal
 import sys
@@ -80,13 +81,23 @@ class PlainProgress:
         step = min(PLAIN_STEPS, done * PLAIN_STEPS // max(self.total, 1))
         if step > self.step or (now - self.last_t >= PLAIN_EVERY_S and done > 0 and step < PLAIN_STEPS):
             self.step, self.last_t = max(step, self.step), now
-            say(f"{done} of {self.total} trials ({100 * done // max(self.total, 1)} %), {now - self.t0:.0f} s")
+            elapsed = now - self.t0
+            left = f", about {_duration(elapsed * (self.total - done) / done)} left" if 0 < done < self.total else ""
+            say(f"{done} of {self.total} trials ({100 * done // max(self.total, 1)} %), {_duration(elapsed)}{left}")
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``7 min``, ``2.5 h``: a duration as a person reads it in a log."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _progress(store: Any, configs: Sequence[Any], quiet: bool) -> tuple[bool, Any]:
-    """(the runner's progress bar on, a plain-line watcher or None): the bar on a terminal, plain lines elsewhere."""
-    import contextlib
-
+    """(the runner's progress bar on, a plain-line watcher or a null context): the bar on a terminal, plain lines
+    elsewhere, nothing with ``--quiet``."""
     if quiet:
         return False, contextlib.nullcontext()
     if sys.stderr.isatty():
