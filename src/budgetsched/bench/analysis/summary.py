@@ -16,6 +16,7 @@ from budgetsched.bench.analysis.report_model import (SPLITS, BudgetRow, Comparis
                                                      Table1Cell)
 from budgetsched.bench.analysis.rows import patience_of
 from budgetsched.bench.analysis.setting import Draws
+from budgetsched.bench.protocol.plan import counted_budget, same_run_key
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import FINISHED
 
@@ -23,22 +24,24 @@ __all__ = ["mark_same_runs", "missing_trials", "table1", "by_budget"]
 
 
 def mark_same_runs(settings: list[Setting]) -> tuple[list[Setting], list[SameRun]]:
-    """Budgets of one task x optimizer with equal ``total_steps`` are one run: the largest budget is counted, the
-    others get ``same_run_as`` (returned as new settings, in the same order)."""
-    groups: dict[tuple[str, str, int], list[int]] = {}
+    """Budgets that are one run (:func:`budgetsched.bench.protocol.plan.same_run_key`: one task, optimizer and budget
+    unit, equal ``total_steps``) are counted once, under :func:`~budgetsched.bench.protocol.plan.counted_budget`
+    (the largest); the others get ``same_run_as`` (returned as new settings, in the same order)."""
+    groups: dict[tuple, list[int]] = {}
     for i, s in enumerate(settings):
         if s.total_steps is not None:
-            groups.setdefault((s.task, s.optimizer, s.total_steps), []).append(i)
+            groups.setdefault(same_run_key(s.task, s.optimizer, s.budget_unit, s.total_steps), []).append(i)
     full = {(s.task, s.optimizer): s.total_steps for s in settings if s.budget == 100.0 and s.total_steps}
     out = list(settings)
     same = []
-    for (task, opt, steps), idx in groups.items():
+    for (task, opt, _, steps), idx in groups.items():
         if len(idx) < 2:
             continue
         idx = sorted(idx, key=lambda i: settings[i].budget)
-        keep = settings[idx[-1]].budget
-        for i in idx[:-1]:
-            out[i] = replace(settings[i], same_run_as=keep)
+        keep = counted_budget(settings[i].budget for i in idx)
+        for i in idx:
+            if settings[i].budget != keep:
+                out[i] = replace(settings[i], same_run_as=keep)
         real = full.get((task, opt))
         same.append(SameRun(task, opt, steps, tuple(settings[i].budget for i in idx), keep,
                             100.0 * steps / real if real else None, settings[idx[-1]].budget_unit))
