@@ -144,7 +144,7 @@ def test_sequential_convnets(float64, k, stride, padding):
 @pytest.mark.parametrize("tile,eval_pass", [(None, 250), (3, 10)])
 @pytest.mark.parametrize("net", ["mlp", "cnn"])
 def test_evaluation_equals_each_model_alone(float64, tile, eval_pass, net, monkeypatch):
-    monkeypatch.setattr(kernels, "EVAL_PASS", eval_pass)  # 37 examples in 1 or 4 passes
+    monkeypatch.setattr(kernels.feedforward, "EVAL_PASS", eval_pass)  # 37 examples in 1 or 4 passes
     seeds = (0, 0, 1, 2, 2, 2, 4)
     task = make_task()
     gen = torch.Generator().manual_seed(2)
@@ -162,7 +162,7 @@ def test_evaluation_equals_each_model_alone(float64, tile, eval_pass, net, monke
 
 
 def test_evaluation_of_any_loss_and_metric(float64, monkeypatch):
-    monkeypatch.setattr(kernels, "EVAL_PASS", 8)
+    monkeypatch.setattr(kernels.feedforward, "EVAL_PASS", 8)
     seeds = (0, 1, 1)
     task = make_task(mse, per_example_mse)
     gen = torch.Generator().manual_seed(3)
@@ -194,7 +194,7 @@ def test_transformer_kernel_equals_each_model_alone(float64, seeds, tile):
 
 @pytest.mark.parametrize("eval_pass", [64, 3])
 def test_transformer_evaluation_equals_each_model_alone(float64, eval_pass, monkeypatch):
-    monkeypatch.setattr(kernels, "EVAL_PASS_SEQ", eval_pass)
+    monkeypatch.setattr(kernels.transformer, "EVAL_PASS_SEQ", eval_pass)
     seeds = (0, 1, 1)
     task = make_task(cross_entropy, bits_per_char)
     x, y = (t[0] for t in tokens(1, 10, 8))
@@ -240,7 +240,7 @@ def test_vae_kernel_equals_each_model_alone(float64, seeds, tile):
 
 
 def test_vae_evaluation_equals_each_model_alone(float64, monkeypatch):
-    monkeypatch.setattr(kernels, "EVAL_PASS", 4)
+    monkeypatch.setattr(kernels.vae, "EVAL_PASS", 4)
     seeds = (0, 1, 1)
     task = make_task(vae_loss, vae_neg_elbo)
     x, y = (t[0] for t in vae_batch(1, 11))
@@ -313,7 +313,7 @@ def test_first_argmax_of_a_strided_dimension():
     gen = torch.Generator().manual_seed(5)
     for dtype in (torch.float32, torch.float64):
         out = torch.randint(0, 3, (4, 6, 50), generator=gen).to(dtype)  # many ties: the first maximum wins
-        assert torch.equal(kernels._argmax1(out), out.argmax(1))
+        assert torch.equal(kernels.feedforward._argmax1(out), out.argmax(1))
 
 
 @pytest.mark.parametrize("make,shape", [(lambda: MLP((40, 16, 10)), (40,)), (lambda: CNN1d(**SMALL_CNN), (12,))],
@@ -357,3 +357,30 @@ def test_reduced_precision_through_autocast_elsewhere(monkeypatch):
         assert low.evaluate(x[0], y[0])[0] == pytest.approx(exact.evaluate(x[0], y[0])[0], rel=2e-2)
     with pytest.raises(ValueError, match="unknown compute dtype 'int8'"):
         StackedModel(build(make, seeds), groups_of(seeds), task, "cpu", compute_dtype="int8")
+
+
+# ------------------------------------------------------------------------------- losses by declared kind
+def test_the_kernels_read_a_declared_loss_kind_never_a_functions_identity(float64):
+    """The registry's losses declare what they compute; an undeclared copy of cross-entropy goes through the
+    generic (vjp) path and gives the same step; a user's own function that declares the kind gets the fused one."""
+    from budgetsched.bench.engines.kernels.losses import kind_of
+    from budgetsched.bench.tasks.registry import declare_kind
+
+    assert (kind_of(cross_entropy), kind_of(error_percent), kind_of(bits_per_char)) == (
+        "cross_entropy", "error_percent", "bits_per_char")
+    assert kind_of(vae_loss) is None and kind_of(mse) is None
+
+    def plain_ce(out, y):
+        return torch.nn.functional.cross_entropy(out, y)
+
+    @declare_kind("cross_entropy")
+    def my_ce(out, y):
+        return torch.nn.functional.cross_entropy(out, y)
+
+    seeds = (0, 0, 1)
+    x, y = batch(seeds, (5, 8), n_classes=10)
+    make = lambda: MLP((40, 16, 10))  # noqa: E731
+    for loss, fused in ((plain_ce, False), (my_ce, True), (cross_entropy, True)):
+        task = make_task(loss, error_percent)
+        check_step(make, seeds, task, x, y)
+        assert StackedModel(build(make, seeds), groups_of(seeds), task, "cpu")._impl._ce is fused

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from budgetsched.bench.engines.kernels.losses import CROSS_ENTROPY, kind_of
 from budgetsched.bench.engines.kernels import (StackedNet, StackedTransformer, StackedVAE, stack_layers, transformer_spec,
                                        vae_spec)
 
@@ -222,10 +223,9 @@ class _VmapImpl:
 
 def _member_loss(loss: Callable) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """Per-member mean loss [K] of outputs [K, B, ...] and targets [K, B, ...]: the task's loss under vmap, or for
-    the tasks' cross-entropy one flat call (same value, no vmap overhead in the hot loop)."""
-    from budgetsched.bench.tasks import cross_entropy
-
-    if loss is not cross_entropy:
+    a loss declared softmax cross-entropy (``kind == "cross_entropy"``) one flat call (same value, no vmap overhead
+    in the hot loop)."""
+    if kind_of(loss) != CROSS_ENTROPY:
         return vmap(loss)
 
     def flat_ce(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -154,16 +154,29 @@ def task_baseline(task: "Task", data_dir: Path | None = None, cache_dir: Path | 
 
 
 # ------------------------------------------------------------------------------- losses / metrics
+def declare_kind(kind: str) -> Callable[[Callable], Callable]:
+    """Declare what a loss or metric computes (its ``kind`` attribute), so the engines may compute it with their
+    fused kernels (``"cross_entropy"``: softmax cross-entropy; ``"error_percent"``, ``"bits_per_char"``) instead
+    of calling it; an undeclared function is always called as it is."""
+    def mark(fn: Callable) -> Callable:
+        fn.kind = kind  # type: ignore[attr-defined]
+        return fn
+    return mark
+
+
+@declare_kind("cross_entropy")
 def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """Mean cross-entropy over the batch (and over positions for sequence outputs [N, T, V])."""
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
 
 
+@declare_kind("error_percent")
 def error_percent(logits: Tensor, y: Tensor) -> Tensor:
     """Per-example classification error in percent (0 or 100)."""
     return (logits.argmax(-1) != y).to(torch.float32) * 100.0
 
 
+@declare_kind("bits_per_char")
 def bits_per_char(logits: Tensor, y: Tensor) -> Tensor:
     """Per-example (per-sequence) mean cross-entropy in bits: logits [N, T, V], y [N, T] -> [N]."""
     ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # [N, T], nats
@@ -295,6 +308,8 @@ def _import(where: str, ref: str) -> Any:
             raise UsageError(f"task reference {ref!r}: cannot load {where!r} as Python")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
+        if str(path.parent) not in sys.path:  # its sibling modules import, as when the file runs as a script
+            sys.path.append(str(path.parent))
         try:
             spec.loader.exec_module(module)
         except Exception as e:

@@ -1,4 +1,4 @@
-"""Hand-written stacked kernels: forward and backward of K members at once, without autograd or ``vmap``.
+"""Feed-forward kernels (MLP, Conv1d): forward and backward of K members at once, without autograd or ``vmap``.
 
 :class:`StackedNet` trains K copies of a feed-forward net of ``Conv1d`` layers, a flatten, and ``Linear`` layers,
 each followed by at most one elementwise activation: the tasks' MLPs and ``CNN1d``. What makes it fast on a CPU
@@ -18,8 +18,9 @@ each followed by at most one elementwise activation: the tasks' MLPs and ``CNN1d
   :data:`TILE_BYTES`), each writing into a preallocated buffer (``out=``), the gradients straight into the
   ``[K, N]`` gradient buffer's views: no large temporaries (whose pages a CPU faults in anew every step) and no
   per-member Python work. The views of every tile are built once and cached.
-* **The loss gradient in closed form** for the tasks' cross-entropy (``(softmax - onehot) / B``); any other loss
-  goes through ``torch.func.vjp`` on the (small) output only.
+* **The loss gradient in closed form** for a loss declared softmax cross-entropy (``kind == "cross_entropy"``,
+  :func:`budgetsched.bench.engines.kernels.losses.kind_of`): ``(softmax - onehot) / B``; any other loss goes
+  through ``torch.func.vjp`` on the (small) output only.
 
 Members of one seed share their input batch (``[G, B, ...]`` per seed group); a tile reads its members' inputs as
 a view when it lies within one group. Every result equals the autograd / ``vmap`` path up to floating-point
@@ -34,6 +35,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 from torch.func import vjp, vmap
+
+from budgetsched.bench.engines.kernels.losses import CROSS_ENTROPY, ERROR_PERCENT, kind_of
 
 __all__ = ["StackedNet", "LayerSpec", "stack_layers"]
 
@@ -307,8 +310,6 @@ class StackedNet:
     def __init__(self, input_op: str | None, layers: Sequence[LayerSpec], params: dict[str, torch.Tensor],
                  grads: dict[str, torch.Tensor], ranges: Sequence[tuple[int, int]], loss: Callable,
                  metric: Callable, tile: int | None = None, compute_dtype: torch.dtype | None = None) -> None:
-        from budgetsched.bench.tasks import cross_entropy, error_percent
-
         self.input_op, self.layers = input_op, list(layers)
         self._W = [params[s.weight] for s in layers]
         self._b = [params[s.bias] if s.bias else None for s in layers]
@@ -317,8 +318,8 @@ class StackedNet:
         self.K = self._W[0].shape[0]
         self.device = self._W[0].device
         self.group = [g for g, (lo, hi) in enumerate(ranges) for _ in range(lo, hi)]
-        self._ce = loss is cross_entropy
-        self._fast_eval = self._ce and metric is error_percent
+        self._ce = kind_of(loss) == CROSS_ENTROPY  # declared by the task's loss: the closed-form gradient
+        self._fast_eval = self._ce and kind_of(metric) == ERROR_PERCENT
         self._vloss = vmap(loss)
         self._eval_loss = vmap(loss, in_dims=(0, None))
         self._eval_metric = vmap(metric, in_dims=(0, None))
@@ -485,236 +486,3 @@ class StackedNet:
                     loss[tile.a:tile.e] += self._eval_loss(rows, ys).double() * m
                     metric[tile.a:tile.e] += self._eval_metric(rows, ys).double().sum(-1)
         return loss, metric
-
-
-# ------------------------------------------------------------------------------------ hand-stacked + autograd
-#: Most bytes of saved activations per tile of members for the autograd-based stacks (training); their
-#: evaluation runs ``eval_pass`` examples per pass (EVAL_PASS_SEQ sequences for the transformer).
-TRANSFORMER_TILE_BYTES = 256 << 20
-EVAL_PASS_SEQ = 256
-
-
-class _AutogradStack:
-    """K members of one model through a hand-stacked forward (per-member ``baddbmm`` for the linear layers, one
-    call for all members everywhere else) and autograd for the backward. A subclass gives ``_outputs(p, x)``:
-    the members' outputs ``[t, n, ...]`` (what each model's ``forward`` returns) for inputs x ``[t, n, ...]``,
-    with ``p`` the ``[t, ...]`` slices of the parameters; and ``_per_member_bytes(x_shape, train, itemsize)``.
-
-    Args:
-        params, grads: ``name -> [K, *shape]`` views of the flat parameter / gradient buffers.
-        ranges: the ``[lo, hi)`` member rows of each seed group.
-        loss, metric: the task's.
-        tile: members per tile (default: from :data:`TRANSFORMER_TILE_BYTES`).
-    """
-
-    def __init__(self, params: dict[str, torch.Tensor], grads: dict[str, torch.Tensor],
-                 ranges: Sequence[tuple[int, int]], loss: Callable, metric: Callable, tile: int | None = None) -> None:
-        from budgetsched.bench.tasks import bits_per_char, cross_entropy
-
-        self.params, self.grads = params, grads
-        first = next(iter(params.values()))
-        self.K, self.device, self.dtype = first.shape[0], first.device, first.dtype
-        self.group = [g for g, (lo, hi) in enumerate(ranges) for _ in range(lo, hi)]
-        self._ce, self._bpc = loss is cross_entropy, metric is bits_per_char
-        self._vloss = vmap(loss)
-        self._eval_loss = vmap(loss, in_dims=(0, None))
-        self._eval_metric = vmap(metric, in_dims=(0, None))
-        self.tile = tile
-
-    def _outputs(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def _per_member_bytes(self, x_shape: Sequence[int], train: bool, itemsize: int) -> int:
-        raise NotImplementedError
-
-    def _eval_pass(self) -> int:
-        return EVAL_PASS
-
-    def _tiles(self, per_member: int) -> list[tuple[int, int, torch.Tensor | None, int]]:
-        t = self.tile or max(1, TRANSFORMER_TILE_BYTES // max(1, per_member))
-        count = -(-self.K // t)
-        bounds = [round(i * self.K / count) for i in range(count + 1)]
-        out = []
-        for a, e in zip(bounds[:-1], bounds[1:]):
-            g = self.group[a:e]
-            out.append((a, e, None if g[0] == g[-1] else torch.tensor(g, device=self.device), g[0]))
-        return out
-
-    @staticmethod
-    def _members(xs: torch.Tensor, a: int, e: int, group: torch.Tensor | None, g0: int) -> torch.Tensor:
-        if group is None:
-            return xs[g0].expand(e - a, *xs.shape[1:])
-        return xs.index_select(0, group)
-
-    @staticmethod
-    def _linear(p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
-        """x [t, n, in] -> [t, n, out] with each member's weight (and bias)."""
-        w = p[name + ".weight"].transpose(1, 2)
-        b = p.get(name + ".bias")
-        return torch.bmm(x, w) if b is None else torch.baddbmm(b.unsqueeze(1), x, w)
-
-    def _losses(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Per-member training loss [t] of outputs [t, n, ...] and targets [t, n, ...]."""
-        if self._ce and not y.is_floating_point():
-            t = out.shape[0]
-            return torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1),
-                                                     reduction="none").view(t, -1).mean(1)
-        return self._vloss(out, y)
-
-    def loss_and_grad(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Per-member losses [K] of one batch (xb, yb [G, B, ...]); the gradients go to ``grads``."""
-        losses = torch.empty(self.K, dtype=self.dtype, device=self.device)
-        for a, e, group, g0 in self._tiles(self._per_member_bytes(xb.shape[1:], True, self.dtype.itemsize)):
-            p = {k: v[a:e].detach().requires_grad_(True) for k, v in self.params.items()}
-            with torch.enable_grad():
-                per = self._losses(self._outputs(p, self._members(xb, a, e, group, g0)),
-                                   self._members(yb, a, e, group, g0))
-                grads = torch.autograd.grad(per.sum(), list(p.values()), allow_unused=True)
-            for name, g in zip(p, grads):
-                if g is None:
-                    self.grads[name][a:e].zero_()
-                else:
-                    self.grads[name][a:e].copy_(g)
-            losses[a:e] = per.detach()
-        return losses
-
-    @torch.no_grad()
-    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-member (loss x n, metric sum) over examples (x, y) shared by all members, float64, in passes of a
-        few hundred examples (the task's loss is a mean over examples)."""
-        n = x.shape[0]
-        loss = torch.zeros(self.K, dtype=torch.float64, device=x.device)
-        metric = torch.zeros(self.K, dtype=torch.float64, device=x.device)
-        passes = -(-n // self._eval_pass())
-        bounds = [round(i * n / passes) for i in range(passes + 1)]
-        per_member = self._per_member_bytes((bounds[1], *x.shape[1:]), False, self.dtype.itemsize)
-        for s, e_ in zip(bounds[:-1], bounds[1:]):
-            xs, ys, m = x[s:e_], y[s:e_], e_ - s
-            for a, e, _, _ in self._tiles(per_member):
-                p = {k: v[a:e] for k, v in self.params.items()}
-                out = self._outputs(p, xs.expand(e - a, *xs.shape))
-                if self._ce and self._bpc and out.dim() == 4:  # [t, m, T, V]: per-sequence mean nll
-                    nll = torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]),
-                                                            ys.expand(e - a, *ys.shape).reshape(-1), reduction="none")
-                    per_seq = nll.view(e - a, m, -1).double().mean(2).sum(1)
-                    loss[a:e] += per_seq
-                    metric[a:e] += per_seq / math.log(2.0)
-                else:
-                    loss[a:e] += self._eval_loss(out, ys).double() * m
-                    metric[a:e] += self._eval_metric(out, ys).double().sum(-1)
-        return loss, metric
-
-
-# ---------------------------------------------------------------------------------------------- transformer
-def transformer_spec(model: nn.Module) -> dict[str, Any] | None:
-    """The shape of the project's ``CharTransformer`` (dims, heads, layers, LayerNorm eps) if ``model`` is one
-    built from the standard parts, else None."""
-    from budgetsched.bench.tasks.models import Block, CharTransformer
-
-    if type(model) is not CharTransformer or any(True for _ in model.buffers()):
-        return None
-    norms = [model.ln_f] + [ln for b in model.blocks for ln in (b.ln1, b.ln2)]
-    if any(type(b) is not Block for b in model.blocks) or any(
-            type(ln) is not nn.LayerNorm or not ln.elementwise_affine or ln.bias is None for ln in norms):
-        return None
-    eps = {ln.eps for ln in norms}
-    for b in model.blocks:
-        mlp = b.mlp
-        if (len(mlp) != 3 or type(mlp[0]) is not nn.Linear or type(mlp[1]) is not nn.GELU
-                or mlp[1].approximate != "none" or type(mlp[2]) is not nn.Linear):
-            return None
-    if len(eps) != 1:
-        return None
-    return {"dim": model.pos.shape[1], "block_size": model.block_size, "n_layers": len(model.blocks),
-            "n_heads": model.blocks[0].attn.n_heads if len(model.blocks) else 1, "vocab": model.tok.num_embeddings,
-            "eps": eps.pop()}
-
-
-class StackedTransformer(_AutogradStack):
-    """K members of the project's ``CharTransformer``: every linear layer a per-member ``baddbmm``, one
-    ``scaled_dot_product_attention(is_causal=True)`` for the attention of all members, LayerNorm with per-member
-    affine parameters; autograd backward. The same mathematics as the model's ``forward`` (its explicit masked
-    softmax equals the fused causal attention up to rounding)."""
-
-    def __init__(self, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.spec = spec
-
-    def _norm(self, p: dict[str, torch.Tensor], name: str, x: torch.Tensor) -> torch.Tensor:
-        h = torch.nn.functional.layer_norm(x, x.shape[-1:], eps=self.spec["eps"])
-        return torch.addcmul(p[name + ".bias"].unsqueeze(1), h, p[name + ".weight"].unsqueeze(1))
-
-    def _outputs(self, p: dict[str, torch.Tensor], idx: torch.Tensor) -> torch.Tensor:
-        """Logits [t, n, T, vocab] of token ids idx [t, n, T]."""
-        F = torch.nn.functional
-        t, n, T = idx.shape
-        D, H, V = self.spec["dim"], self.spec["n_heads"], self.spec["vocab"]
-        if T > self.spec["block_size"]:
-            raise ValueError(f"sequence length {T} exceeds block_size {self.spec['block_size']}")
-        offsets = torch.arange(t, device=idx.device).view(t, 1, 1) * V
-        x = F.embedding((idx + offsets).view(t, n * T), p["tok.weight"].reshape(t * V, D))  # [t, n*T, D]
-        x = (x.view(t, n, T, D) + p["pos"][:, :T].unsqueeze(1)).view(t, n * T, D)
-        for i in range(self.spec["n_layers"]):
-            b = f"blocks.{i}"
-            qkv = self._linear(p, b + ".attn.qkv", self._norm(p, b + ".ln1", x))
-            q, k, v = (z.view(t * n, T, H, D // H).transpose(1, 2) for z in qkv.split(D, dim=2))
-            att = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [t*n, H, T, D/H]
-            x = x + self._linear(p, b + ".attn.proj", att.transpose(1, 2).reshape(t, n * T, D))
-            h = F.gelu(self._linear(p, b + ".mlp.0", self._norm(p, b + ".ln2", x)))
-            x = x + self._linear(p, b + ".mlp.2", h)
-        return self._linear(p, "head", self._norm(p, "ln_f", x)).view(t, n, T, V)
-
-    def _eval_pass(self) -> int:
-        return EVAL_PASS_SEQ
-
-    def _per_member_bytes(self, x_shape: Sequence[int], train: bool, itemsize: int) -> int:
-        n, T = x_shape[0], x_shape[1]
-        D, V, L = self.spec["dim"], self.spec["vocab"], self.spec["n_layers"]
-        per_token = L * (16 * D + 4 * D) + 2 * V + 4 * D if train else 4 * D + 2 * V
-        return n * T * per_token * itemsize
-
-
-# ------------------------------------------------------------------------------------------------------ VAE
-def vae_spec(model: nn.Module) -> dict[str, Any] | None:
-    """The encoder's and decoder's layers of the project's ``VAE`` (noise as an input) if ``model`` is one, else
-    None."""
-    from budgetsched.bench.tasks.models import VAE
-
-    if type(model) is not VAE or any(True for _ in model.buffers()):
-        return None
-    enc, dec = stack_layers(model.encoder), stack_layers(model.decoder)
-    if enc is None or dec is None or enc[0] is not None or dec[0] is not None or any(
-            s.kind != "linear" or s.act not in ("relu", None) for s in enc[1] + dec[1]):
-        return None
-    return {"n_in": model.n_in, "latent": model.latent, "encoder": enc[1], "decoder": dec[1]}
-
-
-class StackedVAE(_AutogradStack):
-    """K members of the project's ``VAE`` (inputs ``[image | noise]``): encoder and decoder as per-member
-    ``baddbmm`` chains, the reparameterisation on all members at once; autograd backward."""
-
-    def __init__(self, spec: dict[str, Any], *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.spec = spec
-
-    def _mlp(self, p: dict[str, torch.Tensor], prefix: str, layers: Sequence[LayerSpec], h: torch.Tensor
-             ) -> torch.Tensor:
-        for spec in layers:
-            h = self._linear(p, prefix + spec.weight[:-len(".weight")], h)
-            if spec.act == "relu":
-                h = torch.relu(h)
-        return h
-
-    def _outputs(self, p: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-        """Packed outputs [t, n, n_in + 2 latent] of inputs x [t, n, n_in + latent]."""
-        n_in, latent = self.spec["n_in"], self.spec["latent"]
-        x = x.flatten(2)
-        if x.shape[2] != n_in + latent:
-            raise ValueError(f"VAE input must be [N, {n_in} + {latent}] (image, then noise), got {tuple(x.shape[1:])}")
-        mu, logvar = self._mlp(p, "encoder.", self.spec["encoder"], x[..., :n_in]).chunk(2, dim=2)
-        z = mu + torch.exp(0.5 * logvar) * x[..., n_in:]
-        return torch.cat([self._mlp(p, "decoder.", self.spec["decoder"], z), mu, logvar], dim=2)
-
-    def _per_member_bytes(self, x_shape: Sequence[int], train: bool, itemsize: int) -> int:
-        width = sum(s.n_out for s in self.spec["encoder"] + self.spec["decoder"])
-        return x_shape[0] * width * (3 if train else 1) * itemsize
