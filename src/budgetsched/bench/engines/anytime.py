@@ -168,7 +168,7 @@ def _train_family(chunk: list[list[TrialConfig]], planned: dict[TrialConfig, Pla
                   device: Any, stackable: bool,
                   ckpt: Path | None, steps_trained: Callable[[int], None], SingleModel: Any, StackedModel: Any
                   ) -> Iterator[tuple[TrialConfig, TrialResult]]:
-    from budgetsched.bench.engines.optim import get_optimizer
+    from budgetsched.bench.engines.optim import optimizer_for
     from budgetsched.bench.engines.train import run_members
 
     budgets = sorted(c.budget for c in chunk[0])
@@ -195,7 +195,7 @@ def _train_family(chunk: list[list[TrialConfig]], planned: dict[TrialConfig, Pla
 
     model = build()
     placed = place(data, device, model.flat.dtype)
-    spec = get_optimizer(heads[0].optimizer)
+    spec = optimizer_for(heads[0])
     wanted = sorted({point[b] for b in branched})
     snaps: dict[int, Snapshot] = {}
     for s in wanted:  # snapshots of an earlier, interrupted study
