@@ -176,6 +176,25 @@ def test_plateau_into_step_merge_uses_validation_not_test():
     assert {k: r.rank for k, r in s.ranking.items()} == {"step": 1, "linear": 2}
 
 
+def test_plateau_as_its_own_row_when_not_merged():
+    # the same study as above: merged (the paper's view) step is ranked as plateau's 12; unmerged, plateau (12) and
+    # step (10) are two rows and step is Top-1
+    rows = (seeds("step", [10, 10]) + seeds("plateau", [(9, 12), (9, 12)], patience=5)
+            + seeds("linear", [11, 11]))
+    rep = build_report(rows, plateau_into_step=False)
+    s = setting_of(rep)
+    assert {k: (r.source, r.rank) for k, r in s.ranking.items()} == {
+        "step": ("step", 1), "plateau": ("plateau", 3), "linear": ("linear", 2)}
+    assert s.results["step"].ranked_as is None and s.results["plateau"].rank == 3
+    assert set(rep.table1) == {"step", "plateau", "linear"} and rep.table1["plateau"]["overall"].n == 1
+    md = to_markdown(rep)
+    assert "| step | 100% (1/1) |" in md and "step (incl. plateau)" not in md
+    assert "plateau is a schedule of its own" in md and "· in step" not in md and "· not used" not in md
+    assert to_json(rep)["protocol"]["ranking"].endswith("plateau its own schedule")
+    with pytest.raises(ValueError, match="plateau_into_step must be True or False, got 'no'"):
+        build_report(rows, plateau_into_step="no")
+
+
 def test_plateau_stands_for_a_missing_step_without_a_fake_row():
     rows = seeds("plateau", [4, 4], patience=5) + seeds("linear", [5, 5])
     rep = build_report(rows)

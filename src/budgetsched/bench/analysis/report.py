@@ -12,11 +12,13 @@ Protocol (REX paper, section 5 and Table 1; ``docs/architecture.md``):
 * **Reported value.** The *test* metric of the chosen candidate over its seeds: mean and *sample* standard
   deviation (``ddof=1``) when it has n > 1 seeds (n = 1: no spread, shown as ``n=1``). If the chosen candidate
   diverged (every candidate did), the schedule's result is +inf ("diverged"): it ranks last and counts.
-* **Plateau into step** (as in the paper's Table 1): in each setting the ``step`` row of Table 1 stands for
-  whichever of step's and plateau's chosen results has the lower *validation* mean (step on a tie); plateau is not
-  ranked on its own. The per-task tables still show plateau as its own row, as the paper's Tables 4-9 do. A plateau
-  trial whose patience can never trigger within its budget reuses the constant trial of the same LR and seed
-  (row field ``stand_in == "constant"``); it is labelled so and still stands in for step.
+* **Plateau into step** (the paper's Table 1 view, ``plateau_into_step=True``, the default): in each setting the
+  ``step`` row of Table 1 stands for whichever of step's and plateau's chosen results has the lower *validation*
+  mean (step on a tie, :func:`budgetsched.bench.protocol.selection.merge_plateau`); plateau is not ranked on its
+  own. With ``plateau_into_step=False`` plateau is a Table-1 row of its own and step stands for itself. The
+  per-task tables always show plateau as its own row, as the paper's Tables 4-9 do. A plateau trial whose patience
+  can never trigger within its budget reuses the constant trial of the same LR and seed (row field
+  ``stand_in == "constant"``); it is labelled so and still stands in for step.
 * **Ranking.** Per setting, the Table-1 schedules are ranked by that mean test metric with *competition ranking*:
   tied schedules share a rank and the next rank is skipped (1, 1, 3). Two means tie when they differ by at most
   1e-9 relative. Top-1 = rank 1, Top-3 = rank <= 3.
@@ -103,13 +105,13 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
                  metric_names: Mapping[str, str] | None = None,
                  reference: str | None = None, subject: str | None = None,
                  resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, method: str = "t",
-                 planned: Iterable[TrialConfig] | None = None) -> Report:
+                 planned: Iterable[TrialConfig] | None = None, plateau_into_step: bool = True) -> Report:
     """Select, aggregate, rank and resample the trials of a study (see the module docstring for the protocol).
 
     ``rows`` are the store's trials (``Store.trial_rows()``; mappings as ``Store.rows()`` gives them are decoded,
-    :func:`trial_rows`). ``rank_labels`` restricts Table 1 to these schedule labels (default: all but plateau,
-    which is merged into step). ``metric_names`` maps task -> metric name for the tables (default: from the task
-    registry when the task is known). ``reference`` is the schedule every other one is compared with (default
+    :func:`trial_rows`). ``rank_labels`` restricts Table 1 to these schedule labels (default: all, plateau merged
+    into step unless ``plateau_into_step`` is False). ``metric_names`` maps task -> metric name for the tables
+    (default: from the task registry when the task is known). ``reference`` is the schedule every other one is compared with (default
     ``linear`` when the study has it); ``subject`` the schedule compared with the reference and with the best
     other schedule per budget (default ``rex`` when Table 1 has it). ``resamples`` draws per setting, ``seed``
     their seed, ``method`` the seed-level resampling (:data:`stats.METHODS`). ``planned``: the trials of the
@@ -123,21 +125,24 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     if not (isinstance(low_limit, (int, float)) and 0 < low_limit <= 100):
         raise UsageError(f"low_limit must be a budget percent in (0, 100], got {low_limit!r}")
     stats.check_options(method, resamples, seed)
+    if not isinstance(plateau_into_step, bool):
+        raise UsageError(f"plateau_into_step must be True or False, got {plateau_into_step!r}")
     rows = trial_rows(rows)
     labels = schedule_order({r.label for r in rows})
+    merged = "plateau" if plateau_into_step else None  # the label that Table 1 folds into step
     if rank_labels is None:
-        ranked = [x for x in labels if x != "plateau"]
-        if "plateau" in labels and "step" not in ranked:
+        ranked = [x for x in labels if x != merged]
+        if merged in labels and "step" not in ranked:
             ranked = schedule_order(ranked + ["step"])
     else:
         unknown = sorted(set(rank_labels) - set(labels) - {"step"})
         if unknown:
             raise UsageError(f"rank_labels {unknown} are not in the study; labels present: {', '.join(labels)}")
-        ranked = schedule_order(x for x in rank_labels if x != "plateau")
+        ranked = schedule_order(x for x in rank_labels if x != merged)
     reference = _resolve(reference, DEFAULT_REFERENCE, labels, "reference schedule")
     subject = _resolve(subject, DEFAULT_SUBJECT, ranked, "subject schedule", "ranked in Table 1")
     opts = {"resamples": int(resamples), "seed": int(seed), "method": method, "confidence": stats.CONFIDENCE,
-            "low_limit": float(low_limit)}
+            "low_limit": float(low_limit), "plateau_into_step": plateau_into_step}
     design = planned_trials(planned or ())
 
     groups: dict[tuple[str, str, float], list[TrialRow]] = {}
@@ -166,4 +171,5 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
                    "seeds_per_setting": sorted({s.n_seeds for s in settings})}
     return Report(settings, table1(settings, draws, ranked, opts), labels, ranked, missing, len(rows),
                   counts[Status.DONE], counts[Status.DIVERGED], counts[Status.FAILED], float(low_limit), names,
-                  reference, subject, uncertainty, by_budget(settings, draws, reference, subject, opts), duplicates)
+                  reference, subject, uncertainty, by_budget(settings, draws, reference, subject, opts), duplicates,
+                  plateau_into_step)

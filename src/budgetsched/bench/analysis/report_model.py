@@ -217,6 +217,7 @@ class Report:
     uncertainty: dict[str, Any] = field(default_factory=dict)  # method, resamples, seed, confidence
     by_budget: list[BudgetRow] = field(default_factory=list)  # subject vs reference / best other per budget
     duplicates: list[SameRun] = field(default_factory=list)  # budgets that are one run
+    plateau_into_step: bool = True  # Table 1 in the paper's view: plateau merged into step
 
 
 @dataclass(frozen=True)

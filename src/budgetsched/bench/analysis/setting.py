@@ -92,12 +92,13 @@ def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], l
                                 lr_grid=tuple(sorted(grid.get(label, ()))),
                                 stand_in=next(iter(stand)) if len(stand) == 1 else None)
 
-    # Table-1 competitors: step stands for the better of step and plateau *by validation* (step on a tie)
+    # Table-1 competitors; in the paper's view step stands for the better of step and plateau *by validation*
+    # (step on a tie), otherwise plateau is a competitor of its own
     comp_test: dict[str, np.ndarray] = {}
     comp_val: dict[str, np.ndarray] = {}
     comp_src: dict[str, str] = {}
     for label in ranked:
-        if label == "step" and "plateau" in results:
+        if label == "step" and "plateau" in results and opts["plateau_into_step"]:
             if "step" in results:
                 comp_val["step"], comp_test["step"], use_p = selection.merge_plateau(
                     sel_val["step"], sel_test["step"], sel_val["plateau"], sel_test["plateau"])

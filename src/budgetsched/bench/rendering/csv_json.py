@@ -68,7 +68,8 @@ def to_json(report: Report) -> dict[str, Any]:
             "selection": "per setting and schedule, the LR (and plateau patience) with the lowest mean validation "
                          "metric over seeds; diverged = +inf, failed = missing",
             "reported": "mean and sample std (ddof=1; null for one seed) of the test metric of the chosen candidate",
-            "ranking": "competition ranking (ties share a rank: 1, 1, 3); plateau merged into step by validation",
+            "ranking": "competition ranking (ties share a rank: 1, 1, 3); " + (
+                "plateau merged into step by validation" if report.plateau_into_step else "plateau its own schedule"),
             "low_budget": f"budget < {report.low_limit:g} %",
             "uncertainty": method_text(report) if u else None,
             "tied_within_noise": "the 95 % interval of runner-up − best (paired) contains 0",

@@ -13,8 +13,10 @@ __all__ = ["to_markdown"]
 
 PROTOCOL = ("LR (and plateau patience) chosen per setting by mean validation metric over seeds; cells give the test "
             "metric of that choice as mean ± sample std (ddof=1) over seeds; lower is better. Ties share a rank "
-            "(competition ranking 1, 1, 3). In Table 1 plateau is merged into step (whichever of the two has the "
-            "better validation mean stands for step).")
+            "(competition ranking 1, 1, 3).")
+MERGE = {True: " In Table 1 plateau is merged into step (whichever of the two has the better validation mean stands "
+               "for step).",
+         False: " In Table 1 plateau is a schedule of its own (not merged into step as in the paper's Table 1)."}
 
 
 def to_markdown(report: Report, figures: Mapping[str, str] | None = None) -> str:
@@ -45,7 +47,8 @@ def _overview(o: Overview) -> list[str]:
     return ["# Budgeted-training study report", "",
             f"Trials: {o.done} done, {o.diverged} diverged, {o.failed} failed. Settings (task x optimizer x budget): "
             f"{o.n_settings} ({o.n_low} low budget < {o.low_limit:g} %, {o.n_settings - o.n_low} high); "
-            f"{o.n_counted} counted in Table 1. Seeds per setting: {o.seeds}.{o.units}", "", PROTOCOL, ""]
+            f"{o.n_counted} counted in Table 1. Seeds per setting: {o.seeds}.{o.units}", "",
+            PROTOCOL + MERGE[o.plateau_into_step], ""]
 
 
 def _note(n: Note) -> list[str]:

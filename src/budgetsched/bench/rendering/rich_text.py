@@ -30,8 +30,9 @@ def render_rich(report: Report, console: Any) -> None:
             for line in section.lines:
                 console.print(f"[yellow]Same run:[/] {line}")
         elif isinstance(section, Table1):
-            t1 = RichTable(title="Table 1: share of settings where each schedule is Top-1 / Top-3 (plateau merged "
-                                 "into step), 95 % interval below each row")
+            view = "plateau merged into step" if section.plateau_into_step else "plateau its own row"
+            t1 = RichTable(title=f"Table 1: share of settings where each schedule is Top-1 / Top-3 ({view}), 95 % "
+                                 "interval below each row")
             t1.add_column("Schedule")
             for sp in SPLITS:
                 for k in ("Top-1", "Top-3"):

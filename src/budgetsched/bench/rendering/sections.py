@@ -33,6 +33,7 @@ class Overview:
     low_limit: float
     seeds: str
     units: str  # a sentence (leading space) or ""
+    plateau_into_step: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ class Table1Row:
 @dataclass(frozen=True)
 class Table1:
     rows: tuple[Table1Row, ...]
+    plateau_into_step: bool = True
 
 
 @dataclass(frozen=True)
@@ -129,7 +131,7 @@ def sections(report: Report) -> list[Section]:
     out: list[Section] = [Overview(report.n_trials_done, report.n_trials_diverged, report.n_trials_failed,
                                    len(report.settings), sum(s.split == "low" for s in report.settings),
                                    sum(s.counted for s in report.settings), report.low_limit, seeds_text(report),
-                                   unit_text(report))]
+                                   unit_text(report), report.plateau_into_step)]
     if report.uncertainty:
         out.append(Note("Uncertainty", method_text(report)))
     dups = _duplicate_lines(report)
@@ -140,7 +142,7 @@ def sections(report: Report) -> list[Section]:
                                       tuple(pct(report.table1[x][sp], k) for sp in SPLITS for k in ("top1", "top3")),
                                       tuple(pct_ci(report.table1[x][sp], k) for sp in SPLITS
                                             for k in ("top1", "top3")))
-                            for x in order)))
+                            for x in order), report.plateau_into_step))
     out.append(Table("Top-1 finishes clear of noise, of all Top-1 finishes", ("Schedule", "Low", "High", "Overall"),
                      tuple((step_name(report, x), *(f"{report.table1[x][sp].n_clear_top1} of "
                                                     f"{report.table1[x][sp].n_top1}" for sp in SPLITS))
@@ -229,7 +231,7 @@ def _choice(s: Setting, label: str) -> Cell:
         text += f" p{c.patience}"
     if c.stand_in:
         text += f" (= {c.stand_in})"
-    if label == "plateau" and "step" in s.ranking:
+    if label == "plateau" and "plateau" not in s.ranking and "step" in s.ranking:  # merged into step
         text += " · in step" if s.ranking["step"].source == "plateau" else " · not used"
     elif c.rank is not None:
         via = " via plateau" if c.ranked_as == "plateau" else ""

@@ -88,7 +88,8 @@ def budget_text(b: float) -> str:
 
 def step_name(report: Report, label: str) -> str:
     """Table 1's name of a row: step is "step (incl. plateau)" when plateau is merged into it."""
-    return "step (incl. plateau)" if label == "step" and "plateau" in report.labels else label
+    merged = label == "step" and report.plateau_into_step and "plateau" in report.labels
+    return "step (incl. plateau)" if merged else label
 
 
 def step_label(s: Setting, label: str) -> str:
