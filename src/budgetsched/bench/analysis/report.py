@@ -111,14 +111,15 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     ``rows`` are the store's trials (``Store.trial_rows()``; mappings as ``Store.rows()`` gives them are decoded,
     :func:`trial_rows`). ``rank_labels`` restricts Table 1 to these schedule labels (default: all, plateau merged
     into step unless ``plateau_into_step`` is False). ``metric_names`` maps task -> metric name for the tables
-    (default: from the task registry when the task is known). ``reference`` is the schedule every other one is compared with (default
-    ``linear`` when the study has it); ``subject`` the schedule compared with the reference and with the best
-    other schedule per budget (default ``rex`` when Table 1 has it). ``resamples`` draws per setting, ``seed``
-    their seed, ``method`` the seed-level resampling (:data:`stats.METHODS`). ``planned``: the trials of the
-    study's design (``Store.planned_configs()``); in every setting with rows, a planned trial with no finished row
-    is listed as missing, also when no row of its LR, seed or schedule exists. A planned budget with no row at all
-    is not listed: it is the same run as a larger budget (trained and counted once, as the larger:
+    (default: from the task registry when the task is known). ``reference`` is the schedule every other one is
+    compared with (default ``linear`` when the study has it); ``subject`` the schedule compared with the reference
+    and with the best other schedule per budget (default ``rex`` when Table 1 has it). ``resamples`` draws per
+    setting, ``seed`` their seed, ``method`` the seed-level resampling (:data:`stats.METHODS`). ``planned``: the
+    trials of the study's design (``Store.planned_configs()``); in every setting with rows, a planned trial with no
+    finished row is listed as missing, also when no row of its LR, seed or schedule exists. A planned budget with
+    no row at all is not listed: it is the same run as a larger budget (trained and counted once, as the larger:
     :mod:`budgetsched.bench.protocol.plan`) or a study not run yet, and the rows cannot tell which.
+    ``plateau_into_step``: Table 1 in the paper's view (plateau merged into step) or with plateau as its own row.
 
     Table-1 cells (``report.table1[label][split]``) are :class:`Table1Cell` s.
     """
