@@ -19,6 +19,8 @@ import contextlib
 import logging
 import os
 import socket
+import sys
+import tempfile
 import warnings
 from typing import Any, Iterator
 
@@ -111,16 +113,31 @@ def remote_cause(e: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def _quiet_core(enabled: bool) -> Iterator[None]:
-    """Ray's C++ core prints each failed connection attempt to stderr; the driver says the cause once instead."""
-    if not enabled or "RAY_BACKEND_LOG_LEVEL" in os.environ:
-        yield
-        return
-    os.environ["RAY_BACKEND_LOG_LEVEL"] = "error"
+def _core_output_held() -> Iterator[list[str]]:
+    """Hold what Ray's C++ core writes to stderr while connecting (it prints every failed attempt, a line a second,
+    and no Ray setting silences it): on success it is written out as it was; on failure the caller says the cause
+    in one line instead. Yields a list that receives the held text."""
+    held: list[str] = []
     try:
-        yield
-    finally:
-        os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
+        saved = os.dup(2)
+    except OSError:  # no stderr to hold
+        yield held
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        ok = False
+        try:
+            yield held
+            ok = True
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            held.append(tmp.read().decode(errors="replace"))
+            if ok and held[0]:
+                sys.stderr.write(held[0])
 
 
 def _ray_chunk(kind: str, chunk: Chunk, ctx: ExecutionContext) -> tuple[str, int, list[tuple[TrialConfig, Any]]]:
@@ -167,7 +184,7 @@ class RayCluster:
                 shipment = code_to_ship(self.task_names)  # the user's code goes with the job
                 locations = shipment.locations
                 try:
-                    with _quiet_core(True):
+                    with _core_output_held():
                         ray.init(address=self.address, runtime_env=shipment.runtime_env or None,
                                  include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
                 except (ConnectionError, RuntimeError, OSError) as e:
