@@ -256,3 +256,20 @@ def test_refined_label_shows_a_weighting_only_when_it_is_not_the_optimizers_own(
                            schedule_params=(("grad_norms", (1.0, 2.0)), ("weighting", weighting))).label
     assert label("sgdm", "sgd") == label("adam", "adam") == "refined"
     assert label("sgdm", "adam") == "refined(weighting=adam)"
+
+
+def test_the_grid_is_expanded_once_and_handed_out(monkeypatch):
+    """validate() expands the grid (TrialConfig checks every value there); configs() hands out that expansion and
+    expands again only for a spec changed since."""
+    from budgetsched.bench.protocol import study as study_mod
+
+    calls = []
+    real = study_mod.expand
+    monkeypatch.setattr(study_mod, "expand", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    spec = StudySpec.from_mapping({**BASE, "optimizers": ["sgdm", "adam"]})
+    assert len(calls) == 2  # one per (task, optimizer), in validate
+    first, second = spec.configs(), spec.configs()
+    assert first == second and first is not second and len(calls) == 2
+    assert len(first) == 2 * 2 * 2 * 1  # schedules x optimizers x LRs x seeds, at budget 2
+    spec.seeds = [0, 1]
+    assert len(spec.configs()) == 2 * len(first) and len(calls) == 4
