@@ -273,3 +273,19 @@ def test_budget_change_plans(task, data, schedule):
 def test_bad_budget_changes_are_rejected(params, match):
     with pytest.raises(ValueError, match=match):
         cfg("linear", budget=100.0, **params)
+
+
+def test_the_engines_train_the_planned_run_and_never_recompute_it(task, data):
+    """A PlannedTrial is the run: its total_steps and steps_per_epoch are what the loop trains and evaluates,
+    whatever the config's budget would give (here 2 % = 20 steps, planned as 13 steps in epochs of 5)."""
+    from budgetsched.bench.engines.batched import train_group
+    from budgetsched.bench.protocol.plan import PlannedTrial, plan_trial as planned_of
+
+    c = cfg("linear", budget=2.0)
+    assert planned_of(c, task, len(data.train_y)).total_steps == 20
+    planned = PlannedTrial(c, 13, 5)
+    r = train_trial(planned, task, data)
+    assert r.status == "done" and r.steps == 13 and r.curves["step"] == [5, 10, 13]
+    [(config, b)] = list(train_group([planned], task, data))
+    assert config == c and b.steps == 13 and b.curves["step"] == [5, 10, 13]
+    assert b.test_metric == pytest.approx(r.test_metric, abs=1e-9)
