@@ -189,3 +189,22 @@ def test_trainable_kill_and_resume_loses_and_duplicates_nothing(tmp_path):
     rows = _rows(db)
     assert len(rows) == 32 and len({r["key"] for r in rows}) == 32
     assert {r["key"]: r["finished"] for r in rows if r["key"] in before} == before
+
+
+def test_a_trainable_receives_its_planned_run():
+    """The Trial handle carries the planned length (protocol.plan), not one recomputed from the config."""
+    from budgetsched.bench.protocol.plan import PlannedTrial, plan_trial
+
+    seen = []
+
+    @trainable(max_epochs=4, steps_per_epoch=10)
+    def loop(trial):
+        seen.append((trial.total_steps, trial.steps_per_epoch, trial.epochs))
+        return {"val_metric": 1.0, "test_metric": 2.0}
+
+    c = TrialConfig("loop", "rex", "sgdm", 25.0, 0.1, 0)
+    assert plan_trial(c, loop, 0).total_steps == 10  # 25 % of 4 x 10 steps
+    assert run_trainable(c, loop).steps == 10
+    assert Trial.of(PlannedTrial(c, 7, 3)).epochs == 3
+    r = run_trainable(PlannedTrial(c, 7, 3), loop)
+    assert seen == [(10, 10, 1), (7, 3, 3)] and r.status == "done" and r.steps == 7
