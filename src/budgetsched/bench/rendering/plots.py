@@ -97,8 +97,8 @@ def _dodge(i: int, n: int) -> float:
 def _errorbars(ax: Any, x: np.ndarray, m: np.ndarray, lo: np.ndarray, hi: np.ndarray, label: str) -> None:
     """Points with their intervals. With the selection redone in every draw a point can lie outside its own
     interval (the choice it was made with is a minority of the draws); its bar then ends at the point."""
-    ax.errorbar(x, m, yerr=np.vstack([np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)]), marker="o", markersize=3.5, capsize=1.5, elinewidth=0.8,
-                label=label, **_style(label))
+    ax.errorbar(x, m, yerr=np.vstack([np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)]), marker="o",
+                markersize=3.5, capsize=1.5, elinewidth=0.8, label=label, **_style(label))
 
 
 def _suptitle(fig: Figure, text: str) -> None:
