@@ -124,7 +124,7 @@ class Study:
     def rows(self) -> list[dict]:
         with sqlite3.connect(self.db) as con:
             con.row_factory = sqlite3.Row
-            return [dict(r) for r in con.execute("SELECT key, status, task, error FROM trials")]
+            return [dict(r) for r in con.execute("SELECT key, status, task, error, finished FROM trials")]
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +208,36 @@ def test_gpu_chunks_ask_ray_for_a_gpu(cluster, tmp_path):
     assert {g[2] for g in gpu} == {"0"}  # CUDA_VISIBLE_DEVICES: the head's GPU 0, given by Ray
     assert len({g[1] for g in gpu}) == 1  # one node: the only one with a GPU
     assert "on 1 node" in proc.stdout and "4 done" in proc.stdout, proc.stdout
+
+
+def test_sigterm_cancels_the_study_on_the_cluster_and_a_rerun_resumes(cluster, tmp_path):
+    study = Study(tmp_path, cluster, pace=0.02)
+    proc = study.run("--task", "../tasks/usertask.py:make_task", *grid(lrs="0.1,0.3"), wait=False)
+    try:
+        deadline = time.monotonic() + DRIVER_TIMEOUT
+        while not [pid for pid, _ in study.notes("model") if int(pid) != proc.pid]:  # a chunk is training
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no chunk started"
+            time.sleep(0.05)
+        proc.terminate()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 143, err
+    one_line(err, "terminated")
+    training = {int(pid) for pid, _ in study.notes("model")} - {proc.pid}
+    t0 = time.monotonic()
+    while any(Path(f"/proc/{pid}").exists() for pid in training) and time.monotonic() - t0 < 15:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in training), "the study's Ray tasks are still running"
+    before = {r["key"]: r["finished"] for r in study.rows()} if study.db.exists() else {}
+    assert len(before) < 8
+    again = study.run("--task", "../tasks/usertask.py:make_task", *grid(lrs="0.1,0.3"))
+    assert again.returncode == 0, again.err
+    rows = study.rows()
+    assert len(rows) == 8 and {r["status"] for r in rows} == {"done"}
+    assert {r["key"]: r["finished"] for r in rows if r["key"] in before} == before  # not trained again
 
 
 def test_a_worker_node_lost_mid_study_loses_no_trial(cluster, tmp_path):

@@ -16,11 +16,15 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import os
+import re
+import signal
 import socket
 import sys
 import tempfile
+import threading
 import warnings
 from typing import Any, Iterator
 
@@ -140,6 +144,57 @@ def _core_output_held() -> Iterator[list[str]]:
                 sys.stderr.write(held[0])
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+#: The thread in which Ray's driver prints the cluster's error notices (a node marked dead, with its raylet's last
+#: 20 log lines) to stdout.
+_NOTICE_THREAD = "ray_listen_error_messages"
+
+
+class _ClusterNotices(io.TextIOBase):
+    """Stands for ``sys.stdout`` while the study runs on Ray: what Ray's notice thread prints (a lost node comes
+    with dozens of raylet log lines) is kept, and said as one note per notice once the study ends; everything else
+    passes through."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.text: list[str] = []
+        self.all = False  # during ray.shutdown(), which prints the notices Ray held back to deduplicate them
+
+    def write(self, s: str) -> int:
+        if self.all or threading.current_thread().name == _NOTICE_THREAD:
+            self.text.append(s)
+            return len(s)
+        return self.stream.write(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+    def notices(self) -> list[str]:
+        """The first line of each notice Ray printed, as it printed it."""
+        out = []
+        for line in _ANSI.sub("", "".join(self.text)).splitlines():
+            if line.startswith("(raylet) ") and line[9:].strip() and line[9:].strip() not in out:
+                out.append(line[9:].strip())
+        return out
+
+
+def _python_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    """Ray's core installs its own SIGTERM handler when it connects (it exits at once, status 1); the study's
+    handlers go back, so that SIGTERM stops the study as Ctrl-C does: tasks cancelled, written trials kept."""
+    for sig, handler in handlers.items():
+        if handler is not None:
+            signal.signal(sig, handler)
+
+
 def _ray_chunk(kind: str, chunk: Chunk, ctx: ExecutionContext) -> tuple[str, int, list[tuple[TrialConfig, Any]]]:
     """A chunk on a Ray worker: the shipped code located, torch threads set; returns (node id, pid, results)."""
     import ray
@@ -173,11 +228,13 @@ class RayCluster:
         self.failed_chunks = 0
         self._started_here = False
         self._said: set[str] = set()
+        self._stdout: _ClusterNotices | None = None
 
     # -- connection ------------------------------------------------------------------------------------------
     def __enter__(self) -> "RayCluster":
         ray = _import_ray()
         locations: dict[str, str] = {}
+        handlers = _python_handlers()
         if not ray.is_initialized():
             if self.address is not None:
                 check_reachable(self.address)
@@ -197,6 +254,9 @@ class RayCluster:
                 ray.init(num_cpus=self.workers if self.workers > 1 else None, include_dashboard=False,
                          log_to_driver=False, logging_level=logging.ERROR)
             self._started_here = True
+            _restore(handlers)
+        self._stdout = _ClusterNotices(sys.stdout)
+        sys.stdout = self._stdout  # type: ignore[assignment]
         if not locations:  # a local instance, or one this process joined before: the nodes share this disk
             locations = local_locations(self.task_names)
         self.ctx = self.ctx.replace(task_locations=tuple(sorted(locations.items())))
@@ -213,7 +273,15 @@ class RayCluster:
     def __exit__(self, *exc: object) -> None:
         if self._started_here:
             self._started_here = False
+            if self._stdout is not None:
+                self._stdout.all = True
             _import_ray().shutdown()
+        if self._stdout is not None:
+            if sys.stdout is self._stdout:
+                sys.stdout = self._stdout.stream
+            for notice in self._stdout.notices():
+                warnings.warn(f"Ray: {notice[:300]}", UserWarning, stacklevel=2)
+            self._stdout = None
 
     # -- chunks ----------------------------------------------------------------------------------------------
     def _remote(self) -> Any:
