@@ -123,8 +123,9 @@ def test_identical_schedules_are_tied():
     assert s.results["linear"].p_top1 == s.results["cosine"].p_top1 == 1.0 and s.results["rex"].p_top1 == 0.0
     assert (s.best, s.runner_up) == ("cosine", "linear")  # display order among ties
     assert (s.gap.value, s.gap.lo, s.gap.hi) == (0.0, 0.0, 0.0) and s.tied is True
-    for label in ("linear", "cosine"):
-        assert rep.table1[label]["overall"].n_top1 == 1 and rep.table1[label]["overall"].n_clear_top1 == 0
+    for label in ("linear", "cosine"):  # Table 1 credits the tied first place once: half to each
+        assert rep.table1[label]["overall"].n_top1 == 0.5 and rep.table1[label]["overall"].n_clear_top1 == 0
+    assert sum(rep.table1[x]["overall"].top1 for x in rep.table1) == 1.0
     md = to_markdown(rep)
     assert "| sgdm | 10% | 3 | cosine (1.00) | linear (1.00) | +0.00 [+0.00, +0.00] | tied |" in md
     assert "tied within noise (the 95 % interval of runner-up − best contains 0): 1 of 1." in md
@@ -163,7 +164,7 @@ def test_plateau_into_step_merge_uses_validation_not_test():
     # step is ranked as 12 and linear (11) is Top-1. Picking by test would have ranked step as 10, Top-1.
     rows = (seeds("step", [10, 10]) + seeds("plateau", [(9, 12), (9, 12)], patience=5)
             + seeds("linear", [11, 11]))
-    s = setting_of(build_report(rows))
+    s = setting_of(build_report(rows, plateau_into_step=True))
     assert s.ranking["step"].source == "plateau" and s.ranking["step"].mean == 12.0
     assert s.results["step"].ranked_as == "plateau" and s.results["step"].mean == 10.0  # step's own result kept
     assert {k: r.rank for k, r in s.ranking.items()} == {"step": 2, "linear": 1}
@@ -171,7 +172,7 @@ def test_plateau_into_step_merge_uses_validation_not_test():
     # reversed: plateau worse on validation (11), better on test (8): step keeps its own 10
     rows = (seeds("step", [10, 10]) + seeds("plateau", [(11, 8), (11, 8)], patience=5)
             + seeds("linear", [11, 11]))
-    s = setting_of(build_report(rows))
+    s = setting_of(build_report(rows, plateau_into_step=True))
     assert s.ranking["step"].source == "step" and s.ranking["step"].mean == 10.0 and s.results["step"].ranked_as is None
     assert {k: r.rank for k, r in s.ranking.items()} == {"step": 1, "linear": 2}
 
@@ -197,7 +198,7 @@ def test_plateau_as_its_own_row_when_not_merged():
 
 def test_plateau_stands_for_a_missing_step_without_a_fake_row():
     rows = seeds("plateau", [4, 4], patience=5) + seeds("linear", [5, 5])
-    rep = build_report(rows)
+    rep = build_report(rows, plateau_into_step=True)
     s = setting_of(rep)
     assert "step" not in s.results and s.ranking["step"].source == "plateau" and s.ranking["step"].rank == 1
     assert s.missing == [] and rep.table1["step"]["overall"].n_top1 == 1
@@ -209,11 +210,17 @@ def test_plateau_stand_in_for_constant_is_labelled_and_still_stands_for_step():
     # Patience 50 never triggers in this budget: its rows reuse constant's trials (stand_in="constant").
     rows = (seeds("constant", [6, 6]) + seeds("plateau", [6, 6], patience=50, stand_in="constant")
             + seeds("step", [7, 7]) + seeds("linear", [8, 8]))
-    rep = build_report(rows)
+    rep = build_report(rows, plateau_into_step=True)
     s = setting_of(rep)
     assert s.results["plateau"].stand_in == "constant" and s.results["constant"].stand_in is None
     assert s.ranking["step"].source == "plateau" and s.ranking["step"].mean == 6.0
     assert s.ranking["step"].rank == s.ranking["constant"].rank == 1
+    # Table 1 credits constant's run once: the stand-in is no finish of step's (step's own 7 is second)
+    assert rep.table1["constant"]["overall"].n_top1 == 1 and rep.table1["step"]["overall"].n_top1 == 0
+    assert s.fair.stand_in_only == () and s.fair.n_candidates.tolist() == [1, 1, 1]  # constant, step, linear
+    own = build_report(rows)  # plateau its own row: all its candidates are constant's runs, so it has no result
+    assert own.table1["plateau"]["overall"].n_present == 0 and own.table1["constant"]["overall"].n_top1 == 1
+    assert setting_of(own).fair.stand_in_only == ("plateau",)
     md = to_markdown(rep)
     assert "| + plateau | **6.00 ± 0.00 †** |" in md and "(= constant)" in md
     assert "† plateau's chosen patience" in md
@@ -285,15 +292,17 @@ def deterministic_study(wins: int, n: int):
     return rows
 
 
-def test_table1_interval_is_the_bayesian_bootstrap_over_settings():
-    # Each setting's Top-1 indicator is fixed, so the share under Dirichlet(1,...,1) weights over the 10 settings is
-    # a sum of 7 Dirichlet components: Beta(7, 3) exactly; its 95 % interval is beta.ppf(0.025 / 0.975, 7, 3).
+def test_table1_interval_is_the_bootstrap_stratified_by_task():
+    # Each setting's Top-1 finish is the same in every draw (the gap is exactly 1 on every seed), and the 10
+    # settings are one task, so a draw's share is the fraction of 10 settings drawn with replacement that are among
+    # the 7 rex wins: Binomial(10, 0.7) / 10 exactly; its 95 % interval is binom.ppf(0.025 / 0.975, 10, 0.7) / 10
+    # = [0.4, 1.0] (P(X <= 9) = 0.972 lies close to 0.975: the upper end is 0.9 or 1.0 by Monte-Carlo chance).
     rep = build_report(deterministic_study(7, 10), low_limit=25.0)
     cell = rep.table1["rex"]["low"]
     assert (cell.n_top1, cell.n, cell.top1) == (7, 10, 0.7)
-    lo, hi = sps.beta.ppf([0.025, 0.975], 7, 3)  # 0.393, 0.933
-    assert cell.top1_ci == pytest.approx((lo, hi), abs=0.02)
-    assert rep.table1["linear"]["low"].top1_ci == pytest.approx((1 - hi, 1 - lo), abs=0.02)
+    lo, hi = sps.binom.ppf([0.025, 0.975], 10, 0.7) / 10
+    assert cell.top1_ci[0] == pytest.approx(lo) and cell.top1_ci[1] in (pytest.approx(hi), pytest.approx(hi - 0.1))
+    assert rep.table1["linear"]["low"].top1_ci == pytest.approx((1 - cell.top1_ci[1], 1 - cell.top1_ci[0]))
     assert rep.table1["rex"]["low"].top3_ci == (1.0, 1.0) and rep.table1["rex"]["high"].top1_ci is None
     assert cell.n_clear_top1 == 7  # each gap is exactly 1 on every seed: clear
     md = to_markdown(rep)

@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                     help=f"resampling draws per setting for intervals and probabilities (default {DEFAULT_RESAMPLES})")
     rp.add_argument("--seed", type=int, default=0, help="seed of the resampling draws (default 0)")
+    rp.add_argument("--plateau-into-step", action="store_true",
+                    help="Table 1 in the paper's view: plateau merged into step (default: plateau its own row)")
     rp.add_argument("--figures", metavar="DIR", help="also write Figures 2, 2 (paired) and 3 (with 95 %% "
                                                      "intervals) to DIR; the md report links them")
 

@@ -39,7 +39,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     finally:
         store.close()
     r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed,
-                planned=planned)
+                planned=planned, plateau_into_step=args.plateau_into_step)
     figures = None
     if args.figures is not None:
         from budgetsched.bench.rendering import plots

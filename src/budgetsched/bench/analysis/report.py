@@ -12,20 +12,25 @@ Protocol (REX paper, section 5 and Table 1; ``docs/architecture.md``):
 * **Reported value.** The *test* metric of the chosen candidate over its seeds: mean and *sample* standard
   deviation (``ddof=1``) when it has n > 1 seeds (n = 1: no spread, shown as ``n=1``). If the chosen candidate
   diverged (every candidate did), the schedule's result is +inf ("diverged"): it ranks last and counts.
-* **Plateau into step** (the paper's Table 1 view, ``plateau_into_step=True``, the default): in each setting the
-  ``step`` row of Table 1 stands for whichever of step's and plateau's chosen results has the lower *validation*
-  mean (step on a tie, :func:`budgetsched.bench.protocol.selection.merge_plateau`); plateau is not ranked on its
-  own. With ``plateau_into_step=False`` plateau is a Table-1 row of its own and step stands for itself. The
-  per-task tables always show plateau as its own row, as the paper's Tables 4-9 do. A plateau trial whose patience
-  can never trigger within its budget reuses the constant trial of the same LR and seed (row field
-  ``stand_in == "constant"``); it is labelled so and still stands in for step.
-* **Ranking.** Per setting, the Table-1 schedules are ranked by that mean test metric with *competition ranking*:
-  tied schedules share a rank and the next rank is skipped (1, 1, 3). Two means tie when they differ by at most
-  1e-9 relative. Top-1 = rank 1, Top-3 = rank <= 3.
-* **Table 1** gives, per schedule, the share of settings where it is Top-1 and Top-3, split into low budgets
-  (``budget < low_limit``, 25 % by default), high budgets and overall. The denominator of a schedule's share is
-  the number of settings in which it has a result; settings where it is missing are listed, not counted as losses.
-  Two budgets of one task and optimizer whose runs have the same ``total_steps`` are one run: Table 1 counts that
+* **Plateau** is a Table-1 row of its own by default (every schedule on its own candidates). The paper's view,
+  ``plateau_into_step=True``: the ``step`` row stands for whichever of step's and plateau's chosen results has the
+  lower *validation* mean (step on a tie, :func:`budgetsched.bench.protocol.selection.merge_plateau`) and plateau is
+  not ranked on its own. The per-task tables always show plateau as its own row, as the paper's Tables 4-9 do. A
+  plateau trial whose patience can never trigger within its budget reuses the constant trial of the same LR and seed
+  (row field ``stand_in == "constant"``); it is labelled so, and in Table 1 it is constant's run: never a finish of
+  plateau's (or of step's).
+* **Ranking per setting** (``Setting.ranking``, the per-task tables): the Table-1 schedules ranked by that mean test
+  metric with *competition ranking*: tied schedules share a rank and the next is skipped (1, 1, 3). Two means tie
+  when they differ by at most 1e-9 relative.
+* **Table 1** (fair by construction, :mod:`budgetsched.bench.analysis.fair`, ``Setting.fair``): each schedule is
+  scored apart from the runs that chose its configuration - cross-fitted over seeds (the LR for seed s chosen on
+  the other seeds' validation, scored on seed s's test); with one seed, the same run, and the report makes no
+  fairness claim - and each finish is credited once: a place tied between k schedules counts 1/k for each, a
+  stand-in earns none. Per schedule, the share of settings where it is Top-1 and Top-3, split into low budgets
+  (``budget < low_limit``, 25 % by default), high budgets and overall; the denominator is the split's settings
+  (the same for every schedule, so the Top-1 shares sum to 1), with the settings where a schedule has a result of
+  its own and the candidates it chose among; 95 % intervals from a bootstrap stratified by task
+  (:func:`budgetsched.bench.analysis.aggregate.table1`). Two budgets of one task and optimizer whose runs have the same ``total_steps`` are one run: Table 1 counts that
   setting once, under the largest of those budgets (rounding is upward, so it is the closest to the real length),
   and the report says so.
 * **Missing trials** (``Report.missing``): per setting, every (schedule, LR, patience, seed) without a finished
@@ -105,13 +110,13 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
                  metric_names: Mapping[str, str] | None = None,
                  reference: str | None = None, subject: str | None = None,
                  resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, method: str = "t",
-                 planned: Iterable[TrialConfig] | None = None, plateau_into_step: bool = True) -> Report:
+                 planned: Iterable[TrialConfig] | None = None, plateau_into_step: bool = False) -> Report:
     """Select, aggregate, rank and resample the trials of a study (see the module docstring for the protocol).
 
     ``rows`` are the store's trials (``Store.trial_rows()``; mappings as ``Store.rows()`` gives them are decoded,
-    :func:`trial_rows`). ``rank_labels`` restricts Table 1 to these schedule labels (default: all, plateau merged
-    into step unless ``plateau_into_step`` is False). ``metric_names`` maps task -> metric name for the tables
-    (default: from the task registry when the task is known). ``reference`` is the schedule every other one is
+    :func:`trial_rows`). ``rank_labels`` restricts Table 1 to these schedule labels (default: all; with
+    ``plateau_into_step`` - the paper's view - plateau merged into step). ``metric_names`` maps task -> metric name
+    for the tables (default: from the task registry when the task is known). ``reference`` is the schedule every other one is
     compared with (default ``linear`` when the study has it); ``subject`` the schedule compared with the reference
     and with the best other schedule per budget (default ``rex`` when Table 1 has it). ``resamples`` draws per
     setting, ``seed`` their seed, ``method`` the seed-level resampling (:data:`stats.METHODS`). ``planned``: the
@@ -119,7 +124,8 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     finished row is listed as missing, also when no row of its LR, seed or schedule exists. A planned budget with
     no row at all is not listed: it is the same run as a larger budget (trained and counted once, as the larger:
     :mod:`budgetsched.bench.protocol.plan`) or a study not run yet, and the rows cannot tell which.
-    ``plateau_into_step``: Table 1 in the paper's view (plateau merged into step) or with plateau as its own row.
+    ``plateau_into_step``: Table 1 in the paper's view (plateau merged into step) or, the default, with plateau as
+    its own row; either way each finish is credited once and scored apart from its choice.
 
     Table-1 cells (``report.table1[label][split]``) are :class:`Table1Cell` s.
     """

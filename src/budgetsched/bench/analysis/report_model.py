@@ -121,6 +121,7 @@ class Setting:
     total_steps: int | None = None
     budget_unit: str | None = None
     same_run_as: float | None = None  # the budget under which this same run is counted in Table 1
+    fair: Any = None  # Table 1's ranking of this setting (budgetsched.bench.analysis.fair.FairRanking)
 
     @property
     def counted(self) -> bool:
@@ -130,18 +131,23 @@ class Setting:
 
 @dataclass(frozen=True)
 class Table1Cell:
-    """One schedule's Table-1 share in one split: Top-1 / Top-3 shares of the ``n`` settings where it has a
-    result (None without settings), their counts, their 95 % intervals ((lo, hi) or None) and ``n_clear_top1``,
-    the Top-1 finishes in settings not tied within noise."""
+    """One schedule's Table-1 share in one split: Top-1 / Top-3 shares of the split's ``n`` settings (None without
+    settings), their credits (a place tied between k rows counts 1/k for each, so the Top-1 shares of a split sum
+    to 1), their 95 % intervals for these tasks ((lo, hi) or None) and ``n_clear_top1``, the Top-1 credit in
+    settings not tied within noise; ``n_present``: settings where the row has a result of its own (a stand-in is
+    not one); ``n_candidates``: the median number of candidates it chose among there
+    (:func:`budgetsched.bench.analysis.aggregate.table1`)."""
 
     top1: float | None
     top3: float | None
     n: int
-    n_top1: int
-    n_top3: int
-    n_clear_top1: int
+    n_top1: float
+    n_top3: float
+    n_clear_top1: float
     top1_ci: tuple[float, float] | None = None
     top3_ci: tuple[float, float] | None = None
+    n_present: int | None = None
+    n_candidates: float | None = None
 
 
 @dataclass(frozen=True)
@@ -217,7 +223,7 @@ class Report:
     uncertainty: dict[str, Any] = field(default_factory=dict)  # method, resamples, seed, confidence
     by_budget: list[BudgetRow] = field(default_factory=list)  # subject vs reference / best other per budget
     duplicates: list[SameRun] = field(default_factory=list)  # budgets that are one run
-    plateau_into_step: bool = True  # Table 1 in the paper's view: plateau merged into step
+    plateau_into_step: bool = False  # Table 1 in the paper's view: plateau merged into step
 
 
 @dataclass(frozen=True)

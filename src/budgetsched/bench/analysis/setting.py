@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from budgetsched.bench.analysis import stats
+from budgetsched.bench.analysis import fair, stats
 from budgetsched.bench.analysis.report_model import Choice, Difference, Ranked, Setting
 from budgetsched.bench.analysis.rows import patience_of, schedule_order, trial_values
 from budgetsched.bench.protocol import selection
@@ -156,13 +156,19 @@ def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], l
             and subject != reference:
         rel_ref = _relative_draws(sel_test[subject], sel_test[reference])
 
+    # Table 1 (analysis/fair.py): each finish credited once, a stand-in (constant's run) never a finish of its own,
+    # each row scored apart from the runs that chose it (cross-fitted over seeds; one seed: same run, no claim)
+    stand = [next((r.stand_in for r in by_label[k[0]][(k[1], k[2])].values() if r.stand_in), None) for k in cand_keys]
+    fair_ranking = fair.rank_setting(cand_keys, val, test, stand, ranked, merge=opts["plateau_into_step"],
+                                     subject=subject if subject in ranked else None)
+
     steps = {r.total_steps for r in grows}
     units = {r.budget_unit for r in grows}
     setting = Setting(task, opt, budget, "low" if budget < opts["low_limit"] else "high",
                       {k: results[k] for k in schedule_order(results)}, [x for x in labels if x not in results],
                       n_seeds, ranking, best, runner_up, gap, tied, vs_ref, vs_best,
                       total_steps=int(next(iter(steps))) if len(steps) == 1 and None not in steps else None,
-                      budget_unit=next(iter(units)) if len(units) == 1 else None)
+                      budget_unit=next(iter(units)) if len(units) == 1 else None, fair=fair_ranking)
     return setting, Draws(top1, top3, rel_ref, rel_best)
 
 

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from budgetsched.bench.analysis import stats
+from budgetsched.bench.analysis import aggregate, stats
 from budgetsched.bench.analysis.report_model import (SPLITS, BudgetRow, Comparison, MissingTrial, SameRun, Setting,
                                                      Table1Cell)
 from budgetsched.bench.analysis.rows import patience_of
@@ -96,30 +96,29 @@ def _in_split(s: Setting, split: str) -> bool:
 
 def table1(settings: list[Setting], draws: list[Draws], ranked: list[str],
            opts: Mapping[str, Any]) -> dict[str, dict[str, Table1Cell]]:
-    """Shares with nested 95 % intervals: each setting's own draws, then Dirichlet weights over the settings."""
-    table: dict[str, dict[str, Table1Cell]] = {x: {} for x in ranked}
-    for split in SPLITS:
-        idx = [i for i, s in enumerate(settings) if _in_split(s, split)]
-        w = stats.setting_weights(stats.rng_for(opts["seed"], "table1", split), opts["resamples"], len(idx))
-        for label in ranked:
-            have = [j for j, i in enumerate(idx) if label in settings[i].ranking]
-            ranks = [settings[idx[j]].ranking[label].rank for j in have]
-            n = len(ranks)
-            n1 = sum(r == 1 for r in ranks)
-            n3 = sum(r <= 3 for r in ranks)
-            clear = sum(settings[idx[j]].ranking[label].rank == 1 and settings[idx[j]].tied is False for j in have)
-            ci: dict[str, tuple[float, float] | None] = {"top1": None, "top3": None}
-            if n:
-                ww = w[:, have]
-                ww = ww / ww.sum(axis=1, keepdims=True)
-                for attr in ("top1", "top3"):
-                    ind = np.stack([getattr(draws[idx[j]], attr)[label] for j in have], axis=1)  # (B, n)
-                    share = np.round((ww * ind).sum(axis=1), 12)  # a share of all-ones is 1, not 1 - 2e-16
-                    lo, hi = stats.interval(share, opts["confidence"])
-                    ci[attr] = (float(lo), float(hi))
-            table[label][split] = Table1Cell(n1 / n if n else None, n3 / n if n else None, n, n1, n3, clear,
-                                             ci["top1"], ci["top3"])
-    return table
+    """Table 1 with each finish credited once: :func:`budgetsched.bench.analysis.aggregate.table1` on the counted
+    settings' fair rankings (:func:`budgetsched.bench.analysis.fair.rank_setting`): shares over a split's settings
+    (Top-1 shares sum to 1), 95 % intervals from the bootstrap stratified by task (for these tasks; none with one
+    seed), each row's median number of candidates. ``n_clear_top1``: Top-1 credit in settings not tied within
+    noise (the runner-up - best interval of the fair ranking excludes 0)."""
+    # a setting where no schedule has a result (every trial failed) is listed as missing, not counted
+    counted = [s for s in settings if s.counted and s.fair is not None and not np.isnan(s.fair.means).all()]
+    if not counted:
+        return {x: {sp: Table1Cell(None, None, 0, 0, 0, 0) for sp in SPLITS} for x in ranked}
+    cells = aggregate.table1([s.fair for s in counted], [s.task for s in counted], [s.budget for s in counted],
+                             low_limit=opts["low_limit"], resamples=opts["resamples"], seed=opts["seed"],
+                             confidence=opts["confidence"])
+    out: dict[str, dict[str, Table1Cell]] = {}
+    for j, label in enumerate(counted[0].fair.labels):
+        out[label] = {}
+        for split in SPLITS:
+            c = cells[label][split]
+            clear = sum(float(s.fair.top1[j]) for s in counted if _in_split(s, split) and s.fair.tied is False)
+            none = c["n"] == 0  # no setting in the split: nothing to say about presence or candidates
+            out[label][split] = Table1Cell(c["top1"], c["top3"], c["n"], c["n_top1"], c["n_top3"], clear,
+                                           c["top1_ci"], c["top3_ci"], None if none else c["n_present"],
+                                           None if none else c["n_candidates"])
+    return out
 
 
 def by_budget(settings: list[Setting], draws: list[Draws], reference: str | None, subject: str | None,
@@ -159,6 +158,16 @@ def _compare(settings: list[Setting], draws: list[Draws], idx: list[int], budget
         lo, hi = stats.interval((w * rel).sum(axis=1), opts["confidence"])
         if any(settings[i].n_seeds >= 2 for i, _ in ok) or len(ok) > 1:
             ci = (float(lo), float(hi))
+    clear = [_verdict(settings[i], d) if key == "vs_best_other" else d.clear for i, d in ok]
     return Comparison(len(ok), len(diffs) - len(ok), sum(d.value < 0 for _, d in ok), sum(d.value > 0 for _, d in ok),
-                      sum(d.clear == "better" for _, d in ok), sum(d.clear == "worse" for _, d in ok),
+                      clear.count("better"), clear.count("worse"),
                       mean_relative, ci, tuple(sorted({d.against for _, d in ok})))
+
+
+def _verdict(s: Setting, d: Any) -> str | None:
+    """The subject against the best other schedule: the fair verdict (next-seed cross-fitted, paired Student-t
+    interval: :func:`budgetsched.bench.analysis.fair.rank_setting`; at the nominal 2.5 % per side under the null)
+    where the setting has one, else the draws' (:attr:`Difference.clear`)."""
+    if s.fair is not None and s.fair.vs_best_other is not None:
+        return s.fair.vs_best_other[3]
+    return d.clear

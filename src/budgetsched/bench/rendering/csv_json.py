@@ -9,7 +9,7 @@ from typing import Any
 
 from budgetsched.bench.analysis.report_model import Difference, Report
 from budgetsched.bench.analysis.rows import schedule_order
-from budgetsched.bench.rendering.text import finite, method_text
+from budgetsched.bench.rendering.text import evaluation_text, finite, method_text
 
 __all__ = ["to_json", "to_csv", "CSV_COLUMNS"]
 
@@ -26,6 +26,25 @@ def _diff(d: Difference | None) -> dict[str, Any] | None:
             "hi": finite(d.hi), "relative": finite(d.relative), "n": d.n, "clear": d.clear,
             "diverged": None if math.isfinite(d.value) else ("both" if math.isnan(d.value) else
                                                              (d.label if d.value > 0 else d.against))}
+
+
+def _fair(fr: Any) -> dict[str, Any] | None:
+    """A setting's Table-1 ranking (:class:`budgetsched.bench.analysis.fair.FairRanking`) as JSON."""
+    if fr is None:
+        return None
+
+    def verdict(v: Any) -> dict[str, Any] | None:
+        return None if v is None else {"value": finite(v[0]), "lo": finite(v[1]), "hi": finite(v[2]), "clear": v[3]}
+    return {
+        "evaluation": fr.mode, "fairness_claim": fr.fair,
+        "rows": {label: {"mean": finite(float(fr.means[i])), "rank": int(fr.ranks[i]) or None,
+                         "top1": float(fr.top1[i]), "top3": float(fr.top3[i]),
+                         "n_candidates": int(fr.n_candidates[i])} for i, label in enumerate(fr.labels)},
+        "stand_in_only": list(fr.stand_in_only),
+        "best": fr.labels[fr.best] if fr.best >= 0 else None,
+        "runner_up": fr.labels[fr.runner_up] if fr.runner_up >= 0 else None,
+        "gap": verdict(fr.gap), "tied_within_noise": fr.tied, "vs_best_other": verdict(fr.vs_best_other),
+    }
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -50,7 +69,7 @@ def to_json(report: Report) -> dict[str, Any]:
             "best": s.best, "runner_up": s.runner_up, "gap": _diff(s.gap), "tied_within_noise": s.tied,
             "vs_reference": {k: _diff(d) for k, d in s.vs_reference.items()}, "vs_best_other": _diff(s.vs_best_other),
             "total_steps": s.total_steps, "budget_unit": s.budget_unit, "counted_in_table1": s.counted,
-            "same_run_as": s.same_run_as,
+            "same_run_as": s.same_run_as, "table1_ranking": _fair(s.fair),
         })
     u = report.uncertainty
     return {
@@ -73,6 +92,12 @@ def to_json(report: Report) -> dict[str, Any]:
             "low_budget": f"budget < {report.low_limit:g} %",
             "uncertainty": method_text(report) if u else None,
             "tied_within_noise": "the 95 % interval of runner-up − best (paired) contains 0",
+            "table1": "settings[].table1_ranking: each finish credited once (a place tied between k schedules "
+                      "counts 1/k for each; a stand-in earns none), scores apart from the choices (evaluation: "
+                      "cross-fit, evaluation-seeds, or same-run with one seed: no fairness claim); shares over the "
+                      "split's settings, 95 % intervals for these tasks (seeds within settings, settings within "
+                      "tasks)",
+            "evaluation": evaluation_text(report) or None,
             "same_run": "budgets of one task x optimizer with equal total_steps are one run, counted once in "
                         "Table 1 under the largest budget",
         },

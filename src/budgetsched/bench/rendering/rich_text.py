@@ -37,9 +37,10 @@ def render_rich(report: Report, console: Any) -> None:
             for sp in SPLITS:
                 for k in ("Top-1", "Top-3"):
                     t1.add_column(f"{sp.capitalize()} {k}", justify="right")
+            t1.add_column("Candidates", justify="right")
             for r in section.rows:
-                t1.add_row(r.name, *r.shares, style="bold magenta" if r.label == "rex" else None)
-                t1.add_row("  95 % interval", *r.intervals, style="dim")
+                t1.add_row(r.name, *r.shares, r.candidates, style="bold magenta" if r.label == "rex" else None)
+                t1.add_row("  95 % interval", *r.intervals, "", style="dim")
             console.print(t1)
         elif isinstance(section, Table):
             t = RichTable(title=section.caption)

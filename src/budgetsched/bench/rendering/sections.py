@@ -12,9 +12,9 @@ from typing import Union
 
 from budgetsched.bench.analysis.report_model import SPLITS, Comparison, Report, Setting
 from budgetsched.bench.analysis.rows import schedule_order
-from budgetsched.bench.rendering.text import (best_labels, big, budget_text, diff_text, edge, method_text,
-                                              optimizers, pct, pct_ci, prob, result_cell, seeds_text, step_label,
-                                              step_name, unit_text)
+from budgetsched.bench.rendering.text import (best_labels, big, budget_text, candidates_text, count, diff_text,
+                                              edge, evaluation_text, method_text, optimizers, pct, pct_ci, prob,
+                                              result_cell, seeds_text, step_label, step_name, unit_text)
 
 __all__ = ["Overview", "Note", "SameRuns", "Table1Row", "Table1", "Table", "Cell", "GroupedRow", "Grouped", "Line",
            "Legend", "Missing", "Section", "sections", "table1_order"]
@@ -55,6 +55,7 @@ class Table1Row:
     name: str  # "step (incl. plateau)" when plateau is merged into step
     shares: tuple[str, ...]  # per split: Top-1, Top-3
     intervals: tuple[str, ...]
+    candidates: str = "—"  # the candidates the row chose among (median over settings)
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ Section = Union[Overview, Note, SameRuns, Table1, Table, Grouped, Line, Legend, 
 LEGEND = ("↑ / ↓: the chosen LR is the largest / smallest LR tried for that schedule in that setting (the best "
           "LR may lie outside the grid); \"only LR\": the schedule was run at one LR.",
           "† plateau's chosen patience never triggers within that budget: its result is the constant trial of the "
-          "same LR and seed (a stand-in, as in the paper's merge it still stands in for step).",
+          "same LR and seed (a stand-in: constant's run under a second name, which earns no Table-1 finish).",
           "n=1: one seed, no spread, no interval and no probability.")
 
 
@@ -134,6 +135,9 @@ def sections(report: Report) -> list[Section]:
                                    unit_text(report), report.plateau_into_step)]
     if report.uncertainty:
         out.append(Note("Uncertainty", method_text(report)))
+    evaluation = evaluation_text(report)
+    if evaluation:
+        out.append(Note("Evaluation", evaluation))
     dups = _duplicate_lines(report)
     if dups:
         out.append(SameRuns(tuple(dups)))
@@ -141,11 +145,12 @@ def sections(report: Report) -> list[Section]:
     out.append(Table1(tuple(Table1Row(x, step_name(report, x),
                                       tuple(pct(report.table1[x][sp], k) for sp in SPLITS for k in ("top1", "top3")),
                                       tuple(pct_ci(report.table1[x][sp], k) for sp in SPLITS
-                                            for k in ("top1", "top3")))
+                                            for k in ("top1", "top3")),
+                                      candidates_text(report.table1[x]["overall"]))
                             for x in order), report.plateau_into_step))
     out.append(Table("Top-1 finishes clear of noise, of all Top-1 finishes", ("Schedule", "Low", "High", "Overall"),
-                     tuple((step_name(report, x), *(f"{report.table1[x][sp].n_clear_top1} of "
-                                                    f"{report.table1[x][sp].n_top1}" for sp in SPLITS))
+                     tuple((step_name(report, x), *(f"{count(report.table1[x][sp].n_clear_top1)} of "
+                                                    f"{count(report.table1[x][sp].n_top1)}" for sp in SPLITS))
                            for x in order),
                      intro="Top-1 finishes clear of noise (the setting's runner-up − best interval excludes 0), of "
                            "all Top-1 finishes:"))
@@ -171,7 +176,7 @@ def sections(report: Report) -> list[Section]:
 
 def table1_order(report: Report) -> list[str]:
     """Table 1's rows: by overall Top-1 share, then Top-3 share, then name."""
-    return sorted(report.ranked_labels, key=lambda x: (-(report.table1[x]["overall"].top1 or 0),
+    return sorted(report.table1, key=lambda x: (-(report.table1[x]["overall"].top1 or 0),
                                                        -(report.table1[x]["overall"].top3 or 0), x))
 
 
@@ -322,8 +327,9 @@ def _duplicate_lines(report: Report) -> list[str]:
 
 def _tied_line(report: Report) -> str:
     counted = [s for s in report.settings if s.counted]
-    tied = [s for s in counted if s.tied]
-    unknown = [s for s in counted if s.tied is None]
+    verdict = {id(s): s.fair.tied if s.fair is not None else s.tied for s in counted}  # Table 1's, when it has one
+    tied = [s for s in counted if verdict[id(s)]]
+    unknown = [s for s in counted if verdict[id(s)] is None]
     text = (f"Settings whose Top-1 is tied within noise (the 95 % interval of runner-up − best contains 0): "
             f"{len(tied)} of {len(counted)}")
     if unknown:

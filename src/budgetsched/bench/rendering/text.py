@@ -9,7 +9,8 @@ from budgetsched.bench.protocol import selection
 from budgetsched.bench.protocol.grid import OPTIMIZERS
 
 __all__ = ["finite", "big", "num", "pct", "pct_ci", "result_cell", "edge", "prob", "diff_text", "budget_text",
-           "step_name", "step_label", "optimizers", "seeds_text", "unit_text", "method_text", "best_labels"]
+           "step_name", "step_label", "optimizers", "seeds_text", "unit_text", "method_text", "best_labels", "count",
+           "candidates_text", "evaluation_text"]
 
 
 def finite(x: float | None) -> float | None:
@@ -33,7 +34,19 @@ def pct(cell: Table1Cell, key: str) -> str:
     share = getattr(cell, key)
     if share is None:
         return "—"
-    return f"{100 * share:.0f}% ({getattr(cell, 'n_' + key)}/{cell.n})"
+    return f"{100 * share:.0f}% ({count(getattr(cell, 'n_' + key))}/{cell.n})"
+
+
+def count(x: float) -> str:
+    """A number of finishes: whole when it is (7), else to two decimals (3.5, 2.33: ties share a finish)."""
+    return f"{x:.0f}" if float(x).is_integer() else f"{x:.2f}".rstrip("0")
+
+
+def candidates_text(cell: Table1Cell) -> str:
+    """The candidates a Table-1 row chose among (median over the settings where it has a result of its own)."""
+    if cell.n_candidates is None or not cell.n_present:
+        return "—"
+    return f"{cell.n_candidates:g}"
 
 
 def pct_ci(cell: Table1Cell, key: str) -> str:
@@ -87,9 +100,9 @@ def budget_text(b: float) -> str:
 
 
 def step_name(report: Report, label: str) -> str:
-    """Table 1's name of a row: step is "step (incl. plateau)" when plateau is merged into it."""
+    """Table 1's name of a row: step is "step (incl. plateau, the paper's view)" when plateau is merged into it."""
     merged = label == "step" and report.plateau_into_step and "plateau" in report.labels
-    return "step (incl. plateau)" if merged else label
+    return "step (incl. plateau, the paper's view)" if merged else label
 
 
 def step_label(s: Setting, label: str) -> str:
@@ -124,10 +137,34 @@ def method_text(report: Report) -> str:
            else "the Bayesian bootstrap over seeds (Dirichlet(1, ..., 1) weights)")
     return (f"{u['resamples']} draws per setting (seed {u['seed']}) of {how}; the same seed weights for every "
             "schedule and LR of a setting (a paired design: they share data order and initialisation), and the LR, "
-            "patience and plateau→step choices redone on validation inside every draw. Table 1 and per-budget "
-            "summaries also reweight the settings (Bayesian bootstrap over settings). Intervals are 95 % and "
+            "patience and plateau→step choices redone on validation inside every draw. Per-budget summaries also "
+            "reweight the settings (Bayesian bootstrap over settings); Table 1: see Evaluation. Intervals are 95 % and "
             "equal-tailed; probabilities carry a Monte-Carlo error of at most "
             f"{0.5 / math.sqrt(u['resamples']):.3f}.")
+
+
+def evaluation_text(report: Report) -> str:
+    """How Table 1's scores were obtained (selection kept apart from evaluation, docs/protocol.md "Fairness");
+    "" when no setting has a fair ranking."""
+    modes = [s.fair.mode for s in report.settings if s.counted and s.fair is not None]
+    if not modes:
+        return ""
+    text = ("Table 1 credits each finish once (k schedules tied for a place share it, 1/k each; a plateau trial that "
+            "cannot trigger is constant's run and earns no finish); "
+            + ("plateau is merged into step, the paper's view. " if report.plateau_into_step
+               else "plateau is a row of its own. "))
+    n_cf, n_ev, n_same = modes.count("cross-fit"), modes.count("evaluation-seeds"), modes.count("same-run")
+    if n_cf:
+        text += (f"{n_cf} setting(s) cross-fitted over seeds: the LR (and patience) for seed s is chosen on the mean "
+                 "validation of the other seeds and scored on seed s's test, so no score comes from the runs that "
+                 "chose it; the shares' 95 % intervals are for these tasks (seeds resampled within settings, settings "
+                 "within tasks). ")
+    if n_ev:
+        text += f"{n_ev} setting(s) scored on fresh evaluation seeds of each chosen configuration. "
+    if n_same:
+        text += (f"{n_same} setting(s) with one seed: choice and score come from the same run; no fairness claim "
+                 "and no interval. ")
+    return text + "The per-task tables report each choice over its own seeds, as the paper's tables do."
 
 
 def best_labels(s: Setting) -> set[str]:
