@@ -65,9 +65,10 @@ class DataCache:
     def load(self, task_name: str, data_dir: str | None, cache_dir: str | None) -> tuple[Any, Any]:
         """``(task, data)``, loading the data on first use (a missing file raises here)."""
         from budgetsched.bench.tasks import get_task
+        from budgetsched.bench.tasks.custom import Trainable
 
         task = get_task(task_name)
-        if not hasattr(task, "load"):  # a trainable: the user's function loads its own data
+        if isinstance(task, Trainable):  # the user's own training function loads its own data
             return task, None
         k = (task_name, data_dir, cache_dir)
         if k not in self._data:

@@ -46,7 +46,7 @@ from budgetsched.bench.execution.signals import Signals
 from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.plan import plan_study
 from budgetsched.bench.protocol.status import Status
-from budgetsched.bench.storage.store import claim_owner
+from budgetsched.bench.storage.claims import Claims, claim_owner
 
 __all__ = ["StudySummary", "StudyInterrupted", "run_study", "LEASE_S"]
 
@@ -140,21 +140,20 @@ def _row_result(row: dict[str, Any]) -> Any:
 class _Heartbeat:
     """Renews this run's claims every ``lease_s / 4`` seconds from a background thread."""
 
-    def __init__(self, store: Any, owner: str, lease_s: float) -> None:
-        self.store, self.owner, self.period = store, owner, max(0.05, lease_s / 4)
+    def __init__(self, claims: Claims, owner: str, lease_s: float) -> None:
+        self.claims, self.owner, self.period = claims, owner, max(0.05, lease_s / 4)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> "_Heartbeat":
-        if hasattr(self.store, "heartbeat"):
-            self._thread = threading.Thread(target=self._beat, daemon=True, name="budgetsched-heartbeat")
-            self._thread.start()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name="budgetsched-heartbeat")
+        self._thread.start()
         return self
 
     def _beat(self) -> None:
         while not self._stop.wait(self.period):
             with contextlib.suppress(Exception):  # a missed beat only shortens the lease
-                self.store.heartbeat(self.owner)
+                self.claims.heartbeat(self.owner)
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
@@ -179,6 +178,7 @@ def run_study(
     anytime: bool = False,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     gpus_per_chunk: float | None = None,
+    claims: Claims | None = None,
 ) -> StudySummary:
     """Run every config not yet finished in ``store`` and write each result to it as it arrives.
 
@@ -204,6 +204,8 @@ def run_study(
         checkpoint_dir: where anytime trunks keep their snapshots (a killed study resumes from them).
         gpus_per_chunk: Ray and ``device="cuda"``: the share of a GPU each chunk asks for (0.5: two chunks per
             GPU); default 1.
+        claims: how this run shares the store with other runs (default ``store.claims``; ``NullClaims()`` when
+            nothing is shared).
 
     Returns:
         A :class:`StudySummary`.
@@ -243,6 +245,7 @@ def run_study(
     for c in todo:
         waiting.setdefault(plan.trained(c), []).append(c)
     owner = claim_owner()
+    claims = store.claims if claims is None else claims
     threads = max(1, cores // workers) if engine != "ray" else 1
     ctx = ExecutionContext.of(device, data_dir, cache_dir, chunk_size, checkpoint_dir, threads)
     bar = Progress(progress, summary.total, summary.skipped)
@@ -288,13 +291,11 @@ def run_study(
             write(target, _row_result(row), row.get("engine") or "batched")
 
     def claim(chunk: Chunk) -> Chunk:
-        if not hasattr(store, "claim"):
-            return chunk
-        keys = set(store.claim([p.config.key for p in chunk], owner, lease_s))
+        keys = set(claims.claim([p.config.key for p in chunk], owner, lease_s))
         return [p for p in chunk if p.config.key in keys]
 
     signals = Signals()
-    heart = _Heartbeat(store, owner, lease_s)
+    heart = _Heartbeat(claims, owner, lease_s)
     try:
         with signals, heart:
             adopt(finished)
@@ -311,8 +312,7 @@ def run_study(
                     adopt(store.finished_keys())
                     if not waiting:
                         break
-                    held = store.claimed_by_others([t.key for t in waiting], owner, lease_s) \
-                        if hasattr(store, "claimed_by_others") else 0
+                    held = claims.held_by_others([t.key for t in waiting], owner, lease_s)
                     note = f"waiting for {held or len(waiting)} trials claimed by another run on this store"
                     bar.note(note)
                     if not said and not progress:
@@ -330,6 +330,6 @@ def run_study(
     finally:
         bar.close()
         with contextlib.suppress(Exception):
-            store.release(owner)
+            claims.release(owner)
     summary.wall_time = time.perf_counter() - t_start
     return summary
