@@ -61,3 +61,49 @@ def test_interrupted_ray_run_resumes_without_rerunning(tmp_path, interrupting_st
     assert (s.skipped, s.ran) == (5, 11)
     assert len(rows) == 16 and all(r["status"] == "done" for r in rows)
     assert {r["key"]: r["finished"] for r in rows if r["key"] in before} == before  # not rerun
+
+
+def test_a_gpu_study_on_an_instance_without_gpu_is_refused_in_one_line(tmp_path):
+    from budgetsched.errors import UsageError
+
+    with Store(tmp_path / "g.db") as store:
+        with pytest.raises(UsageError, match="has no GPU") as e:
+            run_study(GRID[:2], store, engine="ray", device="cuda", progress=False)
+        assert store.rows() == [] and "\n" not in str(e.value)
+
+
+LOST_EVERY_TIME = '''
+import os
+import torch
+from budgetsched.bench.tasks import Task, TaskData, cross_entropy, error_percent
+from torch import nn
+
+DRIVER = {pid}
+
+def load(data_dir=None, cache_dir=None):
+    if os.getpid() != DRIVER:
+        os._exit(1)  # the worker process dies, as on a lost node
+    x = torch.randn(40, 4, generator=torch.Generator().manual_seed(0))
+    y = (x[:, 0] > 0).long()
+    return TaskData(x[:20], y[:20], x[20:30], y[20:30], x[30:], y[30:])
+
+def make_task():
+    return Task(name="lost", max_epochs=1, batch_size=10, metric_name="error %", load=load,
+                make_model=lambda: nn.Linear(4, 2), loss=cross_entropy, metric=error_percent, batchable=True)
+'''
+
+
+def test_a_chunk_lost_more_often_than_its_retries_is_stored_as_failed_with_its_cause(tmp_path):
+    """Its worker dies on every attempt: 1 + RETRIES runs, then its trials are failed rows naming the loss."""
+    import os
+
+    from budgetsched.bench.execution.ray import RETRIES
+
+    (tmp_path / "lost.py").write_text(LOST_EVERY_TIME.format(pid=os.getpid()))
+    grid = expand([f"{tmp_path}/lost.py:make_task"], ["rex"], ["sgdm"], [100.0], [0.1], [0, 1])
+    with Store(tmp_path / "l.db") as store, pytest.warns(UserWarning, match=f"lost {RETRIES + 1} times") as w:
+        s = run_study(grid, store, engine="ray", chunk_size=2, progress=False)
+        rows = store.rows()
+    assert s.retried == RETRIES and s.counts["failed"] == 2 and len(rows) == 2
+    assert all(r["status"] == "failed" and f"lost {RETRIES + 1} times" in r["error"] for r in rows)
+    assert len([x for x in w if "lost" in str(x.message)]) == 1  # said once for the chunk, not per trial

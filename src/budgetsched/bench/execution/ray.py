@@ -145,6 +145,7 @@ def _core_output_held() -> Iterator[list[str]]:
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_IDS = re.compile(r"\b[0-9a-f]{16,}\b")  # node, worker and lease ids: one notice per kind, not per id
 #: The thread in which Ray's driver prints the cluster's error notices (a node marked dead, with its raylet's last
 #: 20 log lines) to stdout.
 _NOTICE_THREAD = "ray_listen_error_messages"
@@ -173,12 +174,14 @@ class _ClusterNotices(io.TextIOBase):
         return getattr(self.stream, name)
 
     def notices(self) -> list[str]:
-        """The first line of each notice Ray printed, as it printed it."""
-        out = []
+        """Each kind of notice Ray printed, once: its first sentence, with how often it came."""
+        seen: dict[str, int] = {}
         for line in _ANSI.sub("", "".join(self.text)).splitlines():
-            if line.startswith("(raylet) ") and line[9:].strip() and line[9:].strip() not in out:
-                out.append(line[9:].strip())
-        return out
+            if line.startswith("(raylet) ") and line[9:].strip():
+                text = _IDS.sub("…", line[9:].strip())
+                first = text.split(". ", 1)[0].rstrip(".")
+                seen[first] = seen.get(first, 0) + 1
+        return [f"{text} ({n} times)" if n > 1 else text for text, n in seen.items()]
 
 
 def _python_handlers() -> dict[int, Any]:

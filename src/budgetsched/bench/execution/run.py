@@ -190,8 +190,8 @@ def run_study(
         workers: processes training chunks in parallel (``engine != "ray"``), at most the usable cores (a larger
             value is capped with a warning); ``"auto"``: one 1-thread process per usable core (measured as fast as
             one engine with every thread on a quiet 2-core machine, and far steadier on a busy one;
-            docs/benchmarks.md); for a local Ray instance, its CPUs; on a Ray cluster, the torch threads (and CPUs
-            asked of Ray) of each chunk.
+            docs/benchmarks.md); for a local Ray instance that this call starts, its CPUs. A Ray chunk trains
+            with one torch thread and asks Ray for one CPU.
         device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (only if ``torch.cuda.is_available()``; on a Ray cluster,
             a GPU chunk asks Ray for a GPU and the driver needs none).
         data_dir, cache_dir: passed to each task's loader.
