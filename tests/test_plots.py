@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 from budgetsched.bench.protocol.grid import TrialConfig
-from budgetsched.bench.rendering.plots import (PlotSkipWarning, _closest, color_for, curves, figure1, figure2, figure2_paired,
-                                     figure3)
+from budgetsched.bench.rendering.plots import (PlotSkipWarning, color_for, curves, draw_figure3, figure1, figure2,
+                                               figure2_paired, figure3, figure3_budgets)
+from budgetsched.errors import UsageError
 from budgetsched.bench.analysis.report import build_report
 
 from _rows import typed
@@ -85,11 +86,14 @@ def test_figure2_paired_against_the_reference(tmp_path):
     assert not (tmp_path / "none" / "figure2_paired.png").exists()
 
 
-def test_figure3_default_budgets_closest_to_5_and_25():
-    assert _closest([1.0, 5.0, 10.0, 25.0, 50.0, 100.0], (5.0, 25.0)) == [5.0, 25.0]
-    # |ln(10/5)| < |ln(1/5)|, then 50 is the closest left to 25 (ties on log distance go to the smaller budget)
-    assert _closest([1.0, 10.0, 50.0, 100.0], (5.0, 25.0)) == [10.0, 50.0]
-    assert _closest([100.0], (5.0, 25.0)) == [100.0]
+def test_figure3_default_budgets_are_the_papers_or_every_budget_run():
+    # the paper's 5 % and 25 % when both were run
+    assert figure3_budgets([1.0, 5.0, 10.0, 25.0, 50.0, 100.0]) == ([5.0, 25.0], "")
+    # otherwise every budget run (never a silent nearest budget, never without the 100 % panel), and it says so
+    assert figure3_budgets([1.0, 10.0, 50.0, 100.0]) == (
+        [1.0, 10.0, 50.0, 100.0], "the paper's 5 % and 25 % not run: every budget run is shown")
+    assert figure3_budgets([5.0, 100.0]) == ([5.0, 100.0], "the paper's 25 % not run: every budget run is shown")
+    assert figure3_budgets([100.0]) == ([100.0], "the paper's 5 % and 25 % not run: every budget run is shown")
 
 
 def test_empty_data_is_skipped_with_a_warning(tmp_path):
@@ -123,3 +127,102 @@ def test_a_point_outside_its_own_interval_is_drawn(tmp_path):
     segments = ax.collections[0].get_segments()
     assert [tuple(s[:, 1]) for s in segments] == [(2.0, 4.0), (1.0, 3.0)]
     plt.close(fig)
+
+
+def refined_rows(budgets=(10.0, 50.0, 100.0), unit="steps"):
+    """rex and linear on a refined LR grid (0.003 ... 0.1 with x/÷ sqrt 3 points around 0.01 and 0.03, 7 LRs: the labels
+    0.0057735, 0.0173205, 0.0519615 that ran together), 2 seeds, budgets in ``unit``."""
+    base = [0.003, 0.01, 0.03, 0.1]
+    lrs = sorted(set(base) | {x * 3 ** s for x in (0.01, 0.03) for s in (-0.5, 0.5)})
+    rows = []
+    for b in budgets:
+        for name in ("rex", "linear"):
+            for lr in lrs:
+                for seed in (0, 1):
+                    c = TrialConfig("toy", name, "adam", b, lr, seed, (), unit)
+                    err = 5 + abs(math.log(lr / 0.02)) + 10 / b + 0.2 * seed + (name == "linear")
+                    rows.append({**c.to_dict(), "key": c.key, "label": c.label, "status": "done", "val_metric": err,
+                                 "test_metric": err + 0.1, "curves": {}, "total_steps": int(19.2 * b)})
+    return typed(rows)
+
+
+def tick_labels_clear(fig):
+    """Every axis's visible x tick labels, and whether any two of them overlap once rendered."""
+    renderer = fig.canvas.get_renderer()
+    shown, overlaps = [], []
+    for ax in fig.axes:
+        if not ax.get_visible():
+            continue
+        labels = [t for t in ax.xaxis.get_ticklabels(which="both") if t.get_visible() and t.get_text()]
+        boxes = sorted(((b.x0, b.x1), text) for b, text in ((t.get_window_extent(renderer), t.get_text())
+                                                               for t in labels))
+        shown.append([text for _, text in boxes])
+        overlaps += [(a, b) for (ea, a), (eb, b) in zip(boxes, boxes[1:]) if ea[1] > eb[0]]
+    return shown, overlaps
+
+
+def test_figure3_lr_ticks_of_a_refined_grid_do_not_overlap(tmp_path):
+    import matplotlib.ticker
+
+    fig = draw_figure3(refined_rows())
+    shown, overlaps = tick_labels_clear(fig)
+    assert overlaps == []
+    for labels in shown:
+        assert "0.01" in labels and "0.1" in labels  # round grid values keep their labels
+        assert all(len(x.replace("0.", "").lstrip("0")) <= 2 for x in labels)  # two significant digits at most
+        assert not any(x.startswith("0.0577") or x == "0.0173205" for x in labels)
+    # every LR of the grid still has a tick (labelled or not)
+    ax = fig.axes[0]
+    ticks = sorted([*ax.get_xticks(), *ax.get_xticks(minor=True)])
+    assert len(ticks) == 7 and isinstance(ax.xaxis.get_minor_formatter(), matplotlib.ticker.NullFormatter)
+    # without the paper's 5 and 25 %: every budget run, the 100 % panel included, and the title says so
+    assert [a.get_title() for a in fig.axes if a.get_visible()] == [
+        "toy / adam / 10 % budget (192 steps)", "toy / adam / 50 % budget (960 steps)",
+        "toy / adam / 100 % budget (1920 steps)"]
+    title = fig._suptitle.get_text().replace("\n", " ")
+    assert "the paper's 5 % and 25 % not run: every budget run is shown" in title
+    assert "budgets in % of the 100 % run's steps" in title
+    check_files(figure3(refined_rows(), tmp_path), "figure3")
+
+
+def test_figures_say_epochs_only_for_epoch_budgets(tmp_path):
+    steps, epochs = build_report(refined_rows()), build_report(refined_rows(unit="epochs"))
+    assert "of epochs" not in draw_figure3(refined_rows())._suptitle.get_text()
+    assert "the 100 % run's epochs" in draw_figure3(refined_rows(unit="epochs"))._suptitle.get_text()
+    from budgetsched.bench.rendering import plots
+
+    labels = {}
+    for name, rep in (("steps", steps), ("epochs", epochs)):
+        fig, axes = plots._grid(1)
+        plots._budget_axes(axes[0], [10.0, 100.0], "toy", "adam", "test", plots.unit_of(
+            s.budget_unit for s in rep.settings))
+        labels[name] = axes[0].get_xlabel()
+    assert labels == {"steps": "budget (% of the 100 % run's steps, log scale)",
+                      "epochs": "budget (% of the 100 % run's epochs, log scale)"}
+
+
+def test_budgets_and_schedules_filters(tmp_path):
+    rows = make_rows()
+    report = build_report(rows)
+    fig = draw_figure3(rows, budgets=[5.0], schedules=["rex", "plateau"])
+    drawn = {t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts()} if fig.axes else set()
+    assert drawn == {"rex", "plateau"}
+    assert sorted(a.get_title() for a in fig.axes if a.get_visible()) == ["toy / adam / 5 % budget",
+                                                                          "toy / sgdm / 5 % budget"]
+    check_files(figure2(report, tmp_path, budgets=[5.0, 25.0], schedules=["rex"]), "figure2")
+    with pytest.raises(UsageError, match=r"schedule\(s\) not in the study: 'rexx' \(did you mean 'rex'\?\)"):
+        figure2(report, tmp_path / "no", schedules=["rexx"])
+    with pytest.raises(UsageError, match=r"'lienar' \(did you mean 'linear'\?\)"):
+        figure3(rows, tmp_path / "no", schedules=["lienar"])
+    assert not (tmp_path / "no").exists()  # refused before any directory is made
+    from budgetsched.bench.rendering.figure_axes import check_selection
+
+    with pytest.raises(UsageError, match=r"budget\(s\) not in the study: 30% \(did you mean 25%\?\); budgets run: "
+                                         r"1%, 5%, 25%"):
+        check_selection([30.0], None, [1.0, 5.0, 25.0], ["rex"])
+
+
+def test_curves_for_a_budget_say_its_steps(tmp_path):
+    rows = [replace(r, total_steps=int(19.2 * r.budget)) for r in make_rows()]
+    files = curves(rows, tmp_path, task="toy", optimizer="adam", budget=25.0, schedules=["rex"])
+    check_files(files, "curves_toy_adam_25")

@@ -1,14 +1,20 @@
 """Figures of the REX paper, redrawn from this package's schedules and a study's results.
 
 * :func:`figure1` - profiles x sampling rates (paper, Figure 1).
-* :func:`figure2` - test metric vs % of epochs, log x, one panel per task x optimizer (paper, Figure 2), with the
+* :func:`figure2` - test metric vs budget (% of the 100 % run's steps, or epochs), log x, one panel per task x optimizer (paper, Figure 2), with the
   report's 95 % interval of each schedule's result as error bars.
 * :func:`figure2_paired` - each schedule minus the reference schedule (paired over seeds) vs % of epochs, with
   95 % intervals: the comparison Figure 2's marginal error bars cannot show, since all schedules of a seed share
   its data order and initialisation.
 * :func:`figure3` - test (or validation) metric vs initial LR, log x, one panel per task x optimizer x budget
-  (paper, Figure 3), with the Student-t 95 % interval of each LR's mean over seeds as error bars.
+  (paper, Figure 3: the 5 % and 25 % budgets; every budget run when the study lacks them, as the title says), with
+  the Student-t 95 % interval of each LR's mean over seeds as error bars; LR ticks thinned to labels that fit.
 * :func:`curves` - LR, training loss and validation metric per epoch of the trials chosen for one setting.
+
+``budgets=`` and ``schedules=`` restrict what is drawn (the analysis still sees every trial: intervals and the
+reference do not change); a schedule the study does not have is a :class:`~budgetsched.errors.UsageError` naming
+it (:func:`~budgetsched.bench.rendering.figure_axes.check_selection`). Axis labels and titles say what a budget
+percent counts: the 100 % run's optimizer steps (the default unit) or its epochs (``budget_unit="epochs"``).
 
 Every function writes a PNG and a PDF, returns the list of files written, and skips panels without data with a
 :class:`PlotSkipWarning` instead of failing. Figures are drawn on plain ``matplotlib.figure.Figure`` objects (the
@@ -28,19 +34,22 @@ from typing import Any, Iterable, Mapping, Sequence
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.ticker import NullFormatter
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from budgetsched.bench.analysis.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
 from budgetsched.bench.analysis.rows import setting_key, trial_rows
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import Status
+from budgetsched.bench.rendering.figure_axes import budget_words, check_selection, fit_lr_labels, lr_ticks, unit_of
 
-__all__ = ["figure1", "figure2", "figure2_paired", "figure3", "curves", "color_for", "PlotSkipWarning",
-           "FIGURE1_SAMPLINGS"]
+__all__ = ["figure1", "figure2", "figure2_paired", "figure3", "figure3_budgets", "curves", "color_for",
+           "PlotSkipWarning", "FIGURE1_SAMPLINGS", "PAPER_BUDGETS"]
 
 #: Sampling rates of the paper's Figure 1, from every step to the coarsest.
 FIGURE1_SAMPLINGS = ("every-step", "1-100", "5-25", "10-10", "25-50-75", "33-66", "50-75")
+#: The budgets of the paper's Figure 3 (percent of the 100 % run).
+PAPER_BUDGETS = (5.0, 25.0)
 
 _COLORS = {
     "rex": "#e7298a",  # magenta: REX is the pink line of the paper's Figure 3
@@ -107,13 +116,13 @@ def _suptitle(fig: Figure, text: str) -> None:
     fig.suptitle("\n".join(textwrap.fill(part, width) for part in text.split("\n")), fontsize=10)
 
 
-def _budget_axes(ax: Any, budgets: Iterable[float], task: str, opt: str, ylabel: str) -> None:
+def _budget_axes(ax: Any, budgets: Iterable[float], task: str, opt: str, ylabel: str, unit: str | None) -> None:
     """A panel of metric against budget: log x with the budgets as ticks, labels, title, grid, legend."""
     budgets = sorted(budgets)
     ax.set_xscale("log")
     ax.set_xticks(budgets, [f"{b:g}%" for b in budgets])
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("budget (% of the 100 % run, log scale)")
+    ax.set_xlabel(f"budget ({budget_words(unit)}, log scale)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"{task} / {opt}")
     ax.grid(alpha=0.3, which="both")
@@ -209,23 +218,39 @@ def figure1(out_dir: str | Path, total_steps: int = 1000) -> list[Path]:
 
 
 
-def _panels(report: Report) -> list[tuple[str, str, list[Any]]]:
-    """(task, optimizer, its settings by budget) per panel of a per-budget figure, in the report's order."""
-    return [(task, opt, sorted((s for s in report.settings if (s.task, s.optimizer) == (task, opt)),
-                               key=lambda s: s.budget))
-            for task, opt in dict.fromkeys((s.task, s.optimizer) for s in report.settings)]
+def _panels(report: Report, budgets: Sequence[float] | None = None) -> list[tuple[str, str, list[Any]]]:
+    """(task, optimizer, its settings by budget) per panel of a per-budget figure, in the report's order; only the
+    settings of ``budgets`` when given."""
+    keep = None if budgets is None else {float(b) for b in budgets}
+    settings = [s for s in report.settings if keep is None or s.budget in keep]
+    return [(task, opt, sorted((s for s in settings if (s.task, s.optimizer) == (task, opt)), key=lambda s: s.budget))
+            for task, opt in dict.fromkeys((s.task, s.optimizer) for s in settings)]
 
-def figure2(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
-    """Test metric vs % of epochs, log x, one line per schedule (delayed-linear variants dashed), one panel per
-    task x optimizer. A point is the mean test metric of the candidate chosen on validation; its error bar is the
-    report's 95 % interval of that result (seeds resampled, LR re-chosen in every draw; none with one seed).
-    Diverged results are left out. Writes ``figure2.png`` / ``.pdf``."""
+
+def _labels(found: Iterable[str], schedules: Sequence[str] | None) -> list[str]:
+    """The schedule labels to draw, in display order: those found, restricted to ``schedules`` when given."""
+    return schedule_order(set(found) if schedules is None else set(found) & set(schedules))
+
+
+def _check(report: Report, schedules: Sequence[str] | None) -> None:
+    """A schedule the study does not have is the caller's mistake, not an empty figure."""
+    check_selection(None, schedules, (), report.labels)
+
+
+def figure2(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, *,
+            budgets: Sequence[float] | None = None, schedules: Sequence[str] | None = None) -> list[Path]:
+    """Test metric vs budget (% of the 100 % run's steps, or epochs), log x, one line per schedule (delayed-linear
+    variants dashed), one panel per task x optimizer. A point is the mean test metric of the candidate chosen on
+    validation; its error bar is the report's 95 % interval of that result (seeds resampled, LR re-chosen in every
+    draw; none with one seed). Diverged results are left out. ``budgets`` / ``schedules``: draw only these.
+    Writes ``figure2.png`` / ``.pdf``."""
     report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
+    _check(report, schedules)
     out = _out_dir(out_dir)
     panels = []
-    for task, opt, ss in _panels(report):
+    for task, opt, ss in _panels(report, budgets):
         lines = {}
-        for label in schedule_order({k for s in ss for k in s.results}):
+        for label in _labels((k for s in ss for k in s.results), schedules):
             pts = [(s.budget, c.mean, c.mean if c.lo is None else c.lo, c.mean if c.hi is None else c.hi)
                    for s in ss if (c := s.results.get(label)) is not None and not c.diverged]
             if pts:
@@ -243,27 +268,30 @@ def figure2(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out
             b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
             _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
         _budget_axes(ax, {p[0] for pts in lines.values() for p in pts}, task, opt,
-                     f"test {report.metric_names.get(task, 'metric')}")
+                     f"test {report.metric_names.get(task, 'metric')}", unit_of(s.budget_unit for s in report.settings))
     _suptitle(fig, "Test metric vs training budget (LR chosen on validation; mean and 95 % interval over seeds). "
                    "The intervals include the seed effect all schedules share: compare schedules in figure2_paired.")
     return _save(fig, out, "figure2")
 
 
-def figure2_paired(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path) -> list[Path]:
+def figure2_paired(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, *,
+                   budgets: Sequence[float] | None = None, schedules: Sequence[str] | None = None) -> list[Path]:
     """Each schedule minus the report's reference schedule (``Setting.vs_reference``: the test metric of each one's
-    validation-chosen LR, paired over seeds, LR re-chosen in every draw) vs % of epochs, log x, with its 95 %
+    validation-chosen LR, paired over seeds, LR re-chosen in every draw) vs budget, log x, with its 95 %
     interval as error bar (none with one seed) and a line at 0 (below = better than the reference). One panel per
-    task x optimizer; differences where either side diverged are left out. Writes ``figure2_paired.png`` /
-    ``.pdf``; nothing (with a warning) when the report has no reference."""
+    task x optimizer; differences where either side diverged are left out. ``budgets`` / ``schedules``: draw only
+    these (the reference line stays). Writes ``figure2_paired.png`` / ``.pdf``; nothing (with a warning) when the
+    report has no reference."""
     report = report_or_rows if isinstance(report_or_rows, Report) else build_report(report_or_rows)
+    _check(report, schedules)
     out = _out_dir(out_dir)
     if report.reference is None:
         _skip("figure2_paired: the report has no reference schedule; nothing written")
         return []
     panels = []
-    for task, opt, ss in _panels(report):
+    for task, opt, ss in _panels(report, budgets):
         lines = {}
-        for label in schedule_order({k for s in ss for k in s.vs_reference}):
+        for label in _labels((k for s in ss for k in s.vs_reference), schedules):
             pts = [(s.budget, d.value, d.value if d.lo is None else d.lo, d.value if d.hi is None else d.hi)
                    for s in ss if (d := s.vs_reference.get(label)) is not None and math.isfinite(d.value)]
             if pts:
@@ -283,7 +311,8 @@ def figure2_paired(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any
             b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
             _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
         _budget_axes(ax, {p[0] for pts in lines.values() for p in pts}, task, opt,
-                     f"test {report.metric_names.get(task, 'metric')} − {report.reference}")
+                     f"test {report.metric_names.get(task, 'metric')} − {report.reference}",
+                     unit_of(s.budget_unit for s in report.settings))
     _suptitle(fig, f"Schedule − {report.reference}, paired over seeds (LR chosen on validation; 95 % interval; "
                    "below 0 = better)")
     return _save(fig, out, "figure2_paired")
@@ -293,42 +322,44 @@ def figure2_paired(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any
 # Figure 3
 
 
-def _closest(budgets: Iterable[float], targets: Sequence[float]) -> list[float]:
-    pool = sorted(set(budgets))
-    chosen: list[float] = []
-    for t in targets:
-        left = [b for b in pool if b not in chosen]
-        if left:
-            chosen.append(min(left, key=lambda b: (abs(math.log(b / t)), b)))
-    return sorted(chosen)
+def figure3_budgets(present: Iterable[float]) -> tuple[list[float], str]:
+    """The budgets Figure 3 shows by default for one task x optimizer, and what the title should say about them.
+
+    The paper's 5 % and 25 % when both were run (``""``); otherwise every budget that was run, never a stand-in
+    nearest budget, with a note naming the paper's budgets the study lacks.
+    """
+    run = sorted({float(b) for b in present})
+    absent = [b for b in PAPER_BUDGETS if b not in run]
+    if not absent:
+        return list(PAPER_BUDGETS), ""
+    return run, (f"the paper's {' and '.join(f'{b:g} %' for b in absent)} not run: every budget run is shown")
 
 
-def figure3(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, budgets: Sequence[float] | None = None,
-            metric: str = "test") -> list[Path]:
-    """Final test (``metric="test"``) or validation metric vs initial LR, log x, one line per schedule and one
-    panel per task x optimizer x budget. ``budgets`` defaults, per task x optimizer, to the two budgets closest to
-    5 % and 25 % (as in the paper). Each point is the mean over seeds with its Student-t 95 % interval as error bar
-    (:func:`budgetsched.bench.analysis.report.lr_points`; none with one seed); an LR where any seed diverged is left out
-    (listed in the panel); plateau uses, at each LR, the patience chosen by validation.
-    Writes ``figure3.png`` / ``.pdf``."""
-    if metric not in ("test", "val"):
-        raise ValueError(f"metric must be 'test' or 'val', got {metric!r}")
-    out = _out_dir(out_dir)
+def _figure3_panels(rows: Sequence[TrialRow | Mapping[str, Any]], budgets: Sequence[float] | None, metric: str,
+                    schedules: Sequence[str] | None) -> tuple[list[tuple], list[str]]:
+    """(task, optimizer, budget, lines, diverged LRs) per panel of Figure 3 and the notes on the budgets chosen."""
     points = lr_points(rows, metric)
+    check_selection(None, schedules, (), {x for by_label in points.values() for x in by_label})
     groups: dict[tuple[str, str], list[float]] = {}
     for task, opt, b in points:
         groups.setdefault((task, opt), []).append(b)
-    panels = []
+    panels, notes = [], []
     for (task, opt), present in groups.items():
-        wanted = _closest(present, (5.0, 25.0)) if budgets is None else sorted(float(b) for b in budgets)
+        if budgets is None:
+            wanted, note = figure3_budgets(present)
+            if note:
+                notes.append(f"{task} / {opt}: {note}")
+        else:
+            wanted = sorted(float(b) for b in budgets)
         for b in wanted:
-            by_label = points.get((task, opt, b))
+            by_label = {k: v for k, v in (points.get((task, opt, b)) or {}).items()
+                        if schedules is None or k in schedules}
             if not by_label:
                 _skip(f"figure3: no finished trial for {task} / {opt} / {b:g}%; panel skipped")
                 continue
             lines, diverged = {}, []
             for label, pts in by_label.items():
-                diverged += [f"{label}@{p.lr:g}" for p in pts if math.isinf(p.mean)]
+                diverged += [f"{label}@{p.lr:.2g}" for p in pts if math.isinf(p.mean)]
                 finite = [p for p in pts if math.isfinite(p.mean)]
                 if finite:
                     lines[label] = finite
@@ -336,10 +367,24 @@ def figure3(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, b
                 panels.append((task, opt, b, lines, diverged))
             else:
                 _skip(f"figure3: every trial of {task} / {opt} / {b:g}% diverged; panel skipped")
+    return panels, notes
+
+
+def draw_figure3(rows: Sequence[TrialRow | Mapping[str, Any]], budgets: Sequence[float] | None = None,
+                 metric: str = "test", schedules: Sequence[str] | None = None) -> Figure | None:
+    """Figure 3 drawn and laid out (LR labels thinned to fit), not saved; None when there is nothing to draw.
+    See :func:`figure3`."""
+    if metric not in ("test", "val"):
+        raise ValueError(f"metric must be 'test' or 'val', got {metric!r}")
+    rows = trial_rows(rows)
+    panels, notes = _figure3_panels(rows, budgets, metric, schedules)
     if not panels:
         _skip("figure3: no data to plot; nothing written")
-        return []
+        return None
+    steps = {(r.task, r.optimizer, float(r.budget)): r.total_steps for r in rows if r.total_steps}
+    unit = unit_of(r.budget_unit for r in rows)
     fig, axes = _grid(len(panels), max_cols=4)
+    ticked = []
     for ax, (task, opt, b, lines, diverged) in zip(axes, panels):
         for i, (label, pts) in enumerate(lines.items()):
             lr = np.array([p.lr for p in pts])
@@ -348,20 +393,38 @@ def figure3(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, b
             hi = np.array([p.mean if p.hi is None else p.hi for p in pts])
             _errorbars(ax, lr * _dodge(i, len(lines)), m, lo, hi, label)
         ax.set_xscale("log")
-        grid_lrs = sorted({p.lr for pts in lines.values() for p in pts})
-        ax.set_xticks(grid_lrs, [f"{x:g}" for x in grid_lrs])  # label the LRs of the grid, not log decades
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        # the grid's LRs as ticks (not log decades); labels thinned below so a refined grid stays readable
+        ticked.append((ax, lr_ticks(ax, (p.lr for pts in lines.values() for p in pts))))
         ax.set_xlabel("initial (peak) learning rate (log scale)")
         ax.set_ylabel(f"{'test' if metric == 'test' else 'validation'} {metric_name(task)}")
-        ax.set_title(f"{task} / {opt} / {b:g}% budget")
+        n = steps.get((task, opt, b))
+        ax.set_title(f"{task} / {opt} / {b:g} % budget" + (f" ({n} steps)" if n else ""), fontsize=9)
         if diverged:
             shown = ", ".join(diverged[:6]) + (" ..." if len(diverged) > 6 else "")
             ax.text(0.01, 0.99, f"diverged (not shown): {shown}", transform=ax.transAxes, fontsize=6, va="top")
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
-    _suptitle(fig, f"{'Test' if metric == 'test' else 'Validation'} metric vs initial learning rate "
-                   "(mean and Student-t 95 % interval over seeds)")
-    return _save(fig, out, "figure3")
+    title = (f"{'Test' if metric == 'test' else 'Validation'} metric vs initial learning rate (mean and Student-t "
+             f"95 % interval over seeds; budgets in {budget_words(unit)})")
+    _suptitle(fig, "\n".join([title, *notes]))
+    fit_lr_labels(fig, ticked)
+    return fig
+
+
+def figure3(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, budgets: Sequence[float] | None = None,
+            metric: str = "test", *, schedules: Sequence[str] | None = None) -> list[Path]:
+    """Final test (``metric="test"``) or validation metric vs initial LR, log x, one line per schedule and one
+    panel per task x optimizer x budget. ``budgets`` defaults, per task x optimizer, to the paper's 5 % and 25 %
+    when both were run, else to every budget that was run, and the title says so (:func:`figure3_budgets`).
+    Each point is the mean over seeds with its Student-t 95 % interval as error bar
+    (:func:`budgetsched.bench.analysis.report.lr_points`; none with one seed); an LR where any seed diverged is left out
+    (listed in the panel); plateau uses, at each LR, the patience chosen by validation. Every LR of the grid has a
+    tick; labels (two significant digits) go on those that fit, round values first. ``schedules``: draw only these.
+    Writes ``figure3.png`` / ``.pdf``."""
+    if metric not in ("test", "val"):
+        raise ValueError(f"metric must be 'test' or 'val', got {metric!r}")
+    fig = draw_figure3(rows, budgets, metric, schedules)
+    return [] if fig is None else _save(fig, _out_dir(out_dir), "figure3")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -382,12 +445,14 @@ def _mean_curve(trials: list[TrialRow], name: str) -> tuple[np.ndarray, np.ndarr
 
 def curves(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, task: str | None = None,
            optimizer: str | None = None, budget: float | None = None,
-           report: Report | None = None) -> list[Path]:
+           report: Report | None = None, *, schedules: Sequence[str] | None = None) -> list[Path]:
     """LR, training loss and validation metric per epoch for the candidate each schedule chose (by validation)
     in one setting, averaged over its seeds. The setting defaults to the first one (of the given task / optimizer /
-    budget) that has curves. Writes ``curves_<task>_<optimizer>_<budget>.png`` / ``.pdf``."""
+    budget) that has curves; ``schedules``: draw only these. The title gives the budget with its unit and length
+    (``25 % of the 100 % run's steps, 480 steps``). Writes ``curves_<task>_<optimizer>_<budget>.png`` / ``.pdf``."""
     rows = trial_rows(rows)
     report = report or build_report(rows)
+    _check(report, schedules)
     out = _out_dir(out_dir)
     cands = [s for s in report.settings if (task is None or s.task == task)
              and (optimizer is None or s.optimizer == optimizer) and (budget is None or s.budget == float(budget))]
@@ -402,7 +467,7 @@ def curves(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, ta
     for s in cands:
         chosen = {}
         for label, c in s.results.items():
-            if c.diverged:
+            if c.diverged or (schedules is not None and label not in schedules):
                 continue
             trials = [r for r in by_setting.get((s.task, s.optimizer, s.budget), [])
                       if r.label == label and float(r.lr) == c.lr and patience_of(r) == c.patience and r.curves]
@@ -423,7 +488,7 @@ def curves(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, ta
             mc = _mean_curve(trials, name)
             if mc is None:
                 continue
-            tag = f"{label} (lr {c.lr:g}" + (f", patience {c.patience}" if c.patience is not None else "") + ")"
+            tag = f"{label} (lr {c.lr:.3g}" + (f", patience {c.patience}" if c.patience is not None else "") + ")"
             ax.plot(*mc, label=tag, **_style(label))
             drawn += 1
         if not drawn:
@@ -437,7 +502,9 @@ def curves(rows: Sequence[TrialRow | Mapping[str, Any]], out_dir: str | Path, ta
         ax.set_ylabel(ylabel)
         ax.set_title(ylabel)
         ax.grid(alpha=0.3)
-    fig.suptitle(f"{s.task} / {s.optimizer} / {s.budget:g}% of epochs: chosen LR per schedule (mean over seeds)")
+    length = f", {s.total_steps} steps" if s.total_steps else ""
+    _suptitle(fig, f"{s.task} / {s.optimizer} / {s.budget:g} {budget_words(s.budget_unit)}{length}: the LR each "
+                   "schedule chose on validation (mean over seeds)")
     return _save(fig, out, _safe(f"curves_{s.task}_{s.optimizer}_{s.budget:g}"))
 
 
@@ -469,7 +536,8 @@ def delay_figure(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]]
         if ref is not None and not ref.diverged:
             ax.axhline(ref.mean, color="#d62728", linestyle="--", linewidth=1.2,
                        label=f"{reference} at {ss[-1].budget:g} %")
-        _budget_axes(ax, [s.budget for s in ss], task, opt, f"test {report.metric_names.get(task, 'metric')}")
+        _budget_axes(ax, [s.budget for s in ss], task, opt, f"test {report.metric_names.get(task, 'metric')}",
+                     unit_of(s.budget_unit for s in report.settings))
     _suptitle(fig, "Delaying the decay (paper, Figure 2): linear delayed to X % of the run, REX and linear; dashed "
                    "red: the step schedule at the largest budget. Mean and 95 % interval over seeds.")
     return _save(fig, out, "figure2_delay")
