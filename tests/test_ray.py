@@ -93,6 +93,7 @@ def make_task():
 '''
 
 
+@pytest.mark.filterwarnings("ignore:Ray. A worker died:UserWarning")  # Ray's own notice of each death, said once
 def test_a_chunk_lost_more_often_than_its_retries_is_stored_as_failed_with_its_cause(tmp_path):
     """Its worker dies on every attempt: 1 + RETRIES runs, then its trials are failed rows naming the loss."""
     import os
