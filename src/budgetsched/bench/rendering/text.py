@@ -164,6 +164,12 @@ def evaluation_text(report: Report) -> str:
     if n_same:
         text += (f"{n_same} setting(s) with one seed: choice and score come from the same run; no fairness claim "
                  "and no interval. ")
+    cands = {x: c["overall"].n_candidates for x, c in report.table1.items() if c["overall"].n_candidates}
+    fewest = min(cands.values(), default=0)
+    more = [f"{x} ({v:g})" for x, v in cands.items() if v > fewest]
+    if more:  # equal tuning: say which rows chose among more candidates (e.g. plateau at several patiences)
+        text += (f"Not equally tuned: {', '.join(more)} chose among more candidates than the others ({fewest:g}; "
+                 "medians over settings). ")
     return text + "The per-task tables report each choice over its own seeds, as the paper's tables do."
 
 
