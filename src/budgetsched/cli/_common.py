@@ -102,7 +102,13 @@ def check_resamples(n: int) -> None:
 
 
 def open_existing_store(path: str) -> Any:
-    """An existing store, opened read-only (``report``, ``plot``, ``advise`` and ``export`` never write to it)."""
+    """An existing store, opened read-only (``report``, ``plot``, ``advise`` and ``export`` never write to it); a
+    path ending in ``.jsonl.gz`` is a store's exported rows (:class:`~budgetsched.bench.storage.rows_file.RowsFile`,
+    written by ``export --rows``), read the same way."""
+    from budgetsched.bench.storage.rows_file import RowsFile, is_rows_file
+
+    if is_rows_file(path):
+        return RowsFile(path)
     from budgetsched.bench.storage.store import Store
 
     return Store(path, readonly=True)

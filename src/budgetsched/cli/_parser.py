@@ -107,12 +107,17 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--data-dir", help="directory holding the tasks' data files")
     rf.add_argument("--quiet", action="store_true", help="no progress and no notes on stderr")
 
-    ex = sub.add_parser("export", help="every trial's curves in another tool's format (TensorBoard)",
+    ex = sub.add_parser("export", help="every trial's curves in another tool's format (TensorBoard), or the trial "
+                                       "rows in one compressed file",
                         description="Write every trial of STORE as a TensorBoard run (scalars per optimizer step, "
-                                    "hyperparameters and final results attached); view with "
-                                    "'tensorboard --logdir DIR'.")
+                                    "hyperparameters and final results attached; view with "
+                                    "'tensorboard --logdir DIR'), or its trial rows without curves to one "
+                                    ".jsonl.gz file that report, plot and advise read like a store.")
     ex.add_argument("store", metavar="STORE")
-    ex.add_argument("--tensorboard", metavar="DIR", required=True, help="a new (or empty) directory for the runs")
+    what = ex.add_mutually_exclusive_group(required=True)
+    what.add_argument("--tensorboard", metavar="DIR", help="a new (or empty) directory for the runs")
+    what.add_argument("--rows", metavar="FILE", help="a .jsonl.gz file for the trial rows without curves (e.g. "
+                                                     "results/suite.jsonl.gz, small enough to commit)")
 
     sc = sub.add_parser("schedules", help="print every profile at a few progress points; --out writes Figure 1")
     sc.add_argument("--out", help="directory for Figure 1 (PNG and PDF)")

@@ -1,4 +1,5 @@
-"""``budgetsched export STORE --tensorboard DIR``: every trial's curves as TensorBoard scalars.
+"""``budgetsched export STORE --tensorboard DIR``: every trial's curves as TensorBoard scalars; ``--rows FILE``: the
+trial rows without curves in one compressed file (:func:`export_rows_file`).
 
 One run per trial, named ``task/optimizer/schedule/budget=B/lr=LR/seed=S`` (the trial's key is added where two
 trials would share a name, e.g. plateau's patience values), so TensorBoard's run filter groups them; each run has
@@ -16,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from budgetsched.cli._common import output_dir, read_rows
+from budgetsched.cli._common import open_existing_store, output_dir, path_error, read_rows
 from budgetsched.errors import UsageError
 
 #: Stored curve name -> TensorBoard tag (curves not listed keep their name).
@@ -102,7 +103,37 @@ def export_tensorboard(rows: list[Any], out: Path) -> int:
     return len(rows)
 
 
+def export_rows_file(store_path: str, target: str) -> int:
+    """``export STORE --rows FILE``: the store's trial rows without curves in one compressed file
+    (:mod:`budgetsched.bench.storage.rows_file`); returns the number of trials."""
+    from budgetsched.bench.storage.rows_file import SUFFIX, export_rows, is_rows_file
+
+    if not is_rows_file(target):
+        raise UsageError(f"--rows {target!r} must end in {SUFFIX} (report, plot and advise read such a file "
+                         "like a store)")
+    if Path(target).resolve() == Path(store_path).resolve():
+        raise UsageError(f"--rows {target!r} is the store being exported; give another file")
+    parent = Path(target).parent
+    if not parent.is_dir():
+        raise UsageError(f"--rows {target!r}: no directory {str(parent)!r}")
+    store = open_existing_store(store_path)
+    try:
+        if not store.rows():
+            raise UsageError(f"store {store_path!r} holds no trials yet; run a study first")
+        try:
+            return export_rows(store, target)
+        except OSError as e:
+            raise path_error(e, "write", "--rows", target) from None
+    finally:
+        store.close()
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.rows is not None:
+        n = export_rows_file(args.store, args.rows)
+        print(f"{n} trial{'' if n == 1 else 's'} written to {args.rows} (without curves); render it with: "
+              f"budgetsched report {args.rows}")
+        return 0
     rows = read_rows(args.store, typed=True)
     _writer_api()  # a missing package is said before any directory is made
     target = Path(args.tensorboard)
