@@ -207,3 +207,26 @@ def test_table1_credits_once_with_intervals_for_these_tasks():
             assert c["n"] == n and c["top1_ci"][0] <= c["top1"] <= c["top1_ci"][1] <= 1.0
     assert t["plateau"]["low"]["n_present"] == 0 and t["plateau"]["low"]["top1"] == 0.0  # constant's run, not its own
     assert t["plateau"]["high"]["n_candidates"] == 1.0 and t["plateau"]["low"]["n_candidates"] == 0.0
+
+
+def test_study_statistics_from_fair_rankings():
+    from budgetsched.bench.analysis import fair
+
+    keys = [("linear", .1, None), ("rex", .1, None)]
+    rng = np.random.default_rng(2)
+    rankings, tasks, budgets = [], [], []
+    for i in range(24):
+        v = rng.normal(10, 1, size=(2, 3))
+        v[1] -= 3.0  # rex clearly better
+        rankings.append(fair.rank_setting(keys, v, v, [None, None], ["linear", "rex"], subject="rex"))
+        tasks.append("T" if i < 12 else "U")
+        budgets.append([1, 5, 10, 25, 50, 100][i % 6])
+    st_ = ag.study_statistics(rankings, tasks, budgets, {"T": 20.0, "U": None}, "rex", resamples=200)
+    assert st_["fairness_claim"] and st_["baselines"] == {"T": 20.0, "U": None}
+    rex, lin = st_["normalised"]["rex"], st_["normalised"]["linear"]
+    assert rex["iqm"]["value"] > lin["iqm"]["value"] and rex["mean"]["lo"] <= rex["mean"]["value"] <= rex["mean"]["hi"]
+    p = st_["p_improvement"]["by_row"]["linear"]["all"]
+    assert p["p"] > 0.9 and p["lo"] > 0.5
+    one = [fair.rank_setting(keys, r.scores[:, :1], r.scores[:, :1], [None, None], ["linear", "rex"]) for r in rankings]
+    st1 = ag.study_statistics(one, tasks, budgets, {}, "rex", resamples=200)
+    assert not st1["fairness_claim"] and "p_improvement" not in st1 and st1["normalised"]["rex"]["mean"]["lo"] is None

@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 __all__ = ["normalise", "iqm", "aggregate", "stratified_draws", "bootstrap", "interval", "performance_profile",
-           "probability_of_improvement", "regimes", "improvement_by_regime", "summary", "share_intervals", "table1", "CONFIDENCE", "DEFAULT_RESAMPLES"]
+           "probability_of_improvement", "regimes", "improvement_by_regime", "summary", "share_intervals", "table1", "study_statistics", "CONFIDENCE", "DEFAULT_RESAMPLES"]
 
 CONFIDENCE = 0.95
 DEFAULT_RESAMPLES = 2000
@@ -358,4 +358,42 @@ def table1(rankings: Sequence[Any], tasks: Sequence[Any], budgets: Sequence[floa
                 "top1_ci": None if ci1 is None else (float(ci1[0][j]), float(ci1[1][j])),
                 "top3_ci": None if ci3 is None else (float(ci3[0][j]), float(ci3[1][j])),
             }
+    return out
+
+
+def study_statistics(rankings: Sequence[Any], tasks: Sequence[Any], budgets: Sequence[float],
+                     baselines: Mapping[Any, float | None], subject: str | None, *, low_limit: float = 25.0,
+                     resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE
+                     ) -> dict[str, Any]:
+    """The study-level statistics of the report, from the settings' fair rankings (per-seed scores kept apart from
+    the choices): per row the mean and IQM of the normalised scores (:func:`summary`; each task's trivial baseline
+    from ``baselines``, else normalised to the best) and, for the ``subject``, P(subject better than each other
+    row) per budget regime (:func:`improvement_by_regime`). Every interval is for these tasks. Settings with one
+    seed make no claim: without two seeds everywhere the result says so and gives no intervals."""
+    if not rankings:
+        return {}
+    labels = list(rankings[0].labels)
+    seeds = max(r.scores.shape[1] for r in rankings)
+    scores = np.full((len(rankings), len(labels), seeds), np.nan)
+    for i, r in enumerate(rankings):
+        scores[i, :, : r.scores.shape[1]] = r.scores
+    base = [baselines.get(t) for t in tasks]
+    fair_all = all(r.fair for r in rankings)
+    rng = np.random.default_rng([int(seed), zlib.crc32(b"statistics")])
+    out: dict[str, Any] = {
+        "scope": "for these tasks: seeds resampled within settings, settings within tasks, tasks fixed",
+        "baselines": {str(t): baselines.get(t) for t in dict.fromkeys(tasks)},
+        "fairness_claim": fair_all,
+    }
+    if fair_all:
+        out["normalised"] = summary(scores, labels, tasks, base, resamples=resamples, rng=rng, confidence=confidence)
+        if subject in labels:
+            out["p_improvement"] = {"subject": subject, "by_row": improvement_by_regime(
+                scores, labels, subject, tasks, budgets, low_limit=low_limit, resamples=resamples, rng=rng,
+                confidence=confidence)}
+    else:
+        ns = normalise(scores, base)
+        out["normalised"] = {x: {s: {"value": _f(v), "lo": None, "hi": None}
+                                 for s, v in (("mean", aggregate(ns, "mean")[j]), ("iqm", aggregate(ns, "iqm")[j]))}
+                             for j, x in enumerate(labels)}
     return out
