@@ -113,7 +113,12 @@ class Study:
         proc = subprocess.Popen(argv, cwd=self.root / "driver", env=env or self.cluster.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if wait:
-            proc.out, proc.err = proc.communicate(timeout=DRIVER_TIMEOUT)
+            try:
+                proc.out, proc.err = proc.communicate(timeout=DRIVER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+                raise
         return proc
 
     def notes(self, what: str) -> list[list[str]]:

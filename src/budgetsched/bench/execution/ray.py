@@ -239,8 +239,7 @@ class RayCluster:
         locations: dict[str, str] = {}
         handlers = _python_handlers()
         if not ray.is_initialized():
-            if self.address is not None:
-                check_reachable(self.address)
+            if self.address is not None:  # it answered check_options' probe
                 shipment = code_to_ship(self.task_names)  # the user's code goes with the job
                 locations = shipment.locations
                 try:
