@@ -85,6 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--resamples", type=int, default=DEFAULT_RESAMPLES,
                     help=f"resampling draws per setting for Figure 2's intervals (default {DEFAULT_RESAMPLES})")
     pl.add_argument("--seed", type=int, default=0, help="seed of the resampling draws (default 0)")
+    pl.add_argument("--budgets", help="only these budgets, comma-separated percents (e.g. 5,25,100); Figure 3's "
+                                      "panels default to the paper's 5 and 25 %%, else every budget run")
+    pl.add_argument("--schedules", help="only these schedules, comma-separated labels as the report shows them")
+    pl.add_argument("--curves", choices=("largest", "all"), default="largest",
+                    help="LR / loss curves at each task's largest budget (default) or at every budget")
 
     ad = sub.add_parser("advise", help="which schedule and initial LR for a budget, from a study, with its "
                                        "uncertainty")
@@ -95,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--steps", type=int, help="a budget in optimizer steps")
     ad.add_argument("--task", help="only this task of the study")
     ad.add_argument("--optimizer", help="only this optimizer (sgdm or adam)")
+    ad.add_argument("--format", default="text", choices=("text", "json"),
+                    help="text (default: each pick with its evidence) or json")
     ad.add_argument("--evaluate", action="store_true",
                     help="also score the advisor by leave-one-budget-out on this study (slower)")
 

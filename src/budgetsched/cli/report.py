@@ -71,23 +71,45 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _plot_budgets(text: str | None) -> list[float] | None:
+    """``--budgets 5,25%,100`` as percents."""
+    if text is None:
+        return None
+    out = []
+    for part in (p.strip() for p in text.split(",")):
+        try:
+            out.append(float(part.rstrip("%")))
+        except ValueError:
+            raise UsageError(f"--budgets: {part!r} is not a percent (e.g. 5,25,100)") from None
+    return out
+
+
 def cmd_plot(args: argparse.Namespace) -> int:
     from budgetsched.bench.rendering import plots
+    from budgetsched.bench.rendering.figure_axes import check_selection
 
     check_resamples(args.resamples)
+    budgets = _plot_budgets(args.budgets)
+    schedules = None if args.schedules is None else [s.strip() for s in args.schedules.split(",") if s.strip()]
     rows = read_rows(args.store)
     report = _report(rows, resamples=args.resamples, seed=args.seed)
+    # the user's budgets and schedules against the study, before any directory is made
+    check_selection(budgets, schedules, (s.budget for s in report.settings), report.labels)
+    chosen = dict(budgets=budgets, schedules=schedules)
     with output_dir(args.out, "--out") as out:
-        written = [*plots.figure2(report, out), *plots.figure2_paired(report, out), *plots.figure3(rows, out)]
+        written = [*plots.figure2(report, out, **chosen), *plots.figure2_paired(report, out, **chosen),
+                   *plots.figure3(rows, out, **chosen)]
         if any("delay" in (r.get("schedule_params") or {}) for r in rows):
             written += plots.delay_figure(report, out)
         if any("sampling" in (r.get("schedule_params") or {}) for r in rows):
             written += plots.sampling_heatmap(rows, out)
-        settings = {(s.task, s.optimizer) for s in report.settings}
-        for task, opt in sorted(settings):
-            # LR / loss curves of each task x optimizer at its largest budget (the longest runs show the most).
-            budget = max(s.budget for s in report.settings if (s.task, s.optimizer) == (task, opt))
-            written += plots.curves(rows, out, task=task, optimizer=opt, budget=budget, report=report)
+        for task, opt in sorted({(s.task, s.optimizer) for s in report.settings}):
+            have = sorted(s.budget for s in report.settings if (s.task, s.optimizer) == (task, opt)
+                          and (budgets is None or s.budget in budgets))
+            # LR / loss curves at the largest budget (the longest runs show the most), or at every budget on request
+            for budget in (have if args.curves == "all" else have[-1:]):
+                written += plots.curves(rows, out, task=task, optimizer=opt, budget=budget, report=report,
+                                        schedules=schedules)
     for path in written:
         print(path)
     return 0
@@ -121,10 +143,17 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
     rows = read_rows(args.store)
     budget = _advice_budget(args, rows)
-    for a in advise(rows, budget, args.task, args.optimizer):
-        print(a.line())
-    if args.evaluate:
-        r = leave_one_budget_out(rows)
+    advice = advise(rows, budget, args.task, args.optimizer)
+    scored = leave_one_budget_out(rows) if args.evaluate else None
+    if args.format == "json":
+        out: dict[str, Any] = {"budget": budget, "advice": [a.to_json() for a in advice]}
+        if scored is not None:
+            out["leave_one_budget_out"] = scored
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
+        return 0
+    print("\n\n".join(a.text() for a in advice))
+    if scored is not None:
+        r = scored
         pct = lambda v: "n/a" if v is None else f"{v:.0%}"  # noqa: E731
         print(f"leave-one-budget-out over {r['n']} held-out settings: advisor Top-1 {pct(r['advisor']['top1'])}, "
               f"Top-3 {pct(r['advisor']['top3'])}; always rex Top-1 {pct(r['rex']['top1'])}, Top-3 "
