@@ -24,7 +24,7 @@ class ExecutionContext:
     Attributes:
         device: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"`` (checked by :func:`budgetsched.bench.execution.options.check_device`
             on the driver).
-        data_dir, cache_dir: passed to each task's loader (strings: paths as the driver wrote them).
+        data_dir, cache_dir: passed to each task's loader (absolute paths on the driver; the same on every node).
         chunk_size: models one batched-engine call trains at once.
         checkpoint_dir: where anytime trunks keep their snapshots (None: in memory only).
         threads: torch threads of the process that trains the chunk.
@@ -44,9 +44,10 @@ class ExecutionContext:
     def of(cls, device: str = "cpu", data_dir: str | os.PathLike[str] | None = None,
            cache_dir: str | os.PathLike[str] | None = None, chunk_size: int = 64,
            checkpoint_dir: str | os.PathLike[str] | None = None, threads: int = 1) -> "ExecutionContext":
-        """A context from paths of any kind (kept as strings, so it pickles the same everywhere)."""
+        """A context from paths of any kind, made absolute against this process's working directory (a worker
+        elsewhere, e.g. a Ray worker in its shipped working directory, reads the same paths) and kept as strings."""
         def s(p: Any) -> str | None:
-            return None if p is None else str(p)
+            return None if p is None else os.path.abspath(os.path.expanduser(str(p)))
         return cls(device, s(data_dir), s(cache_dir), chunk_size, s(checkpoint_dir), threads)
 
     def replace(self, **changes: Any) -> "ExecutionContext":

@@ -226,13 +226,14 @@ def run_study(
         workers = cores
     t_start = time.perf_counter()
     cache = process_state().cache
+    threads = max(1, cores // workers) if engine != "ray" else 1
+    ctx = ExecutionContext.of(device, data_dir, cache_dir, chunk_size, checkpoint_dir, threads)
 
     # Plan: load every task's data here first (a missing data file fails at once, before any worker starts).
     unique = list(dict.fromkeys(configs))
     sizes = {}
     for task_name in dict.fromkeys(c.task for c in unique):
-        task, data = cache.load(task_name, None if data_dir is None else str(data_dir),
-                                None if cache_dir is None else str(cache_dir))
+        task, data = cache.load(task_name, ctx.data_dir, ctx.cache_dir)
         sizes[task_name] = (task, 0 if data is None else len(data.train_y))
     finished = store.finished_keys()
     plan = plan_study(unique, sizes, finished)
@@ -246,8 +247,6 @@ def run_study(
         waiting.setdefault(plan.trained(c), []).append(c)
     owner = claim_owner()
     claims = store.claims if claims is None else claims
-    threads = max(1, cores // workers) if engine != "ray" else 1
-    ctx = ExecutionContext.of(device, data_dir, cache_dir, chunk_size, checkpoint_dir, threads)
     bar = Progress(progress, summary.total, summary.skipped)
     if engine == "ray":
         from budgetsched.bench.execution.ray import RayCluster
