@@ -13,18 +13,24 @@ from budgetsched.bench.tasks import models as M
 from budgetsched.bench.tasks import Task, TaskData, available_tasks, get_task
 
 ALL = ["mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "digits-vae", "shakespeare-char",
-       "cifar10-resnet20", "cifar100-vgg16", "mnist-vae", "stl10-wrn"]
+       "cifar10-resnet20", "cifar100-vgg16", "mnist-vae", "stl10-wrn",
+       "mnist1d-mlp-v2", "mnist1d-cnn-v2", "digits-mlp-v2", "digits-vae-v2", "shakespeare-mlp"]
 
 #: A tiny input batch and targets per task (shapes as the loaders produce them).
 def _tiny_batch(name: str, n: int = 2):
     g = torch.Generator().manual_seed(0)
     if name.startswith("mnist1d"):
         return torch.randn(n, 40, generator=g), torch.randint(0, 10, (n,), generator=g)
-    if name == "digits-mlp":
+    if name in ("digits-mlp", "digits-mlp-v2"):
         return torch.rand(n, 64, generator=g), torch.randint(0, 10, (n,), generator=g)
-    if name == "digits-vae":
+    if name in ("digits-vae", "digits-vae-v2"):
         x = torch.rand(n, 64, generator=g)
+        if name == "digits-vae-v2":
+            x = (x >= 0.5).to(torch.float32)  # binarised digits
         return torch.cat([x, torch.randn(n, 8, generator=g)], 1), x
+    if name == "shakespeare-mlp":  # 8 characters of context, one-hot, as the model reads them
+        ids = torch.randint(0, 65, (n, 8), generator=g)
+        return F.one_hot(ids, 65).reshape(n, -1).to(torch.float32), torch.randint(0, 65, (n,), generator=g)
     if name == "shakespeare-char":
         x = torch.randint(0, 65, (n, 32), generator=g)
         return x, torch.roll(x, -1, dims=1)
@@ -62,11 +68,18 @@ def test_task_settings():
         "cifar100-vgg16": (300, 128, "error %", False, 5e-4, True),
         "mnist-vae": (200, 100, "nll", True, 0.0, True),
         "stl10-wrn": (200, 64, "error %", False, 5e-4, True),
+        # suite v2: 1 250 evaluation periods of 4 steps = 5 000 steps at 100 %
+        "mnist1d-mlp-v2": (1250, 100, "error %", True, 5e-4, False),
+        "mnist1d-cnn-v2": (1250, 100, "error %", True, 5e-4, False),
+        "digits-mlp-v2": (1250, 32, "error %", True, 5e-4, False),
+        "digits-vae-v2": (1250, 32, "nll", True, 0.0, True),
+        "shakespeare-mlp": (1250, 32, "bits/char", True, 0.0, True),  # augment = ids -> one-hot per batch
     }
     for name, (ep, bs, metric, batchable, wd, aug) in expect.items():
         t = get_task(name)
         assert (t.max_epochs, t.batch_size, t.metric_name, t.batchable, t.weight_decay, t.augment is not None) == \
             (ep, bs, metric, batchable, wd, aug), name
+        assert t.steps_per_epoch == (4 if name in ALL[9:] else None), name  # v1 tasks: one pass per epoch
 
 
 @pytest.mark.parametrize("name", ALL)
@@ -83,13 +96,17 @@ def test_tiny_forward_loss_and_metric(name):
     if t.metric_name == "error %":
         assert out.shape == (2, 100 if name == "cifar100-vgg16" else 10)
         assert set(per_example.tolist()) <= {0.0, 100.0}
+    elif name == "shakespeare-mlp":  # the next character after 8 of context
+        assert out.shape == (2, 65)
+        assert 4.5 < per_example.mean().item() < 8.0  # about uniform over 65 characters: log2(65) = 6.0 bits
+        assert per_example.mean().item() == pytest.approx(loss.item() / math.log(2), rel=1e-5)
     elif t.metric_name == "bits/char":
         assert out.shape == (2, 32, 65)
         # an untrained model is close to uniform over 65 characters: about log2(65) = 6.0 bits per character
         assert 4.5 < per_example.mean().item() < 8.0
         assert per_example.mean().item() == pytest.approx(loss.item() / math.log(2), rel=1e-5)
     else:
-        n_in, latent = (64, 8) if name == "digits-vae" else (784, 2)
+        n_in, latent = (64, 8) if name.startswith("digits-vae") else (784, 2)
         assert out.shape == (2, n_in + 2 * latent)
         assert (per_example > 0).all()
         assert per_example.mean().item() == pytest.approx(loss.item(), rel=1e-5)

@@ -4,13 +4,18 @@ The fields are those of a study file (:class:`budgetsched.bench.protocol.study.S
 ``budgetsched run`` flag that overrides it.
 
 ``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``; ``suite`` is
-the paper's protocol on the five offline tasks with LR refinement (docs/tasks.md, docs/results.md); ``smoke`` is
-a seconds-long study for tests. ``sampling``, ``delay``, ``budget-change``
-and ``contenders`` are the paper's other experiments and the newer alternatives (docs/results.md).
+the paper's protocol on suite v2's five offline tasks with LR refinement (docs/tasks.md; ``suite-v1`` is the
+earlier suite, whose results docs/results.md reported); ``suite-smoke`` runs suite v2's tasks in seconds (CI);
+``ablations`` holds the side studies of suite v2 (OneCycle's momentum cycle and warm-up, schedule-free);
+``smoke`` is a seconds-long study for tests. ``sampling``, ``delay``, ``budget-change`` and ``contenders`` are the
+paper's other experiments and the newer alternatives (docs/results.md).
 
-LR grids are multiples of 3 as in the REX paper (section 5). The suite's grids are five points per task and
-optimizer placed around the best LR of a pilot (linear decay at 25, 50 and 100 %, two seeds); refinement then adds
-points around every schedule's own best and extends a grid whose best sits at its edge.
+LR grids are multiples of 3 as in the REX paper (section 5). The suites' grids are five points per task and
+optimizer placed around the best LR of a pilot (v1: linear decay at 25, 50 and 100 %, two seeds; v2: linear decay
+at 1 and 100 %, one seed); refinement then adds points around every schedule's own best and extends a grid whose
+best sits at its edge (``refine = true`` does both: a refinement only at the grid's edge is not a study option yet).
+Evaluation seeds (fresh seeds of each chosen configuration, docs/protocol.md) are not a study key yet either: the
+suite's 3 seeds are its tuning seeds.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from typing import Any
 from budgetsched.bench.protocol.grid import PAPER_BUDGETS
 from budgetsched.errors import UsageError
 
-__all__ = ["PRESETS", "get_preset", "available_presets"]
+__all__ = ["PRESETS", "get_preset", "available_presets", "SUITE_V2_TASKS", "SUITE_V2_LRS", "ABLATION_TASKS"]
 
 #: The paper's schedules (section 4.1); ``plateau`` is decay-on-plateau, ``constant`` the paper's "None".
 _PAPER_SCHEDULES = ["rex", "linear", "cosine", "step", "plateau", "onecycle", "exp", "constant"]
@@ -32,6 +37,21 @@ _PAPER_SCHEDULES = ["rex", "linear", "cosine", "step", "plateau", "onecycle", "e
 STEP_AS_EXP_GAMMA = round((0.5 * math.log(0.1) + 0.75 * math.log(0.01)) / (0.5 ** 2 + 0.75 ** 2), 3)
 #: The sampling rates of the paper's Table 2, from every step to the coarsest.
 TABLE2_SAMPLINGS = ("every-step", "1-100", "5-25", "10-10", "25-50-75", "33-66", "50-75")
+
+#: Suite v2's tasks (docs/tasks.md): image classification (MNIST-1D MLP and CNN, digits MLP), a generative model
+#: (VAE on binarised digits) and text (a character MLP on Tiny Shakespeare).
+SUITE_V2_TASKS = ("mnist1d-mlp-v2", "mnist1d-cnn-v2", "digits-mlp-v2", "digits-vae-v2", "shakespeare-mlp")
+#: Suite v2's LR grids: five points of the x3 grid per task and optimizer, placed so that the best LR of linear decay
+#: at 1 % and at 100 % (one seed, docs/tasks.md) are both inside, off the edges.
+SUITE_V2_LRS: dict[str, dict[str, list[float]]] = {
+    "mnist1d-mlp-v2": {"sgdm": [0.03, 0.1, 0.3, 1.0, 3.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+    "mnist1d-cnn-v2": {"sgdm": [0.01, 0.03, 0.1, 0.3, 1.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+    "digits-mlp-v2": {"sgdm": [0.01, 0.03, 0.1, 0.3, 1.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+    "digits-vae-v2": {"sgdm": [0.003, 0.01, 0.03, 0.1, 0.3], "adam": [0.0003, 0.001, 0.003, 0.01, 0.03]},
+    "shakespeare-mlp": {"sgdm": [0.03, 0.1, 0.3, 1.0, 3.0], "adam": [0.001, 0.003, 0.01, 0.03, 0.1]},
+}
+#: The ablations' tasks: suite v2's two cheapest per step (docs/tasks.md).
+ABLATION_TASKS = ("digits-mlp-v2", "mnist1d-mlp-v2")
 
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
@@ -58,7 +78,49 @@ PRESETS: dict[str, dict[str, Any]] = {
         "plateau_patience": [5, 10],
     },
     "suite": {
-        "description": "the REX paper's protocol on the five offline tasks: 8 schedules (plateau with patience "
+        "description": "suite v2 (docs/tasks.md): the REX paper's protocol on five offline tasks that train 5 000 "
+                       "optimizer steps at 100 % (50 at 1 %), evaluated every 4 steps: 8 schedules (plateau with "
+                       "patience 5/10 evaluations), SGDM and Adam, 6 budgets, 5 LRs of the x3 grid per task and "
+                       "optimizer plus refinement, 3 tuning seeds: 60 settings",
+        "tasks": list(SUITE_V2_TASKS),
+        "schedules": list(_PAPER_SCHEDULES),
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        "lrs": copy.deepcopy(SUITE_V2_LRS),
+        "seeds": [0, 1, 2],
+        "plateau_patience": [5, 10],
+        "refine": True,
+    },
+    "suite-smoke": {
+        "description": "suite v2's five tasks in seconds (CI): REX, linear and plateau (patience 5), Adam at one LR "
+                       "each, budgets 1 and 2 %, one seed",
+        "tasks": list(SUITE_V2_TASKS),
+        "schedules": ["rex", "linear", "plateau"],
+        "optimizers": ["adam"],
+        "budgets": [1.0, 2.0],
+        "lrs": {task: {"adam": [grid["adam"][2]]} for task, grid in SUITE_V2_LRS.items()},
+        "seeds": [0],
+        "plateau_patience": [5],
+    },
+    "ablations": {
+        "description": "what a reviewer asks of suite v2, on its two cheapest tasks (paired side tables, not Table 1): "
+                       "OneCycle without its momentum cycle (momentum / beta1 held at 0.9); REX and linear with "
+                       "OneCycle's warm-up (a linear ramp over the first half); schedule-free against the same "
+                       "optimizer's schedules; SGDM and Adam, 6 budgets, the suite's LR grids plus refinement, "
+                       "3 seeds",
+        "tasks": list(ABLATION_TASKS),
+        "schedules": ["onecycle", ["onecycle", {"max_momentum": 0.9, "base_momentum": 0.9}],
+                      "rex", ["rex", {"warmup_fraction": 0.5}], "linear", ["linear", {"warmup_fraction": 0.5}],
+                      "schedule-free"],
+        "optimizers": ["sgdm", "adam"],
+        "budgets": list(PAPER_BUDGETS),
+        "lrs": {task: copy.deepcopy(SUITE_V2_LRS[task]) for task in ABLATION_TASKS},
+        "seeds": [0, 1, 2],
+        "refine": True,
+    },
+    "suite-v1": {
+        "description": "suite v1 (the results of docs/results.md before suite v2): the REX paper's protocol on the "
+                       "five first offline tasks: 8 schedules (plateau with patience "
                        "5/10 evaluations), SGDM and Adam, 6 budgets, 5 LRs per task and optimizer plus refinement, "
                        "3 seeds: 60 settings",
         "tasks": ["mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "digits-vae", "shakespeare-char"],

@@ -422,3 +422,100 @@ def random_crop_flip(pad: int):
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
 
     return augment
+
+
+# ------------------------------------------------------------------------------- the suite's v2 data
+# Suite v2 (docs/tasks.md): every task trains 5 000 steps at 100 % and is evaluated every few steps, so validation
+# sets are sized against that cost as well as against the weight of one example.
+
+#: MNIST-1D sequences generated for the v2 tasks: 20 000 for training and validation, 5 000 for test (the package's
+#: own 80 / 20 split), so that 5 000 steps of 100 examples are 26 passes over 19 000 training sequences, not 78.
+MNIST1D_V2_SAMPLES = 25_000
+#: Validation sequences of the v2 MNIST-1D tasks: one example is 0.1 point of error.
+MNIST1D_V2_VAL = 1_000
+
+
+def load_mnist1d_v2(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """MNIST-1D for suite v2: 19 000 train / 1 000 val / 5 000 test of :data:`MNIST1D_V2_SAMPLES` generated
+    sequences (:func:`mnist1d_arrays`), inputs [N, 40] standardized with train statistics."""
+    a = mnist1d_arrays(cache_dir, MNIST1D_V2_SAMPLES)
+    tx, ty, vx, vy = _split_off_val(a["x"], a["y"], MNIST1D_V2_VAL / len(a["x"]))
+    tx, vx, sx = _standardize(tx, vx, a["x_test"])
+    return _to_data(tx, ty, vx, vy, sx, a["y_test"])
+
+
+#: A digit pixel is on when its intensity is at least half of the maximum (pixel / 16 >= 1/2).
+BINARY_THRESHOLD = 0.5
+
+
+def load_binary_digits_vae(data_dir: Path | str | None = None, cache_dir: Path | str | None = None) -> TaskData:
+    """Binarised digits for the VAE: the split of :func:`load_digits_data` (898 / 539 / 360 images), each pixel 1
+    where ``pixel / 16 >= 1/2`` else 0, so the Bernoulli decoder's negative ELBO is a bound on ``-log p(x)`` of
+    binary images (a proper likelihood, in nats; gray levels as Bernoulli targets are not one). Inputs as in
+    :func:`load_digits_vae`: training images (noise appended per batch by the task), validation and test with a
+    fixed noise draw."""
+    tx, _, vx, _, sx, _ = _digits_splits()
+    tx, vx, sx = ((a >= BINARY_THRESHOLD).astype(np.float32) for a in (tx, vx, sx))
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))  # noqa: E731
+    return TaskData(f(tx), f(tx), f(vae_inputs(vx, DIGITS_VAE_LATENT, SPLIT_SEED + 1)), f(vx),
+                    f(vae_inputs(sx, DIGITS_VAE_LATENT, SPLIT_SEED + 2)), f(sx))
+
+
+#: Characters of context the character MLP reads to predict the next one.
+CHAR_CONTEXT = 8
+#: Training positions (the first ones of the training split): 5 000 steps of 32 draw 160 000, under one pass, so a
+#: 100 % run is not a memorised corpus.
+CHAR_TRAIN_POSITIONS = 200_000
+#: Every STRIDE-th position of the validation and test splits (about 55 000 characters each) is an example:
+#: 1 100 validation examples (cheap to score every few steps) and 11 000 test examples, spread over the whole split.
+CHAR_VAL_STRIDE = 50
+CHAR_TEST_STRIDE = 5
+
+
+def one_hot_context(ids: torch.Tensor, vocab: int = SHAKESPEARE_VOCAB) -> torch.Tensor:
+    """Token ids [N, C] -> float32 one-hot features [N, C * vocab] (character i of the context fills columns
+    ``i * vocab .. (i + 1) * vocab - 1``): the input of the character MLP."""
+    return torch.nn.functional.one_hot(ids, vocab).reshape(ids.shape[0], -1).to(torch.float32)
+
+
+def one_hot_batches(vocab: int = SHAKESPEARE_VOCAB):
+    """``augment`` of the character MLP: training inputs are stored as ids (8 bytes a character instead of 260) and
+    expanded to one-hot features per batch; it draws nothing from the generator."""
+    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return one_hot_context(x, vocab)
+    return augment
+
+
+def load_shakespeare_context(data_dir: Path | str | None = None, cache_dir: Path | str | None = None,
+                             context: int = CHAR_CONTEXT) -> TaskData:
+    """Tiny Shakespeare as next-character examples for the character MLP: the 90 / 5 / 5 % contiguous splits of
+    :func:`load_shakespeare`; an example is the ``context`` characters before a position and the character at it.
+
+    Training: every position of the first :data:`CHAR_TRAIN_POSITIONS` of the training split, inputs as token ids
+    [N, context] (int64; the task's ``augment`` makes them one-hot, :func:`one_hot_batches`). Validation and test:
+    every :data:`CHAR_VAL_STRIDE`-th / :data:`CHAR_TEST_STRIDE`-th position of their split, inputs already one-hot
+    [N, context x 65] (float32). Targets: token ids [N].
+    """
+    if isinstance(context, bool) or int(context) < 1:
+        raise ValueError(f"context must be a positive integer, got {context!r}")
+    context = int(context)
+    text = find_tinyshakespeare(data_dir).read_bytes()
+    vocab = shakespeare_vocab(text)
+    if len(vocab) > SHAKESPEARE_VOCAB:
+        raise ValueError(f"the text has {len(vocab)} distinct characters; the model knows {SHAKESPEARE_VOCAB}")
+    ids = torch.from_numpy(np.searchsorted(vocab, np.frombuffer(text, dtype=np.uint8)).astype(np.int64))
+    n = len(ids)
+    cuts = (0, int(n * 0.9), int(n * 0.95), n)
+
+    def examples(lo: int, hi: int, stride: int, limit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        part = ids[lo:hi]
+        windows = part.unfold(0, context + 1, 1)  # [len - context, context + 1]: positions context .. len - 1
+        windows = windows[::stride] if limit is None else windows[:limit]
+        if len(windows) == 0:
+            raise ValueError(f"text too short ({n} characters) for a context of {context} in every split")
+        return windows[:, :-1].contiguous(), windows[:, -1].contiguous()
+
+    tx, ty = examples(cuts[0], cuts[1], 1, CHAR_TRAIN_POSITIONS)
+    vx, vy = examples(cuts[1], cuts[2], CHAR_VAL_STRIDE)
+    sx, sy = examples(cuts[2], cuts[3], CHAR_TEST_STRIDE)
+    return TaskData(tx, ty, one_hot_context(vx), vy, one_hot_context(sx), sy)

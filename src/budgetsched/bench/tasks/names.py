@@ -10,9 +10,10 @@ import sys
 
 __all__ = ["BUILTIN_TASKS", "known_tasks"]
 
-#: The offline suite, then the REX paper's settings (Table 3), in the registry's order.
+#: The offline suite (v1), the REX paper's settings (Table 3), then suite v2's tasks, in the registry's order.
 BUILTIN_TASKS = ("mnist1d-mlp", "mnist1d-cnn", "digits-mlp", "digits-vae", "shakespeare-char",
-                 "cifar10-resnet20", "cifar100-vgg16", "mnist-vae", "stl10-wrn")
+                 "cifar10-resnet20", "cifar100-vgg16", "mnist-vae", "stl10-wrn",
+                 "mnist1d-mlp-v2", "mnist1d-cnn-v2", "digits-mlp-v2", "digits-vae-v2", "shakespeare-mlp")
 
 
 def known_tasks() -> tuple[str, ...]:

@@ -73,6 +73,10 @@ class Task:
             it from the task's data (:func:`task_baseline` calls it). None (default): scores are normalised to the
             best. Built-in tasks: :func:`majority_error` (chance error: always the training split's most frequent
             class), :func:`mean_image_nll` (the VAE's mean image), :func:`unigram_bits` (character frequencies).
+        steps_per_epoch: optimizer steps between two evaluations on the validation split (the protocol's "epoch":
+            plateau's patience counts these; ``max_epochs`` of them are the 100 % run). Each such epoch trains on
+            a fresh random draw of ``steps_per_epoch x batch_size`` distinct training examples, so it must be at
+            most ``ceil(n_train / batch_size)``. None (default): one pass over the training split.
     """
 
     name: str
@@ -87,6 +91,7 @@ class Task:
     augment: Callable[[Tensor, torch.Generator], Tensor] | None = None  # per training batch
     weight_decay: float = 0.0  # the setting's standard L2
     baseline: float | Callable[[TaskData], float] | None = None  # a trivial predictor's test metric
+    steps_per_epoch: int | None = None  # steps between evaluations; None: one pass over the training split
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -103,6 +108,9 @@ class Task:
         if not (isinstance(self.weight_decay, (int, float)) and 0.0 <= self.weight_decay < math.inf):
             raise ValueError(f"task {self.name!r}: weight_decay must be a number >= 0, got {self.weight_decay!r}")
         _check_baseline(self.name, self.baseline)
+        spe = self.steps_per_epoch
+        if spe is not None and (isinstance(spe, bool) or not isinstance(spe, int) or spe < 1):
+            raise ValueError(f"task {self.name!r}: steps_per_epoch must be an integer >= 1 or None, got {spe!r}")
 
 
 def _check_baseline(name: str, baseline: Any) -> None:
@@ -181,6 +189,12 @@ def bits_per_char(logits: Tensor, y: Tensor) -> Tensor:
     """Per-example (per-sequence) mean cross-entropy in bits: logits [N, T, V], y [N, T] -> [N]."""
     ce = F.cross_entropy(logits.transpose(1, 2), y, reduction="none")  # [N, T], nats
     return ce.mean(dim=1) / math.log(2.0)
+
+
+def next_char_bits(logits: Tensor, y: Tensor) -> Tensor:
+    """Per-example cross-entropy of one next character in bits, ``-log2 softmax(logits)[y]``: logits [N, V],
+    y [N] -> [N] (the character MLP's metric; its mean is bits per character)."""
+    return F.cross_entropy(logits, y, reduction="none") / math.log(2.0)
 
 
 def vae_neg_elbo(out: Tensor, x: Tensor) -> Tensor:
@@ -387,6 +401,41 @@ _register(Task(
     loss=cross_entropy, metric=error_percent, batchable=False,
     augment=_data.random_crop_flip(12), weight_decay=5e-4,  # pad 12 on 96x96 = pad 4 on 32x32, scaled
     baseline=majority_error,
+))
+
+
+# Suite v2 (docs/tasks.md says why each is sized as it is): every task trains SUITE_V2_STEPS optimizer steps at 100 %
+# (50 at 1 %) and is evaluated every SUITE_V2_EVAL_EVERY steps, so that at 1 % there are 13 evaluations and
+# plateau's patience of 10 can still decay the LR (plan.plateau_is_constant); its "epoch" is that interval.
+SUITE_V2_STEPS = 5_000
+SUITE_V2_EVAL_EVERY = 4
+_V2 = dict(max_epochs=SUITE_V2_STEPS // SUITE_V2_EVAL_EVERY, steps_per_epoch=SUITE_V2_EVAL_EVERY, batchable=True)
+_register(Task(
+    name="mnist1d-mlp-v2", batch_size=100, metric_name="error %", load=_data.load_mnist1d_v2,
+    make_model=lambda: _models.MLP((40, 100, 100, 10)), loss=cross_entropy, metric=error_percent,
+    weight_decay=5e-4, baseline=majority_error, **_V2,
+))
+_register(Task(
+    name="mnist1d-cnn-v2", batch_size=100, metric_name="error %", load=_data.load_mnist1d_v2,
+    make_model=lambda: _models.CNN1d(channels=16), loss=cross_entropy, metric=error_percent,
+    weight_decay=5e-4, baseline=majority_error, **_V2,
+))
+_register(Task(
+    name="digits-mlp-v2", batch_size=32, metric_name="error %", load=_data.load_digits_data,
+    make_model=lambda: _models.MLP((64, 64, 10)), loss=cross_entropy, metric=error_percent,
+    weight_decay=5e-4, baseline=majority_error, **_V2,
+))
+_register(Task(
+    name="digits-vae-v2", batch_size=32, metric_name="nll", load=_data.load_binary_digits_vae,
+    make_model=lambda: _models.VAE(n_in=64, latent=_data.DIGITS_VAE_LATENT, hidden=(128, 64)),
+    loss=vae_loss, metric=vae_neg_elbo, augment=_data.append_noise(_data.DIGITS_VAE_LATENT),
+    baseline=mean_image_nll, **_V2,
+))
+_register(Task(
+    name="shakespeare-mlp", batch_size=32, metric_name="bits/char", load=_data.load_shakespeare_context,
+    make_model=lambda: _models.MLP((_data.CHAR_CONTEXT * _data.SHAKESPEARE_VOCAB, 128, _data.SHAKESPEARE_VOCAB)),
+    loss=cross_entropy, metric=next_char_bits, augment=_data.one_hot_batches(_data.SHAKESPEARE_VOCAB),
+    baseline=unigram_bits, **_V2,
 ))
 
 
