@@ -3,6 +3,13 @@
 :class:`Trial` is the handle the function receives (its config, budget in steps, schedule, and the protocol's
 optimizer and scheduler); :func:`run_trainable` seeds, calls, and turns what comes back (or what is raised) into a
 ``TrialResult``. The contract the user writes against is in :mod:`budgetsched.bench.tasks.custom`.
+
+The harness holds the schedulers it hands out (:meth:`Trial.scheduler`), so a loop that forgets to step one is
+seen, not reported as a result (issue 22's decision): a scheduler that never stepped fails the trial with a message
+naming the cause (every step ran at the initial LR, so every schedule would report the same value); one that reached
+another position than its plan (``total_steps`` optimizer steps, or the total after the loop's own budget changes)
+is done, with the position reached in ``TrialResult.scheduler_steps`` for the store and the report to flag
+(:func:`scheduler_check`).
 """
 from __future__ import annotations
 
@@ -30,6 +37,7 @@ class Trial:
     total_steps: int
     steps_per_epoch: int
     curves: dict[str, list[float]] = field(default_factory=dict)
+    schedulers: list[Any] = field(default_factory=list, repr=False, compare=False)  # every scheduler handed out, to check after
 
     @classmethod
     def of(cls, planned: PlannedTrial) -> "Trial":
@@ -90,9 +98,12 @@ class Trial:
         from budgetsched.torch import BudgetScheduler, PlateauScheduler
 
         if self.config.schedule == "plateau":
-            return PlateauScheduler(optimizer, peak_lr=self.lr, **{**self.config.params, **kwargs})
-        return BudgetScheduler(optimizer, self.config.schedule, total_steps=self.total_steps, peak_lr=self.lr,
-                               **{**self.config.params, **kwargs})
+            sched = PlateauScheduler(optimizer, peak_lr=self.lr, **{**self.config.params, **kwargs})
+        else:
+            sched = BudgetScheduler(optimizer, self.config.schedule, total_steps=self.total_steps, peak_lr=self.lr,
+                                    **{**self.config.params, **kwargs})
+        self.schedulers.append(sched)
+        return sched
 
     def report(self, epoch: int | None = None, step: int | None = None, **metrics: float) -> None:
         """Record one point of the trial's curves (e.g. ``epoch=3, train_loss=0.4, val_metric=12.5, lr=0.01``)."""
@@ -130,6 +141,39 @@ def _number(out: Mapping[str, Any], key: str, required: bool) -> float | None:
         raise ValueError(f"the trainable returned {key}={out[key]!r}, not a number") from None
 
 
+class SchedulerNotStepped(RuntimeError):
+    """The trial's scheduler was never stepped: its result would be the same for every schedule."""
+
+
+def scheduler_check(trial: Trial) -> int | None:
+    """The position the trial's schedulers reached (the furthest, in scheduler steps), or None when the trainable
+    built none with :meth:`Trial.scheduler` (it may use :meth:`Trial.schedule` itself: nothing to check).
+
+    Raises :class:`SchedulerNotStepped` when no scheduler it built was ever stepped. A budget scheduler's position
+    is its ``last_epoch`` (0 after construction; one per ``step()``), planned to reach ``total_steps``; a plateau
+    scheduler steps once per evaluation (``step(val_loss)``)."""
+    if not trial.schedulers:
+        return None
+    reached = max(max(int(s.last_epoch), 0) for s in trial.schedulers)
+    if reached == 0:
+        plateau = trial.config.schedule == "plateau"
+        how = ("call sched.step(validation_loss) once per evaluation" if plateau else
+               "call sched.step() after each optimizer.step()")
+        raise SchedulerNotStepped(
+            f"the scheduler from trial.scheduler() was never stepped: every step ran at the initial LR "
+            f"{trial.lr:g}, so every schedule would report the same result; {how}")
+    return reached
+
+
+def planned_scheduler_steps(trial: Trial) -> int | None:
+    """The position a budget scheduler is planned to reach: ``total_steps``, or its total after the loop's own
+    budget changes (``set_total_steps``); None for plateau (it steps per evaluation, at the loop's cadence)."""
+    if trial.config.schedule == "plateau" or not trial.schedulers:
+        return None
+    changed = [s for s in trial.schedulers if getattr(s, "budget_changes", None)]
+    return int(changed[-1].total_steps) if changed else trial.total_steps
+
+
 def run_trainable(trial: TrialConfig | PlannedTrial, task: Trainable) -> Any:
     """Run one planned trial (or a config, planned here) of a trainable and return its ``TrialResult`` (never
     raises for the trial's own failure)."""
@@ -139,9 +183,9 @@ def run_trainable(trial: TrialConfig | PlannedTrial, task: Trainable) -> Any:
     t0 = time.perf_counter()
 
     def result(status: Status, metrics: tuple = (None,) * 4, error: str | None = None,
-               steps: int | None = None) -> TrialResult:
+               steps: int | None = None, scheduler_steps: int | None = None) -> TrialResult:
         return TrialResult(status, *metrics, curves=trial.curves, steps=trial.total_steps if steps is None else steps,
-                           wall_time=time.perf_counter() - t0, error=error)
+                           wall_time=time.perf_counter() - t0, error=error, scheduler_steps=scheduler_steps)
     try:
         _seed_everything(config.seed)
         out = task.fn(trial)
@@ -154,9 +198,14 @@ def run_trainable(trial: TrialConfig | PlannedTrial, task: Trainable) -> Any:
         steps = None if steps is None else int(steps)
         if not math.isfinite(val_metric):  # type: ignore[arg-type]
             return result(Status.DIVERGED, steps=steps)
-        return result(Status.DONE, (val_loss, val_metric, test_loss, test_metric), steps=steps)
+        reached = scheduler_check(trial)  # raises when it never stepped: the trial fails, naming why
+        planned = planned_scheduler_steps(trial)
+        off = None if reached is None or planned is None or reached == planned else reached
+        return result(Status.DONE, (val_loss, val_metric, test_loss, test_metric), steps=steps, scheduler_steps=off)
     except Diverged as e:
         return result(Status.DIVERGED, error=str(e) or None)
+    except SchedulerNotStepped as e:  # the loop's mistake, not a line of it: no traceback position
+        return result(Status.FAILED, error=f"{type(e).__name__}: {e}", steps=0)
     except Exception as e:  # one failing trial never stops the study
         where = traceback.extract_tb(e.__traceback__)[-1]
         return result(Status.FAILED, error=f"{type(e).__name__}: {e} (at {where.filename}:{where.lineno})", steps=0)

@@ -42,6 +42,8 @@ class TrialResult:
     steps: int  # optimizer steps taken
     wall_time: float  # seconds of training + evaluation (its share of a stacked run)
     error: str | None = None
+    # a @trainable's scheduler position when it differs from its plan (None: as planned, or not known)
+    scheduler_steps: int | None = None
 
     @classmethod
     def failed(cls, error: str, curves: dict[str, list[float]] | None = None, steps: int = 0,

@@ -1,0 +1,71 @@
+"""A @trainable whose scheduler never steps is failed with a message naming the cause (every schedule would report
+the same value); one that steps another number of times than planned is done, with the position it reached kept
+for the store and the report (issue 22's decision)."""
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from budgetsched.bench.engines.trainable import run_trainable  # noqa: E402
+from budgetsched.bench.protocol.grid import TrialConfig  # noqa: E402
+from budgetsched.bench.protocol.status import Status  # noqa: E402
+from budgetsched.bench.tasks.custom import trainable  # noqa: E402
+
+
+def _loop(trial, steps, *, plateau_evals=0):
+    p = torch.nn.Parameter(torch.ones(3))
+    opt = trial.optimizer([p])
+    sched = trial.scheduler(opt)
+    for _ in range(steps):
+        opt.zero_grad()
+        (p ** 2).sum().backward()
+        opt.step()
+        if trial.schedule_name != "plateau":
+            sched.step()
+    for _ in range(plateau_evals if trial.schedule_name == "plateau" else 0):
+        sched.step(1.0)
+    return {"val_metric": float((p.detach() ** 2).sum()), "test_metric": 1.0}
+
+
+@trainable(max_steps=20)
+def forgets(trial):
+    return _loop(trial, 0)
+
+
+@trainable(max_steps=20)
+def half(trial):
+    return _loop(trial, trial.total_steps // 2)
+
+
+@trainable(max_steps=20)
+def full(trial):
+    return _loop(trial, trial.total_steps, plateau_evals=2)
+
+
+@trainable(max_steps=20)
+def own_schedule(trial):  # reads trial.schedule() itself: the harness holds no scheduler, nothing to check
+    s = trial.schedule()
+    return {"val_metric": s(trial.total_steps // 2), "test_metric": 1.0}
+
+
+@pytest.mark.parametrize("schedule, params, how", [
+    ("rex", (), "call sched.step() after each optimizer.step()"),
+    ("plateau", (("patience", 2),), "call sched.step(validation_loss) once per evaluation"),
+])
+def test_a_scheduler_never_stepped_fails_the_trial_naming_why(schedule, params, how):
+    r = run_trainable(TrialConfig("forgets", schedule, "sgdm", 100.0, 0.1, 0, params), forgets)
+    assert r.status is Status.FAILED and r.val_metric is None
+    assert r.error == ("SchedulerNotStepped: the scheduler from trial.scheduler() was never stepped: every step ran "
+                       f"at the initial LR 0.1, so every schedule would report the same result; {how}")
+
+
+def test_a_scheduler_stepped_another_number_of_times_is_done_and_flagged():
+    r = run_trainable(TrialConfig("half", "linear", "sgdm", 100.0, 0.1, 0), half)
+    assert r.status is Status.DONE and r.scheduler_steps == 10  # half of the planned 20 steps
+    ok = run_trainable(TrialConfig("full", "linear", "sgdm", 50.0, 0.1, 0), full)
+    assert ok.status is Status.DONE and ok.scheduler_steps is None  # 10 of 10 planned: as planned
+    plateau = run_trainable(TrialConfig("full", "plateau", "sgdm", 100.0, 0.1, 0, (("patience", 2),)), full)
+    assert plateau.status is Status.DONE and plateau.scheduler_steps is None  # steps per evaluation: no plan
+    own = run_trainable(TrialConfig("own", "rex", "sgdm", 100.0, 0.1, 0), own_schedule)
+    assert own.status is Status.DONE and own.scheduler_steps is None
