@@ -35,6 +35,7 @@ lower is better, +inf diverged, NaN missing.
 from __future__ import annotations
 
 import math
+import warnings
 import zlib
 from typing import Any, Callable, Mapping, Sequence
 
@@ -167,7 +168,8 @@ def interval(point: np.ndarray | float, draws: np.ndarray, confidence: float = C
     ``bounds`` (the statistic's range, e.g. (0, 1) for a probability)."""
     d = np.asarray(draws, dtype=float)
     p = np.asarray(point, dtype=float)
-    with np.errstate(invalid="ignore"):
+    with warnings.catch_warnings():  # an all-NaN column (a row absent from every draw) gives NaN, said here
+        warnings.simplefilter("ignore", RuntimeWarning)
         lo, hi = np.nanquantile(d, [(1 - confidence) / 2, (1 + confidence) / 2], axis=0) if d.size else (p, p)
     lo = np.clip(np.fmin(lo, p), *bounds)
     hi = np.clip(np.fmax(hi, p), *bounds)
@@ -247,7 +249,9 @@ def improvement_by_regime(scores: np.ndarray, rows: Sequence[str], subject: str,
                 si, ki = draws_of[name]
                 xb = x[si[:, :, None], ki]  # (B, N, S)
                 yb = y[si[:, :, None], ki]
-                pb = np.nanmean(_u_per_setting(xb, yb), axis=1)
+                with warnings.catch_warnings():  # a draw of only settings where a side is absent: NaN, left out
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    pb = np.nanmean(_u_per_setting(xb, yb), axis=1)
                 lo, hi = interval(p, pb, confidence, (0.0, 1.0))
                 res.update(p=p, lo=float(lo), hi=float(hi))
             cell[name] = res

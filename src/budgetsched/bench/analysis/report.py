@@ -69,7 +69,7 @@ from budgetsched.bench.analysis.report_model import (SPLITS, BudgetRow, Choice, 
 from budgetsched.bench.analysis.rows import (lr_points, metric_name, metric_value, patience_of, schedule_order,
                                              setting_key, trial_rows)
 from budgetsched.bench.analysis.setting import Draws, analyse_setting
-from budgetsched.bench.analysis.summary import by_budget, mark_same_runs, missing_trials, table1
+from budgetsched.bench.analysis.summary import by_budget, mark_same_runs, missing_trials, statistics, table1
 from budgetsched.bench.protocol.grid import LOW_BUDGET_LIMIT, OPTIMIZERS, TrialConfig
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import Status
@@ -179,4 +179,4 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     return Report(settings, table1(settings, draws, ranked, opts), labels, ranked, missing, len(rows),
                   counts[Status.DONE], counts[Status.DIVERGED], counts[Status.FAILED], float(low_limit), names,
                   reference, subject, uncertainty, by_budget(settings, draws, reference, subject, opts), duplicates,
-                  plateau_into_step)
+                  plateau_into_step, statistics(settings, subject, opts))

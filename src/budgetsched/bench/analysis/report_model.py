@@ -224,6 +224,7 @@ class Report:
     by_budget: list[BudgetRow] = field(default_factory=list)  # subject vs reference / best other per budget
     duplicates: list[SameRun] = field(default_factory=list)  # budgets that are one run
     plateau_into_step: bool = False  # Table 1 in the paper's view: plateau merged into step
+    statistics: dict[str, Any] = field(default_factory=dict)  # normalised scores, P(improvement): for these tasks
 
 
 @dataclass(frozen=True)

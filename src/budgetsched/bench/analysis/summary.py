@@ -20,7 +20,7 @@ from budgetsched.bench.protocol.plan import counted_budget, same_run_key
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import FINISHED
 
-__all__ = ["mark_same_runs", "missing_trials", "table1", "by_budget"]
+__all__ = ["mark_same_runs", "missing_trials", "table1", "by_budget", "statistics"]
 
 
 def mark_same_runs(settings: list[Setting]) -> tuple[list[Setting], list[SameRun]]:
@@ -171,3 +171,32 @@ def _verdict(s: Setting, d: Any) -> str | None:
     if s.fair is not None and s.fair.vs_best_other is not None:
         return s.fair.vs_best_other[3]
     return d.clear
+
+
+def statistics(settings: list[Setting], subject: str | None, opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Study-level statistics of Table 1's scores (:func:`budgetsched.bench.analysis.aggregate.study_statistics`):
+    normalised mean and IQM per schedule and the subject's probability of improvement per budget regime, with
+    intervals for these tasks. Each task's trivial baseline comes from the task registry (``Task.baseline``,
+    computed from its data); a task without one, or whose data cannot be loaded here, is normalised to the best."""
+    counted = [s for s in settings if s.counted and s.fair is not None and not np.isnan(s.fair.means).all()]
+    if not counted:
+        return {}
+    tasks = [s.task for s in counted]
+    return aggregate.study_statistics([s.fair for s in counted], tasks, [s.budget for s in counted],
+                                      {t: _baseline(t) for t in set(tasks)}, subject, low_limit=opts["low_limit"],
+                                      resamples=opts["resamples"], seed=opts["seed"], confidence=opts["confidence"])
+
+
+_BASELINES: dict[str, float | None] = {}
+
+
+def _baseline(task: str) -> float | None:
+    """The task's trivial baseline (cached per process); None when the task is unknown here or its data is not."""
+    if task not in _BASELINES:
+        try:  # the registry is optional here, as for metric names: rows of unknown tasks still get a report
+            from budgetsched.bench.tasks.registry import get_task, task_baseline
+
+            _BASELINES[task] = task_baseline(get_task(task))
+        except Exception:
+            _BASELINES[task] = None
+    return _BASELINES[task]

@@ -104,6 +104,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "table1": {label: {split: asdict(cell) for split, cell in cells.items()}
                    for label, cells in report.table1.items()},
         "by_budget": [asdict(r) for r in report.by_budget],
+        "statistics": report.statistics,
         "duplicates": [asdict(d) for d in report.duplicates],
         "settings": settings,
         "missing": [asdict(m) for m in report.missing],

@@ -155,6 +155,11 @@ def sections(report: Report) -> list[Section]:
                      intro="Top-1 finishes clear of noise (the setting's runner-up − best interval excludes 0), of "
                            "all Top-1 finishes:"))
     out.append(Line(_tied_line(report)))
+    if report.statistics.get("normalised"):
+        head, rows = _statistics_rows(report, order)
+        out.append(Table("Study-level statistics for these tasks (normalised scores: 1 = the setting's best, 0 = the "
+                         "task's trivial baseline)", head, rows, title="Study-level statistics, for these tasks",
+                         level=2, intro=_statistics_intro(report)))
     if report.subject and report.by_budget:
         subj = report.subject
         ref = f"{report.reference} and " if report.reference and report.reference != subj else ""
@@ -301,6 +306,47 @@ def _by_budget_rows(report: Report) -> tuple[tuple[str, ...], tuple[tuple[str, .
         row.append(", ".join(c.against) if c and c.against else "—")
         rows.append(tuple(row))
     return tuple(head), tuple(rows)
+
+
+def _interval(cell: dict | None, digits: int = 3) -> str:
+    if not cell or cell.get("value", cell.get("p")) is None:
+        return "—"
+    v = cell.get("value", cell.get("p"))
+    if cell.get("lo") is None:
+        return f"{v:.{digits}f}"
+    return f"{v:.{digits}f} [{cell['lo']:.{digits}f}, {cell['hi']:.{digits}f}]"
+
+
+def _statistics_rows(report: Report, order: list[str]) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """Per Table-1 row: normalised mean and IQM, and P(subject better than the row) per budget regime."""
+    st = report.statistics
+    p = (st.get("p_improvement") or {})
+    subj, by_row = p.get("subject"), p.get("by_row") or {}
+    head = ["Schedule", "normalised mean [95 %]", "IQM [95 %]"]
+    if subj:
+        head += [f"P({subj} better) low", "high", "all"]
+    rows = []
+    for x in order:
+        n = st["normalised"].get(x, {})
+        row = [step_name(report, x), _interval(n.get("mean")), _interval(n.get("iqm"))]
+        if subj:
+            row += ["—"] * 3 if x == subj else [_interval(by_row.get(x, {}).get(g), 2) for g in ("low", "high", "all")]
+        rows.append(tuple(row))
+    return tuple(head), tuple(rows)
+
+
+def _statistics_intro(report: Report) -> str:
+    st = report.statistics
+    base = ", ".join(f"{t} {b:g}" for t, b in st.get("baselines", {}).items() if b is not None)
+    text = ("Per setting, each schedule's per-seed Table-1 scores (cross-fitted) normalised as (baseline − score) / "
+            "(baseline − best), the baseline being the task's trivial predictor (" + (base or "none declared")
+            + "; a task without one: best / score), then the mean and the interquartile mean over settings and "
+              "seeds; P(X better than Y): the Mann-Whitney probability over pairs of seeds, averaged over settings. "
+              "Intervals: a bootstrap stratified by task (seeds within settings, settings within tasks, tasks fixed), "
+              "so they hold for these tasks, not for other tasks.")
+    if not st.get("fairness_claim"):
+        text += " Some settings have one seed: no intervals and no fairness claim."
+    return text
 
 
 def _missing_lines(report: Report) -> list[str]:
