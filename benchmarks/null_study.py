@@ -17,7 +17,9 @@ Draws are keyed by the trial's config, so a rerun gives the same numbers and the
 constant's runs (stand-ins), as in the suite. The *planted* variant makes every ``rex`` run better by one
 seed-standard-deviation (sqrt(0.5^2 + 1 + 0.5^2) = 1.22).
 
-It prints, from ``budgetsched report --format json``: each Table-1 row's Top-1 and Top-3 share (overall), their
+It prints twice - as ``budgetsched report --format json`` ranks the trials (Table 1 and its ``statistics``), and as
+``analysis.fair`` / ``analysis.aggregate`` rank them when called directly (they agree when the report is wired to
+them) - each Table-1 row's Top-1 and Top-3 share (overall), their
 sums, the number of Top-1 rows, and how often the subject (rex) is "clearly better" / "clearly worse" than the best
 other schedule (nominal 2.5 % each under the null). A fair protocol gives every row 1/rows and 3/rows (a row with
 no result in some settings, less), Top-1 shares summing to 1.
@@ -89,7 +91,24 @@ def summarise(report: dict) -> dict:
     verdicts = [((s.get("table1_ranking") or {}).get("vs_best_other") or {}).get("clear") if s.get("table1_ranking")
                 else (s.get("vs_best_other") or {}).get("clear") for s in counted]
     n = len(counted)
+    extra: dict = {}
+    fr = [s["table1_ranking"] for s in counted if s.get("table1_ranking")]
+    if fr and len(fr) == n:  # the fair share of each row: 1/k (k/3 for Top-3) in each setting where it is present
+        present = np.array([[fr_i["rows"][x]["mean"] is not None for x in table1] for fr_i in fr])
+        k = present.sum(axis=1, keepdims=True)
+        extra["fair_top1"] = dict(zip(table1, (present / k).mean(axis=0).tolist()))
+        extra["fair_top3"] = dict(zip(table1, (present * np.minimum(3, k) / k).mean(axis=0).tolist()))
+        extra["top1_ci"] = {x: v["overall"]["top1_ci"] for x, v in table1.items()}
+        extra["evaluation"] = sorted({f["evaluation"] for f in fr})
+    st = report.get("statistics") or {}
+    if st.get("p_improvement"):
+        by_row = st["p_improvement"]["by_row"]
+        extra["p_improvement"] = {o: {g: v[g]["p"] for g in v} for o, v in by_row.items()}
+        extra["p_improvement_ci"] = {o: {g: [v[g]["lo"], v[g]["hi"]] for g in v} for o, v in by_row.items()}
+        extra["present"] = {x: v["overall"].get("n_present") for x, v in table1.items()}
+        extra["candidates"] = {x: v["overall"].get("n_candidates") or 0 for x, v in table1.items()}
     return {
+        **extra,
         "settings": n, "rows": len(table1),
         "top1": top1, "top3": top3,
         "top1_sum": sum(v or 0.0 for v in top1.values()), "top3_sum": sum(v or 0.0 for v in top3.values()),
