@@ -19,10 +19,10 @@ seed-standard-deviation (sqrt(0.5^2 + 1 + 0.5^2) = 1.22).
 
 It prints twice - as ``budgetsched report --format json`` ranks the trials (Table 1 and its ``statistics``), and as
 ``analysis.fair`` / ``analysis.aggregate`` rank them when called directly (they agree when the report is wired to
-them) - each Table-1 row's Top-1 and Top-3 share (overall), their
-sums, the number of Top-1 rows, and how often the subject (rex) is "clearly better" / "clearly worse" than the best
-other schedule (nominal 2.5 % each under the null). A fair protocol gives every row 1/rows and 3/rows (a row with
-no result in some settings, less), Top-1 shares summing to 1.
+them) - each Table-1 row's Top-1 and Top-3 share (overall) with its fair share, their sums, how often the
+subject (rex) is "clearly better" / "clearly worse" than the best other schedule (nominal 2.5 % each under the
+null), and P(rex better than each other row) per budget regime. A fair protocol gives a row 1/k and 3/k of each
+setting where it is present among k rows, Top-1 shares summing to 1. About 13 x 2 x 6 x 81 = 12 600 trials.
 """
 from __future__ import annotations
 
