@@ -165,3 +165,33 @@ def test_planted_effect_probability_of_improvement_excludes_one_half(planted):
                 continue
             assert cell["p"] > 0.5 and cell["lo"] > 0.5, (other, regime, cell)
             assert cell["lo"] <= cell["p"] <= cell["hi"] <= 1.0
+
+
+def test_cli_report_is_fair_on_a_small_null_study(tmp_path, capsys):
+    """Through ``budgetsched run`` + ``report --format json`` (the full-CLI study is benchmarks/null_study.py):
+    Top-1 shares sum to 1, plateau's stand-ins earn nothing, the evaluation is cross-fitted and said so, and
+    ``--plateau-into-step`` gives the paper's view, labelled."""
+    import json
+    from pathlib import Path
+
+    from budgetsched.cli import main
+
+    ref = f"{Path(__file__).resolve().parents[1] / 'benchmarks' / 'null_study.py'}:null00"
+    db = tmp_path / "null.db"
+    assert main(["run", "--task", ref, "--schedules", "constant,step,plateau,linear,rex", "--optimizers", "sgdm",
+                 "--budgets", "5,50,100", "--lrs", "0.01,0.1", "--seeds", "3", "--store", str(db), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(db), "--format", "json", "--resamples", "200"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    t1 = rep["table1"]
+    assert set(t1) == {"constant", "step", "plateau", "linear", "rex"}
+    assert sum(c["overall"]["top1"] for c in t1.values()) == pytest.approx(1.0)
+    assert sum(c["overall"]["top3"] for c in t1.values()) == pytest.approx(3.0)
+    low = [s for s in rep["settings"] if s["budget"] == 5.0][0]["table1_ranking"]
+    assert low["stand_in_only"] == ["plateau"] and low["rows"]["plateau"]["top1"] == 0.0  # constant's run
+    assert {s["table1_ranking"]["evaluation"] for s in rep["settings"]} == {"cross-fit"}
+    assert "cross-fitted over seeds" in rep["protocol"]["evaluation"]
+    assert rep["statistics"]["fairness_claim"] and "rex" in rep["statistics"]["normalised"]
+    assert main(["report", str(db), "--format", "md", "--resamples", "200", "--plateau-into-step"]) == 0
+    md = capsys.readouterr().out
+    assert "| step (incl. plateau, the paper's view) |" in md and "| plateau |" not in md
