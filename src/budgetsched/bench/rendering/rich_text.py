@@ -1,8 +1,13 @@
 """The report on a terminal: each section of :func:`budgetsched.bench.rendering.sections.sections` as rich text and
-tables (``budgetsched report --format rich``)."""
+tables (``budgetsched report --format rich``).
+
+Tables fit the console's width (:func:`_print_table`): a table wider than the terminal is printed as several
+tables, each with the row names and as many of the other columns as fit ("columns 2-4 of 7" in the title), so no
+cell is cut to "…" at 80 columns; a column too wide even alone wraps its cells at spaces (a long word folds).
+"""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from budgetsched.bench.analysis.report_model import SPLITS, Report
 from budgetsched.bench.rendering.sections import (Grouped, Legend, Line, Missing, Note, Overview, SameRuns, Table,
@@ -12,11 +17,56 @@ from budgetsched.bench.rendering.text import budget_text
 __all__ = ["render_rich"]
 
 
+#: Box borders and padding a rich table adds: a rule left of every column and one at the end; one space each side.
+_PAD, _RULE = 2, 1
+
+
+def _width(text: str) -> int:
+    from rich.text import Text
+
+    return Text.from_markup(text).cell_len
+
+
+def _groups(widths: Sequence[int], first: int, room: int) -> list[list[int]]:
+    """Column indices (after the first) split into groups that fit ``room`` cells beside the first column."""
+    out: list[list[int]] = [[]]
+    used = first + _PAD + 2 * _RULE
+    for i, w in enumerate(widths):
+        need = w + _PAD + _RULE
+        if out[-1] and used + need > room:
+            out.append([])
+            used = first + _PAD + 2 * _RULE
+        out[-1].append(i)
+        used += need
+    return out
+
+
+def _print_table(console: Any, caption: str, head: Sequence[tuple[str, str]],
+                 rows: Sequence[tuple[Sequence[str], str | None]]) -> None:
+    """A table of ``head`` (header, justify) columns and ``rows`` (cells, style), split by columns so that every
+    part fits ``console.width`` (the first column repeated in each); cells fold rather than end in "…"."""
+    from rich.table import Table as RichTable
+
+    # rich keeps a header on one line while it can, so a column needs its header's whole width
+    widths = [max([_width(h)] + [_width(r[0][i]) for r in rows]) for i, (h, _) in enumerate(head)]
+    groups = _groups(widths[1:], widths[0], console.width)
+    for n, group in enumerate(groups):
+        cols = [0, *(i + 1 for i in group)]
+        span = (f"column {group[0] + 2}" if len(group) == 1 else f"columns {group[0] + 2}-{group[-1] + 2}") \
+            + f" of {len(head)}"
+        title = caption if len(groups) == 1 else (f"{caption} ({span})" if n == 0 else
+                                                  f"{caption.split(':')[0]}, continued: {span}")
+        t = RichTable(title=title)
+        for i in cols:
+            t.add_column(head[i][0], justify=head[i][1], overflow="fold")
+        for cells, style in rows:
+            t.add_row(*(cells[i] for i in cols), style=style)
+        console.print(t)
+
+
 def render_rich(report: Report, console: Any) -> None:
     """Print the report to a ``rich.console.Console``: the sections of
     :func:`~budgetsched.bench.rendering.markdown.to_markdown` as rich tables."""
-    from rich.table import Table as RichTable
-
     for section in sections(report):
         if isinstance(section, Overview):
             o = section
@@ -31,34 +81,23 @@ def render_rich(report: Report, console: Any) -> None:
                 console.print(f"[yellow]Same run:[/] {line}")
         elif isinstance(section, Table1):
             view = "plateau merged into step" if section.plateau_into_step else "plateau its own row"
-            t1 = RichTable(title=f"Table 1: share of settings where each schedule is Top-1 / Top-3 ({view}), 95 % "
-                                 "interval below each row")
-            t1.add_column("Schedule")
-            for sp in SPLITS:
-                for k in ("Top-1", "Top-3"):
-                    t1.add_column(f"{sp.capitalize()} {k}", justify="right")
-            t1.add_column("Candidates", justify="right")
+            head = [("Schedule", "left"), *((f"{sp.capitalize()} {k}", "right") for sp in SPLITS
+                                            for k in ("Top-1", "Top-3")), ("Candidates", "right")]
+            rows: list[tuple[Sequence[str], str | None]] = []
             for r in section.rows:
-                t1.add_row(r.name, *r.shares, r.candidates, style="bold magenta" if r.label == "rex" else None)
-                t1.add_row("  95 % interval", *r.intervals, "", style="dim")
-            console.print(t1)
+                rows.append(((r.name, *r.shares, r.candidates), "bold magenta" if r.label == "rex" else None))
+                rows.append((("  95 % interval", *r.intervals, ""), "dim"))
+            _print_table(console, f"Table 1: share of settings where each schedule is Top-1 / Top-3 ({view}), 95 % "
+                                  "interval below each row", head, rows)
         elif isinstance(section, Table):
-            t = RichTable(title=section.caption)
-            for h in section.head:
-                t.add_column(h)
-            for r in section.rows:
-                t.add_row(*r)
-            console.print(t)
+            _print_table(console, section.caption, [(h, "left") for h in section.head],
+                         [(tuple(r), None) for r in section.rows])
         elif isinstance(section, Grouped):
-            t = RichTable(title=section.caption)
-            t.add_column("Optimizer + schedule")
-            for b in section.budgets:
-                t.add_column(budget_text(b), justify="right")
-            for r in section.rows:
-                t.add_row(f"{r.optimizer} + {r.label}",
-                          *[f"[bold green]{c.text}[/]" if c.best else c.text for c in r.cells],
-                          style="bold magenta" if r.label == "rex" else None)
-            console.print(t)
+            _print_table(console, section.caption,
+                         [("Optimizer + schedule", "left"), *((budget_text(b), "right") for b in section.budgets)],
+                         [((f"{r.optimizer} + {r.label}",
+                            *(f"[bold green]{c.text}[/]" if c.best else c.text for c in r.cells)),
+                           "bold magenta" if r.label == "rex" else None) for r in section.rows])
         elif isinstance(section, Line):
             console.print(section.text, markup=False)
         elif isinstance(section, Legend):
