@@ -178,3 +178,19 @@ def test_suite_smoke_runs_end_to_end(tmp_path, cache):
     assert {r["total_steps"] for r in rows} == {50, 100}
     report = json.loads(out.read_text())
     assert report  # rendered
+
+
+def test_ablations_schedules_train(tmp_path):
+    """Every ablation variant trains (warm-up fractions, a flat OneCycle momentum, schedule-free), one short budget."""
+    store = tmp_path / "ablations.db"
+    assert main(["run", "--preset", "ablations", "--task", "digits-mlp-v2", "--budgets", "1", "--seeds", "1",
+                 "--lrs", "sgdm=0.1;adam=0.01", "--store", str(store), "--quiet"]) == 0
+    from budgetsched.bench.storage.store import Store
+
+    with Store(store, readonly=True) as s:
+        rows = [r for r in s.rows() if (r["optimizer"], r["lr"]) in (("sgdm", 0.1), ("adam", 0.01))]  # not refinement's
+    assert len(rows) == 7 * 2 and {r["status"] for r in rows} == {"done"}
+    by = {(r["optimizer"], r["schedule"], json.dumps(r["schedule_params"], sort_keys=True)): r for r in rows}
+    flat = by[("sgdm", "onecycle", '{"base_momentum": 0.9, "max_momentum": 0.9}')]
+    cycled = by[("sgdm", "onecycle", "{}")]
+    assert flat["test_metric"] != cycled["test_metric"]  # the momentum cycle changes the run

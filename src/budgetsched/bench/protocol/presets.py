@@ -5,7 +5,8 @@ The fields are those of a study file (:class:`budgetsched.bench.protocol.study.S
 
 ``demo`` runs in a few minutes on 2 CPU cores; ``paper`` is the paper's protocol on ``mnist1d-mlp``; ``suite`` is
 the paper's protocol on suite v2's five offline tasks with LR refinement (docs/tasks.md; ``suite-v1`` is the
-earlier suite, whose results docs/results.md reported); ``suite-smoke`` runs suite v2's tasks in seconds (CI);
+earlier suite, whose results docs/results.md reported); ``suite-smoke`` runs suite v2's tasks in seconds (CI),
+``suite-pilot`` is the pilot its wall time is estimated from;
 ``ablations`` holds the side studies of suite v2 (OneCycle's momentum cycle and warm-up, schedule-free);
 ``smoke`` is a seconds-long study for tests. ``sampling``, ``delay``, ``budget-change`` and ``contenders`` are the
 paper's other experiments and the newer alternatives (docs/results.md).
@@ -102,6 +103,17 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lrs": {task: {"adam": [grid["adam"][2]]} for task, grid in SUITE_V2_LRS.items()},
         "seeds": [0],
         "plateau_patience": [5],
+    },
+    "suite-pilot": {
+        "description": "suite v2's pilot (docs/benchmarks.md): its five tasks and 8 schedules, Adam only, budgets 10 "
+                       "and 50 %, the middle three LRs of each grid, one seed",
+        "tasks": list(SUITE_V2_TASKS),
+        "schedules": list(_PAPER_SCHEDULES),
+        "optimizers": ["adam"],
+        "budgets": [10.0, 50.0],
+        "lrs": {task: {"adam": grid["adam"][1:4]} for task, grid in SUITE_V2_LRS.items()},
+        "seeds": [0],
+        "plateau_patience": [5, 10],
     },
     "ablations": {
         "description": "what a reviewer asks of suite v2, on its two cheapest tasks (paired side tables, not Table 1): "
