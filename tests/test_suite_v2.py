@@ -176,6 +176,12 @@ def test_suite_smoke_runs_end_to_end(tmp_path, cache):
     assert len(rows) == 30 and {r["status"] for r in rows} == {"done"}
     assert {r["task"] for r in rows} == set(SUITE_V2_TASKS)
     assert {r["total_steps"] for r in rows} == {50, 100}
+    for r in rows:  # the engine evaluated every 4 steps and at the end: 13 evaluations at 1 %, 25 at 2 %
+        want = [*range(4, r["total_steps"], 4), r["total_steps"]]
+        assert r["curves"]["step"] == want and len(want) == {50: 13, 100: 25}[r["total_steps"]]
+        assert r["steps"] == r["total_steps"]
+    plateau = [r for r in rows if r["schedule"] == "plateau"]
+    assert len(plateau) == 10 and not any(r["stand_in"] for r in plateau)  # trained as plateau, not constant
     report = json.loads(out.read_text())
     assert report  # rendered
 
