@@ -242,6 +242,9 @@ class RayCluster:
             if self.address is not None:  # it answered check_options' probe
                 shipment = code_to_ship(self.task_names)  # the user's code goes with the job
                 locations = shipment.locations
+                if os.environ.get("BUDGETSCHED_DATA"):  # where the built-in tasks find their files, as here
+                    shipment.runtime_env["env_vars"] = {
+                        "BUDGETSCHED_DATA": os.path.abspath(os.environ["BUDGETSCHED_DATA"])}
                 try:
                     with _core_output_held():
                         ray.init(address=self.address, runtime_env=shipment.runtime_env or None,
