@@ -3,7 +3,8 @@ worker node, each its own ``ray start`` process with its own temp dir, on free l
 store and explicit token authentication (tests/_ray_cluster.py); nodes are ended by process id, never ``ray stop``.
 
 The drivers are ``budgetsched`` processes started from a directory of their own; the user's task file lives in
-another directory, named relatively (``../tasks/usertask.py:make_task``). The task file logs every import and every
+another directory, named relatively (``../tasks/usertask.py:make_task``), and a package of the user's that is not
+installed sits in the driver's directory (``userpkg.tasks:make_task``). The task code logs every import and every
 model it builds with the file it was imported from, so the test sees that the workers imported the copy Ray shipped
 (under the node's ``runtime_resources``), not the driver's file.
 """
@@ -39,7 +40,7 @@ TASK = textwrap.dedent('''
     import torch
     from torch import nn
     from budgetsched.bench.tasks import Task, TaskData, cross_entropy, error_percent
-    import helper  # a sibling module: it travels with the file
+    {helper_import}
 
     LOG = {log!r}
     DATA = {data!r}  # a data file named relative to the working directory of the process that loads it
@@ -102,8 +103,15 @@ class Study:
         self.log = root / "task.log"
         (root / "tasks").mkdir(parents=True)
         (root / "driver").mkdir()
-        (root / "tasks" / "usertask.py").write_text(TASK.format(log=str(self.log), pace=pace, data=data))
+        (root / "tasks" / "usertask.py").write_text(TASK.format(log=str(self.log), pace=pace, data=data,
+                                                                helper_import="import helper  # a sibling module"))
         (root / "tasks" / "helper.py").write_text("WIDTH = 16\n")
+        # a package of the user's, not installed: importable on the driver (its working directory), not elsewhere
+        (root / "driver" / "userpkg").mkdir()
+        (root / "driver" / "userpkg" / "__init__.py").write_text("")
+        (root / "driver" / "userpkg" / "helper.py").write_text("WIDTH = 12\n")
+        (root / "driver" / "userpkg" / "tasks.py").write_text(TASK.format(
+            log=str(self.log), pace=pace, data=data, helper_import="from userpkg import helper"))
         (root / "tasks" / "gputask.py").write_text(GPU_TASK.format(log=str(self.log)))
         self.db = root / "driver" / "study.db"
 
@@ -146,23 +154,26 @@ def one_line(err: str, *needles: str) -> None:
 
 
 def test_user_code_travels_to_both_nodes_and_every_trial_is_written_once(cluster, tmp_path):
+    """A task file named relatively (its directory is the job's working_dir) and a module of an uninstalled
+    package (shipped in py_modules), in one study."""
     study = Study(tmp_path, cluster)
+    refs = ["../tasks/usertask.py:make_task", "userpkg.tasks:make_task"]
     t0 = time.monotonic()
-    proc = study.run("--task", "../tasks/usertask.py:make_task", *grid())
+    proc = study.run("--task", ",".join(refs), *grid())
     assert proc.returncode == 0, proc.err
     print(f"two-node study: {time.monotonic() - t0:.1f} s: {proc.out.strip()}")
     rows = study.rows()
-    assert len(rows) == 12 and len({r["key"] for r in rows}) == 12
+    assert len(rows) == 24 and len({r["key"] for r in rows}) == 24
     assert {r["status"] for r in rows} == {"done"}
-    assert {r["task"] for r in rows} == {"../tasks/usertask.py:make_task"}  # the reference as the user wrote it
+    assert {r["task"] for r in rows} == set(refs)  # the references as the user wrote them
     assert "on 2 nodes" in proc.out, proc.out
-    # the workers imported the copy Ray shipped, never the driver's file
-    here = str(tmp_path / "tasks" / "usertask.py")
-    driver_pid = proc.pid
-    models = study.notes("model")
-    worker_files = {f for pid, f in models if int(pid) != driver_pid}
-    assert worker_files and all("runtime_resources" in f and f != here for f in worker_files), worker_files
-    assert len([m for m in models if int(m[0]) != driver_pid]) == 12  # every trial's model built once
+    # the workers imported the copies Ray shipped, never the driver's files
+    here = {str(tmp_path / "tasks" / "usertask.py"), str(tmp_path / "driver" / "userpkg" / "tasks.py")}
+    models = [(int(pid), f) for pid, f in study.notes("model") if int(pid) != proc.pid]
+    files = {f for _, f in models}
+    assert all("runtime_resources" in f and f not in here for f in files), files
+    assert {Path(f).name for f in files} == {"usertask.py", "tasks.py"}
+    assert len(models) == 24  # every trial's model built once
 
 
 def test_errors_name_their_cause_in_one_line(cluster, tmp_path):
