@@ -1,5 +1,6 @@
-"""The rich report fits the terminal: at 80 columns a wide table is split by columns (the row names repeated), so no
-cell is cut to "…", no line is cropped, and every cell of every table is still shown."""
+"""The report reads as a user needs it: it opens with a short plain "how to read this" (the method's jargon at the
+end, with docs/protocol.md), and the rich report fits the terminal: at 80 columns a wide table is split by columns
+(the row names repeated), so no cell is cut to "…", no line is cropped, and every cell of every table is shown."""
 from __future__ import annotations
 
 import math
@@ -8,6 +9,7 @@ import re
 from rich.console import Console
 
 from budgetsched.bench.analysis.report import build_report
+from budgetsched.bench.rendering.markdown import to_markdown
 from budgetsched.bench.rendering.rich_text import render_rich
 from budgetsched.bench.rendering.sections import Grouped, Table, Table1, sections
 
@@ -59,3 +61,20 @@ def test_a_wide_console_keeps_one_table():
     console = Console(width=250, record=True, color_system=None)
     render_rich(wide_study(), console)
     assert "continued" not in console.export_text()
+
+
+def test_the_report_opens_with_how_to_read_it_and_ends_with_the_method():
+    report = wide_study()
+    md = to_markdown(report)
+    opening, rest = md.split("## Table 1", 1)
+    assert "How to read this: For each schedule the initial learning rate was picked on the validation data" in opening
+    assert "docs/protocol.md" in opening
+    jargon = ("ddof", "competition ranking", "t-calibrated", "cross-fitted", "Dirichlet", "draws per setting")
+    assert [w for w in jargon if w in opening] == []
+    method = rest.split("## How the numbers are computed", 1)[1]
+    assert all(w in method for w in jargon if w != "Dirichlet")  # moved, not lost
+    assert method.index("Selection: LR (and plateau patience) chosen") < method.index("Uncertainty: 300 draws")
+    console = Console(width=80, record=True, color_system=None)
+    render_rich(report, console)
+    text = console.export_text()
+    assert text.index("How to read this") < text.index("Table 1: share") < text.index("How the numbers are computed")

@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Callable, Iterable, Mapping, Sequence
 
 from budgetsched.bench.analysis.report_model import Report
-from budgetsched.bench.rendering.sections import (Grouped, Legend, Line, Missing, Note, Overview, SameRuns,
-                                                  Table, Table1, sections)
+from budgetsched.bench.rendering.sections import (Details, Grouped, Legend, Line, Missing, Note, Overview,
+                                                  SameRuns, Table, Table1, sections)
 from budgetsched.bench.rendering.text import budget_text
 
 __all__ = ["to_markdown"]
-
-PROTOCOL = ("LR (and plateau patience) chosen per setting by mean validation metric over seeds; cells give the test "
-            "metric of that choice as mean ± sample std (ddof=1) over seeds; lower is better. Ties share a rank "
-            "(competition ranking 1, 1, 3).")
-MERGE = {True: " In Table 1 plateau is merged into step (whichever of the two has the better validation mean stands "
-               "for step).",
-         False: " In Table 1 plateau is a schedule of its own (not merged into step as in the paper's Table 1)."}
-
 
 def to_markdown(report: Report, figures: Mapping[str, str] | None = None) -> str:
     """Markdown in the structure of ``docs/results.md``.
@@ -47,12 +39,19 @@ def _overview(o: Overview) -> list[str]:
     return ["# Budgeted-training study report", "",
             f"Trials: {o.done} done, {o.diverged} diverged, {o.failed} failed. Settings (task x optimizer x budget): "
             f"{o.n_settings} ({o.n_low} low budget < {o.low_limit:g} %, {o.n_settings - o.n_low} high); "
-            f"{o.n_counted} counted in Table 1. Seeds per setting: {o.seeds}.{o.units}", "",
-            PROTOCOL + MERGE[o.plateau_into_step], ""]
+            f"{o.n_counted} counted in Table 1. Seeds per setting: {o.seeds}.{o.units}", ""]
 
 
 def _note(n: Note) -> list[str]:
     return [f"{n.label}: {n.text}", ""]
+
+
+def _details(d: Details) -> list[str]:
+    out = ["## How the numbers are computed", "",
+           "The details behind the tables (the whole protocol, line by line against the paper: docs/protocol.md).", ""]
+    for n in d.notes:
+        out += _note(n)
+    return out
 
 
 def _same_runs(s: SameRuns) -> list[str]:
@@ -115,5 +114,5 @@ def _missing(m: Missing) -> list[str]:
 
 
 _RENDER: dict[type, Callable[..., list[str]]] = {
-    Overview: _overview, Note: _note, SameRuns: _same_runs, Table1: _table1, Table: _plain, Grouped: _grouped,
+    Overview: _overview, Note: _note, Details: _details, SameRuns: _same_runs, Table1: _table1, Table: _plain, Grouped: _grouped,
     Line: _line, Legend: _legend, Missing: _missing}

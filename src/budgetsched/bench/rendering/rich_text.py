@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from budgetsched.bench.analysis.report_model import SPLITS, Report
-from budgetsched.bench.rendering.sections import (Grouped, Legend, Line, Missing, Note, Overview, SameRuns, Table,
-                                                  Table1, sections)
+from budgetsched.bench.rendering.sections import (Details, Grouped, Legend, Line, Missing, Note, Overview, SameRuns,
+                                                  Table, Table1, sections)
 from budgetsched.bench.rendering.text import budget_text
 
 __all__ = ["render_rich"]
@@ -72,10 +72,13 @@ def render_rich(report: Report, console: Any) -> None:
             o = section
             console.print(f"[bold]Trials[/]: {o.done} done, {o.diverged} diverged, {o.failed} failed; "
                           f"{o.n_settings} settings ({o.n_low} low budget, {o.n_settings - o.n_low} high; "
-                          f"{o.n_counted} counted in Table 1); seeds per setting: {o.seeds}.{o.units} LR chosen by "
-                          "validation; test metric mean ± sample std.")
+                          f"{o.n_counted} counted in Table 1); seeds per setting: {o.seeds}.{o.units}")
         elif isinstance(section, Note):
             console.print(f"{section.label}: {section.text}", markup=False)
+        elif isinstance(section, Details):
+            console.print("[bold]How the numbers are computed[/] (the whole protocol: docs/protocol.md)")
+            for n in section.notes:
+                console.print(f"{n.label}: {n.text}", markup=False)
         elif isinstance(section, SameRuns):
             for line in section.lines:
                 console.print(f"[yellow]Same run:[/] {line}")

@@ -1,9 +1,10 @@
 """The report's sections, decided once: :func:`sections` turns a :class:`Report` into a list of section objects
 (what to show, with its text), and each renderer (:mod:`.markdown`, :mod:`.rich_text`) only lays them out.
 
-Order: overview, uncertainty, budgets that are one run, Table 1, Top-1 finishes clear of noise, settings tied
-within noise, the subject per budget; per task: the test metric, chosen LRs, the ranking per setting, paired
-differences against the reference; the legend; missing trials.
+Order: overview, how to read the report (a short plain paragraph), budgets that are one run, Table 1, Top-1 finishes
+clear of noise, settings tied within noise, the subject per budget; per task: the test metric, chosen LRs, the
+ranking per setting, paired differences against the reference; how the numbers are computed (selection,
+uncertainty, evaluation: the details, with docs/protocol.md); the legend; missing trials.
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from budgetsched.bench.rendering.text import (best_labels, big, budget_text, can
                                               edge, evaluation_text, method_text, optimizers, pct, pct_ci, prob,
                                               result_cell, seeds_text, step_label, step_name, unit_text)
 
-__all__ = ["Overview", "Note", "SameRuns", "Table1Row", "Table1", "Table", "Cell", "GroupedRow", "Grouped", "Line",
-           "Legend", "Missing", "Section", "sections", "table1_order"]
+__all__ = ["Overview", "Note", "Details", "SameRuns", "Table1Row", "Table1", "Table", "Cell", "GroupedRow", "Grouped",
+           "Line", "Legend", "Missing", "Section", "sections", "table1_order", "how_to_read", "SELECTION"]
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ class Note:
 
     label: str
     text: str
+
+
+@dataclass(frozen=True)
+class Details:
+    """How the numbers are computed: labelled notes under one heading, for the reader who wants the method."""
+
+    notes: tuple[Note, ...]
 
 
 @dataclass(frozen=True)
@@ -118,7 +126,7 @@ class Missing:
     lines: tuple[str, ...]
 
 
-Section = Union[Overview, Note, SameRuns, Table1, Table, Grouped, Line, Legend, Missing]
+Section = Union[Overview, Note, Details, SameRuns, Table1, Table, Grouped, Line, Legend, Missing]
 
 LEGEND = ("↑ / ↓: the chosen LR is the largest / smallest LR tried for that schedule in that setting (the best "
           "LR may lie outside the grid); \"only LR\": the schedule was run at one LR.",
@@ -127,17 +135,41 @@ LEGEND = ("↑ / ↓: the chosen LR is the largest / smallest LR tried for that 
           "n=1: one seed, no spread, no interval and no probability.")
 
 
+SELECTION = ("LR (and plateau patience) chosen per setting by mean validation metric over seeds; cells give the test "
+             "metric of that choice as mean ± sample std (ddof=1) over seeds; lower is better. Ties share a rank "
+             "(competition ranking 1, 1, 3).")
+_MERGE = {True: " In Table 1 plateau is merged into step (whichever of the two has the better validation mean stands "
+                "for step).",
+          False: " In Table 1 plateau is a schedule of its own (not merged into step as in the paper's Table 1)."}
+
+
+def how_to_read(report: Report) -> str:
+    """The report in plain words, before any table: what a number is, what Table 1 counts, what an interval and
+    "tied within noise" mean; the method is at the end of the report and in docs/protocol.md."""
+    merged = ("plateau counts as step, as in the paper" if report.plateau_into_step
+              else "plateau is a schedule of its own")
+    return ("For each schedule the initial learning rate was picked on the validation data; every table gives the "
+            "test result of that pick (lower is better), averaged over seeds. Table 1 says how often each schedule "
+            f"came first (Top-1) or in the first three (Top-3) across the settings ({merged}); schedules tied for a "
+            "place share it. A range such as 12–40% is a 95 % interval: where two schedules' ranges overlap, or a "
+            "setting is \"tied within noise\", this study cannot tell them apart, and more seeds would. ↑ / ↓ marks "
+            "an LR at the edge of those tried (the best LR may lie beyond). How each number is computed: the end of "
+            "this report and docs/protocol.md.")
+
+
 def sections(report: Report) -> list[Section]:
     """Every section of the report, in order (see the module docstring)."""
     out: list[Section] = [Overview(report.n_trials_done, report.n_trials_diverged, report.n_trials_failed,
                                    len(report.settings), sum(s.split == "low" for s in report.settings),
                                    sum(s.counted for s in report.settings), report.low_limit, seeds_text(report),
-                                   unit_text(report), report.plateau_into_step)]
+                                   unit_text(report), report.plateau_into_step),
+                          Note("How to read this", how_to_read(report))]
+    details = [Note("Selection", SELECTION + _MERGE[report.plateau_into_step])]
     if report.uncertainty:
-        out.append(Note("Uncertainty", method_text(report)))
+        details.append(Note("Uncertainty", method_text(report)))
     evaluation = evaluation_text(report)
     if evaluation:
-        out.append(Note("Evaluation", evaluation))
+        details.append(Note("Evaluation", evaluation))
     dups = _duplicate_lines(report)
     if dups:
         out.append(SameRuns(tuple(dups)))
@@ -174,6 +206,7 @@ def sections(report: Report) -> list[Section]:
                                "estimate; in brackets those whose own 95 % interval excludes 0."))
     for task in sorted({s.task for s in report.settings}):
         out += _task_sections(report, task)
+    out.append(Details(tuple(details)))
     out.append(Legend(LEGEND))
     out.append(Missing(tuple(_missing_lines(report))))
     return out
