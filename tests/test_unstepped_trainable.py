@@ -69,3 +69,34 @@ def test_a_scheduler_stepped_another_number_of_times_is_done_and_flagged():
     assert plateau.status is Status.DONE and plateau.scheduler_steps is None  # steps per evaluation: no plan
     own = run_trainable(TrialConfig("own", "rex", "sgdm", 100.0, 0.1, 0), own_schedule)
     assert own.status is Status.DONE and own.scheduler_steps is None
+
+
+def test_the_report_lists_trials_whose_scheduler_did_not_follow_its_plan():
+    from dataclasses import replace
+
+    from rich.console import Console
+
+    from budgetsched.bench.analysis.report import build_report
+    from budgetsched.bench.rendering.csv_json import to_json
+    from budgetsched.bench.rendering.markdown import to_markdown
+    from budgetsched.bench.rendering.rich_text import render_rich
+
+    from _rows import typed
+    from test_report_uncertainty import seeds
+
+    rows = typed(seeds("rex", [1.0, 1.1], total_steps=40) + seeds("linear", [2.0, 2.1], total_steps=40))
+    clean = build_report(rows, resamples=200)
+    assert clean.off_plan == [] and "off_plan" not in to_json(clean) and "planned" not in to_markdown(clean)
+    rows[1] = replace(rows[1], scheduler_steps=20)  # rex, seed 1: the loop stepped half of its 40 steps
+    rep = build_report(rows, resamples=200)
+    assert [(o.schedule, o.seed, o.scheduler_steps, o.total_steps) for o in rep.off_plan] == [("rex", 1, 20, 40)]
+    assert rep.settings[0].results["rex"].n == 2  # done: it stays in the tables
+    line = "T / sgdm / 10% / rex / lr 0.1 / seed 1: the scheduler reached step 20 of the 40 planned"
+    md = to_markdown(rep)
+    assert "## Trials whose scheduler stepped another number of times than planned (kept in the tables)" in md
+    assert f"- {line}" in md
+    assert to_json(rep)["off_plan"] == [{"task": "T", "optimizer": "sgdm", "budget": 10.0, "schedule": "rex",
+                                         "lr": 0.1, "seed": 1, "scheduler_steps": 20, "total_steps": 40}]
+    console = Console(width=120, record=True, color_system=None)
+    render_rich(rep, console)
+    assert line in console.export_text()

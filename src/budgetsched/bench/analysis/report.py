@@ -33,6 +33,9 @@ Protocol (REX paper, section 5 and Table 1; ``docs/architecture.md``):
   (:func:`budgetsched.bench.analysis.aggregate.table1`). Two budgets of one task and optimizer whose runs have the same ``total_steps`` are one run: Table 1 counts that
   setting once, under the largest of those budgets (rounding is upward, so it is the closest to the real length),
   and the report says so.
+* **Off-plan trials** (``Report.off_plan``): finished trials whose scheduler reached another position than planned
+  (a ``@trainable`` loop that stepped it too few or too many times; ``TrialRow.scheduler_steps``). They stay in the
+  tables and are listed, so that their results are read with that in mind. (One that never stepped is failed.)
 * **Missing trials** (``Report.missing``): per setting, every (schedule, LR, patience, seed) without a finished
   trial, over the grid the rows imply (each schedule's own LRs x the setting's seeds) and, when the store recorded
   the study's design (``Store.planned_configs()``, passed as ``planned``), every trial the design planned - a seed,
@@ -65,7 +68,8 @@ from typing import Any, Collection, Iterable, Mapping
 
 from budgetsched.bench.analysis import stats
 from budgetsched.bench.analysis.report_model import (SPLITS, BudgetRow, Choice, Comparison, Difference, LrPoint,
-                                                     MissingTrial, Ranked, Report, SameRun, Setting, Table1Cell)
+                                                     MissingTrial, OffPlan, Ranked, Report, SameRun, Setting,
+                                                     Table1Cell)
 from budgetsched.bench.analysis.rows import (lr_points, metric_name, metric_value, patience_of, schedule_order,
                                              setting_key, trial_rows)
 from budgetsched.bench.analysis.setting import Draws, analyse_setting
@@ -76,7 +80,7 @@ from budgetsched.bench.protocol.status import Status
 from budgetsched.errors import UsageError
 
 __all__ = ["Choice", "Ranked", "Difference", "Setting", "Report", "LrPoint", "Table1Cell", "Comparison", "BudgetRow",
-           "MissingTrial", "SameRun", "build_report", "schedule_order", "metric_name", "metric_value", "patience_of",
+           "MissingTrial", "SameRun", "OffPlan", "build_report", "schedule_order", "metric_name", "metric_value", "patience_of",
            "lr_points", "trial_rows", "planned_trials", "DEFAULT_REFERENCE", "DEFAULT_SUBJECT", "SPLITS"]
 
 #: Reference schedule of the paired differences when the study has it (``--reference``).
@@ -179,4 +183,6 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     return Report(settings, table1(settings, draws, ranked, opts), labels, ranked, missing, len(rows),
                   counts[Status.DONE], counts[Status.DIVERGED], counts[Status.FAILED], float(low_limit), names,
                   reference, subject, uncertainty, by_budget(settings, draws, reference, subject, opts), duplicates,
-                  plateau_into_step, statistics(settings, subject, opts))
+                  plateau_into_step, statistics(settings, subject, opts),
+                  [OffPlan(r.task, r.optimizer, float(r.budget), r.label, float(r.lr), r.seed, r.scheduler_steps,
+                           r.total_steps) for r in rows if r.scheduler_steps is not None and r.finished])

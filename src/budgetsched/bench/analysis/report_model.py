@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["SPLITS", "Choice", "Ranked", "Difference", "Setting", "Table1Cell", "Comparison", "BudgetRow",
-           "MissingTrial", "SameRun", "Report", "LrPoint"]
+           "MissingTrial", "SameRun", "OffPlan", "Report", "LrPoint"]
 
 #: Table 1's budget splits: low (budget < the low limit), high, and every counted setting.
 SPLITS = ("low", "high", "overall")
@@ -204,6 +204,21 @@ class SameRun:
 
 
 @dataclass(frozen=True)
+class OffPlan:
+    """A finished trial whose scheduler reached another position than planned (a ``@trainable`` loop that stepped
+    it too few or too many times): kept in the tables, listed so that its result is read with that in mind."""
+
+    task: str
+    optimizer: str
+    budget: float
+    schedule: str
+    lr: float
+    seed: int
+    scheduler_steps: int  # the position the scheduler reached
+    total_steps: int | None  # the planned length
+
+
+@dataclass(frozen=True)
 class Report:
     """Everything the renderers need. Build it with :func:`budgetsched.bench.analysis.report.build_report`."""
 
@@ -225,6 +240,7 @@ class Report:
     duplicates: list[SameRun] = field(default_factory=list)  # budgets that are one run
     plateau_into_step: bool = False  # Table 1 in the paper's view: plateau merged into step
     statistics: dict[str, Any] = field(default_factory=dict)  # normalised scores, P(improvement): for these tasks
+    off_plan: list[OffPlan] = field(default_factory=list)  # trials whose scheduler did not follow its plan
 
 
 @dataclass(frozen=True)

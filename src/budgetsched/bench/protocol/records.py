@@ -101,6 +101,7 @@ class TrialRow:
     provenance: Provenance
     total_steps: int | None = None  # the planned run length in optimizer steps (None in a v1 store)
     stand_in: str | None = None
+    scheduler_steps: int | None = None  # a @trainable's scheduler position when it differs from the plan
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):
@@ -155,7 +156,7 @@ class TrialRow:
         config that stands in for this one."""
         return TrialResult(self.status, self.val_loss, self.val_metric, self.test_loss, self.test_metric,
                            {k: list(v) for k, v in self.curves.items()}, self.steps or 0, self.wall_time or 0.0,
-                           self.error)
+                           self.error, self.scheduler_steps)
 
     def as_dict(self) -> dict[str, Any]:
         """The row as the flat mapping the store's columns spell (:data:`ROW_KEYS`; status as its string)."""
@@ -191,10 +192,12 @@ class TrialRow:
         config = TrialConfig.from_dict(cfg)
         prov = Provenance(**{k: d.get(k) for k in _PROVENANCE if k != "run_meta"}, run_meta=obj("run_meta"))
         total = d.get("total_steps")
+        sched = d.get("scheduler_steps")
         return cls(
             key=str(d["key"]), config=config, status=Status.parse(d["status"]),
             val_loss=d.get("val_loss"), val_metric=d.get("val_metric"), test_loss=d.get("test_loss"),
             test_metric=d.get("test_metric"), curves=obj("curves"), steps=d.get("steps"),
             wall_time=d.get("wall_time"), error=d.get("error"), provenance=prov,
             total_steps=None if total is None else int(total), stand_in=d.get("stand_in"),
+            scheduler_steps=None if sched is None else int(sched),
         )

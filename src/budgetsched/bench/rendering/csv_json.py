@@ -108,6 +108,8 @@ def to_json(report: Report) -> dict[str, Any]:
         "duplicates": [asdict(d) for d in report.duplicates],
         "settings": settings,
         "missing": [asdict(m) for m in report.missing],
+        # trials whose scheduler did not follow its plan: a key only when there are any (older reports unchanged)
+        **({"off_plan": [asdict(o) for o in report.off_plan]} if report.off_plan else {}),
     }
 
 

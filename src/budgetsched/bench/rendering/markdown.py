@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Callable, Iterable, Mapping, Sequence
 
 from budgetsched.bench.analysis.report_model import Report
-from budgetsched.bench.rendering.sections import (Details, Grouped, Legend, Line, Missing, Note, Overview,
-                                                  SameRuns, Table, Table1, sections)
+from budgetsched.bench.rendering.sections import (OFF_PLAN, Details, Grouped, Legend, Line, Missing, Note,
+                                                  OffPlanList, Overview, SameRuns, Table, Table1, sections)
 from budgetsched.bench.rendering.text import budget_text
 
 __all__ = ["to_markdown"]
@@ -113,6 +113,11 @@ def _missing(m: Missing) -> list[str]:
                                            else ["None: every trial of the grid has a result."])
 
 
+def _off_plan(o: OffPlanList) -> list[str]:
+    return ["", f"## {OFF_PLAN}", ""] + [f"- {x}" for x in o.lines]
+
+
 _RENDER: dict[type, Callable[..., list[str]]] = {
-    Overview: _overview, Note: _note, Details: _details, SameRuns: _same_runs, Table1: _table1, Table: _plain, Grouped: _grouped,
+    Overview: _overview, Note: _note, Details: _details, OffPlanList: _off_plan, SameRuns: _same_runs,
+    Table1: _table1, Table: _plain, Grouped: _grouped,
     Line: _line, Legend: _legend, Missing: _missing}

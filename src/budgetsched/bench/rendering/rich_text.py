@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from budgetsched.bench.analysis.report_model import SPLITS, Report
-from budgetsched.bench.rendering.sections import (Details, Grouped, Legend, Line, Missing, Note, Overview, SameRuns,
-                                                  Table, Table1, sections)
+from budgetsched.bench.rendering.sections import (OFF_PLAN, Details, Grouped, Legend, Line, Missing, Note,
+                                                  OffPlanList, Overview, SameRuns, Table, Table1, sections)
 from budgetsched.bench.rendering.text import budget_text
 
 __all__ = ["render_rich"]
@@ -113,3 +113,7 @@ def render_rich(report: Report, console: Any) -> None:
                     console.print(f"  {x}", markup=False)
             else:
                 console.print("No missing trials.")
+        elif isinstance(section, OffPlanList):
+            console.print(f"[bold yellow]{OFF_PLAN} ({len(section.lines)}):[/]")
+            for x in section.lines:
+                console.print(f"  {x}", markup=False)

@@ -4,7 +4,8 @@
 Order: overview, how to read the report (a short plain paragraph), budgets that are one run, Table 1, Top-1 finishes
 clear of noise, settings tied within noise, the subject per budget; per task: the test metric, chosen LRs, the
 ranking per setting, paired differences against the reference; how the numbers are computed (selection,
-uncertainty, evaluation: the details, with docs/protocol.md); the legend; missing trials.
+uncertainty, evaluation: the details, with docs/protocol.md); the legend; missing trials; trials whose scheduler did
+not follow its plan (only when there are any).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from budgetsched.bench.rendering.text import (best_labels, big, budget_text, can
                                               result_cell, seeds_text, step_label, step_name, unit_text)
 
 __all__ = ["Overview", "Note", "Details", "SameRuns", "Table1Row", "Table1", "Table", "Cell", "GroupedRow", "Grouped",
-           "Line", "Legend", "Missing", "Section", "sections", "table1_order", "how_to_read", "SELECTION"]
+           "Line", "Legend", "Missing", "OffPlanList", "OFF_PLAN", "Section", "sections", "table1_order", "how_to_read", "SELECTION"]
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,18 @@ class Missing:
     lines: tuple[str, ...]
 
 
-Section = Union[Overview, Note, Details, SameRuns, Table1, Table, Grouped, Line, Legend, Missing]
+#: The heading of the trials whose scheduler did not follow its plan.
+OFF_PLAN = "Trials whose scheduler stepped another number of times than planned (kept in the tables)"
+
+
+@dataclass(frozen=True)
+class OffPlanList:
+    """Finished trials whose scheduler reached another position than planned, one line each."""
+
+    lines: tuple[str, ...]
+
+
+Section = Union[Overview, Note, Details, SameRuns, Table1, Table, Grouped, Line, Legend, Missing, OffPlanList]
 
 LEGEND = ("↑ / ↓: the chosen LR is the largest / smallest LR tried for that schedule in that setting (the best "
           "LR may lie outside the grid); \"only LR\": the schedule was run at one LR.",
@@ -209,6 +221,11 @@ def sections(report: Report) -> list[Section]:
     out.append(Details(tuple(details)))
     out.append(Legend(LEGEND))
     out.append(Missing(tuple(_missing_lines(report))))
+    if report.off_plan:
+        out.append(OffPlanList(tuple(
+            f"{o.task} / {o.optimizer} / {budget_text(o.budget)} / {o.schedule} / lr {o.lr:g} / seed {o.seed}: the "
+            f"scheduler reached step {o.scheduler_steps}"
+            + (f" of the {o.total_steps} planned" if o.total_steps else "") for o in report.off_plan)))
     return out
 
 
