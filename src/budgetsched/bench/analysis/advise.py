@@ -98,7 +98,7 @@ class Advice:
         length = ""
         if self.steps is not None:
             length = f" = {'' if self.steps_exact else '~'}{self.steps} steps of {self.task}"
-        return f"{self.task} / {self.optimizer} at {self.budget:g} %{length}"
+        return f"{self.task} / {self.optimizer} at {self.budget:.4g} %{length}"
 
     def _probs(self) -> str:
         shown = sorted(self.probabilities.items(), key=lambda kv: -kv[1])
