@@ -9,6 +9,8 @@ import warnings
 import pytest
 
 from budgetsched.bench.protocol.grid import TrialConfig
+from budgetsched.bench.protocol.records import Provenance, TrialRow
+from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.protocol.presets import available_presets, get_preset
 from budgetsched.bench.execution.runners import BudgetCollapseWarning, run_study
 from budgetsched.bench.storage.store import Store
@@ -161,9 +163,16 @@ def test_a_stand_in_reuses_a_constant_trial_already_in_the_store(tmp_path, train
         assert trained == [] and s.stand_ins == 4 and len(store.rows()) == 6
 
 
+def _row(c, status, val_metric):
+    """A synthetic stored trial of ``c``, typed as ``Store.trial_rows()`` gives it."""
+    return TrialRow(key=c.key, config=c, status=Status.parse(status), val_loss=None, val_metric=val_metric,
+                    test_loss=None, test_metric=None, curves={}, steps=None, wall_time=None, error=None,
+                    provenance=Provenance())
+
+
 def _val_rows(configs, best):
     """Synthetic finished rows whose validation metric is lowest at ``best`` (log distance)."""
-    return [dict(key=c.key, status="done", val_metric=abs(math.log(c.lr / best))) for c in configs]
+    return [_row(c, "done", abs(math.log(c.lr / best))) for c in configs]
 
 
 @pytest.mark.parametrize("best,expected", [
@@ -192,7 +201,7 @@ def test_refinement_waits_for_every_seed_and_skips_never_training():
     rows = _val_rows(configs, 0.05)
     assert refinement(spec, configs, rows[:-1])  # rex is complete, linear is not
     assert {c.schedule for c in refinement(spec, configs, rows[:-1])} == {"rex"}
-    diverged = [dict(key=c.key, status="diverged", val_metric=None) for c in configs]
+    diverged = [_row(c, "diverged", None) for c in configs]
     assert refinement(spec, configs, diverged) == []
 
 

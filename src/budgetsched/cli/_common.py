@@ -115,13 +115,14 @@ def open_existing_store(path: str) -> Any:
 
 
 def read_rows(path: str, *, typed: bool = False, empty_ok: bool = False) -> list[Any]:
-    """Every trial of an existing store (dicts, or :class:`TrialRow` with ``typed``); a store with none is a
-    usage error unless ``empty_ok``."""
+    """Every trial of an existing store, decoded once by the store (``trial_rows()``): :class:`TrialRow` s with
+    ``typed``, else each as its flat mapping (:meth:`TrialRow.as_dict`, for callers that still index by column
+    name); a store with none is a usage error unless ``empty_ok``."""
     store = open_existing_store(path)
     try:
-        rows = store.trial_rows() if typed else store.rows()
+        rows = store.trial_rows()
     finally:
         store.close()
     if not rows and not empty_ok:
         raise UsageError(f"store {path!r} holds no trials yet; run a study first")
-    return rows
+    return rows if typed else [r.as_dict() for r in rows]

@@ -180,7 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         while spec.refine:
             from budgetsched.bench.protocol.study import refinement
 
-            extra = refinement(spec, configs, store.rows())
+            extra = refinement(spec, configs, store.trial_rows())
             if not extra:
                 break
             rounds += 1
@@ -210,7 +210,7 @@ def cmd_refine(args: argparse.Namespace) -> int:
     check_options("batched", args.workers)
     _check_data_dir(args.data_dir)
     with Store(args.store, readonly=True) as s:
-        rows = s.rows()
+        rows = s.trial_rows()
     configs = refined_trials(rows, args.source)
     store = Store(args.store)
     try:

@@ -130,13 +130,6 @@ def _meta(executor: str, device: str, workers: int, threads: int) -> dict[str, A
             "budgetsched_version": budgetsched.__version__, "git_commit": git_commit()}
 
 
-def _row_result(row: dict[str, Any]) -> Any:
-    from budgetsched.bench.engines.train import TrialResult
-
-    return TrialResult(Status.parse(row["status"]), row["val_loss"], row["val_metric"], row["test_loss"],
-                       row["test_metric"], row["curves"], row["steps"] or 0, row["wall_time"] or 0.0, row["error"])
-
-
 class _Heartbeat:
     """Renews this run's claims every ``lease_s / 4`` seconds from a background thread."""
 
@@ -283,11 +276,11 @@ def run_study(
             if not requested:
                 del waiting[target]
                 continue
-            row = store.row(target.key)
+            row = store.trial_row(target.key)
             if row is None:  # its row cannot be decoded (a warning named it): nothing to copy
                 summary.by_others += len(waiting.pop(target))
                 continue
-            write(target, _row_result(row), row.get("engine") or "batched")
+            write(target, row.result(), row.provenance.engine or "batched")
 
     def claim(chunk: Chunk) -> Chunk:
         keys = set(claims.claim([p.config.key for p in chunk], owner, lease_s))

@@ -40,11 +40,14 @@ import math
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from budgetsched._checks import did_you_mean
 from budgetsched.bench.protocol.grid import DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand, group_key
 from budgetsched.errors import UsageError
+
+if TYPE_CHECKING:
+    from budgetsched.bench.protocol.records import TrialRow
 
 __all__ = ["StudySpec", "load_config", "refinement", "seed_list", "REFINE_FACTOR", "MAX_EXTENSIONS", "MAX_SEEDS"]
 
@@ -296,8 +299,9 @@ def _round(v: float) -> float:
     return float(f"{v:.6g}")
 
 
-def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[Mapping[str, Any]]) -> list[TrialConfig]:
-    """The next round of LR points for ``spec``'s grid, grown to ``configs``, whose trials are in ``rows``.
+def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[TrialRow]) -> list[TrialConfig]:
+    """The next round of LR points for ``spec``'s grid, grown to ``configs``, whose trials are in ``rows``
+    (:class:`~budgetsched.bench.protocol.records.TrialRow`, as ``Store.trial_rows()`` gives them).
 
     Per setting (task, optimizer, budget) and schedule (label and parameters, so plateau per patience), the LR
     with the lowest mean *validation* metric over seeds (diverged = +inf; ties to the smaller LR) is the best:
@@ -315,7 +319,7 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[M
     base: dict[tuple, list[TrialConfig]] = {}
     for c in configs:
         base.setdefault((*group_key(c), c.schedule, c.schedule_params), []).append(c)
-    finished: dict[str, Mapping[str, Any]] = {r["key"]: r for r in rows if r["status"] != Status.FAILED}
+    finished: dict[str, TrialRow] = {r.key: r for r in rows if r.status is not Status.FAILED}
     out: list[TrialConfig] = []
     for members in base.values():
         lrs = sorted({c.lr for c in members})
@@ -325,7 +329,7 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[M
             r = finished.get(c.key)
             if r is None:
                 continue
-            by_lr.setdefault(c.lr, []).append(selection.score(r["status"], r["val_metric"]))
+            by_lr.setdefault(c.lr, []).append(selection.score(r.status, r.val_metric))
         if len(by_lr) != len(lrs) or any(len(v) != len(seeds) for v in by_lr.values()):
             continue  # the refinement's view: every seed at every LR
         best, best_score = selection.choose_lr(by_lr)

@@ -340,18 +340,20 @@ class Store:
         return next(iter(self._decoded(self._rows_where("key = ?", (key,)))), None)
 
     def rows(self, task: str | None = None) -> list[dict[str, Any]]:
-        """All trials (or one task's) as dicts: config fields, result fields, provenance; JSON columns decoded.
+        """The stored mapping form, for export; readers use :meth:`trial_rows`.
 
-        ``schedule_params``, ``curves``, ``run_meta`` and ``config`` come back as dicts. Ordered by task,
-        optimizer, budget, label, lr, seed. A row that cannot be decoded is skipped with a :class:`StoreWarning`
-        naming its key. (Readers move to :meth:`trial_rows`.)
+        All trials (or one task's) as the store's columns spell them (config fields, result fields, provenance;
+        ``schedule_params``, ``curves``, ``run_meta`` and ``config`` JSON-decoded to dicts, the status as its
+        string), ordered by task, optimizer, budget, label, lr, seed. A row that cannot be decoded is skipped with
+        a :class:`StoreWarning` naming its key. :meth:`trial_rows` decodes these once into typed rows.
         """
         if task is None:
             return self._rows_where("1", ())
         return self._rows_where("task = ?", (task,))
 
     def row(self, key: str) -> dict[str, Any] | None:
-        """The trial stored under ``key`` (as in :meth:`rows`), or None (also when it cannot be decoded)."""
+        """The trial stored under ``key`` in the stored mapping form (as in :meth:`rows`; readers use
+        :meth:`trial_row`), or None (also when it cannot be decoded)."""
         return next(iter(self._rows_where("key = ?", (key,))), None)
 
     def _rows_where(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
