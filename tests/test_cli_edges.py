@@ -154,3 +154,41 @@ def test_the_summary_names_a_trainable_as_such(monkeypatch):
     assert engine_label(store, {"a"}, "batched") == "@trainable"
     assert engine_label(store, {"a", "b"}, "batched") == "@trainable + batched"
     assert engine_label(store, set(), "batched") == "batched"
+
+
+@pytest.mark.parametrize("value", ["0", "1.5", "-0.5", "nan", "inf"])
+def test_gpus_per_chunk_outside_0_1_is_a_usage_error_naming_it(tmp_path, capsys, value):
+    db = tmp_path / "s.db"
+    assert main(["run", *BASE, "--engine", "ray", "--gpus-per-chunk", value, "--store", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("budgetsched: error: gpus_per_chunk must be a number in (0, 1]") and err.count("\n") == 1
+    assert f"got {float(value)!r}" in err
+    assert not db.exists()
+
+
+def test_gpus_per_chunk_without_ray_is_refused(tmp_path, capsys):
+    assert main(["run", *BASE, "--gpus-per-chunk", "0.5", "--store", str(tmp_path / "s.db")]) == 2
+    assert "gpus_per_chunk 0.5 is only used with engine 'ray', not 'batched'" in capsys.readouterr().err
+
+
+def test_gpus_per_chunk_reaches_the_runner_in_options_checked_once(tmp_path, monkeypatch):
+    from budgetsched.bench.execution import options as run_options, ray as ray_exec, runners
+    from budgetsched.bench.execution.run import StudySummary
+
+    monkeypatch.setattr(ray_exec, "check_cluster", lambda address: None)  # no Ray instance needed
+    checks = []
+    real = run_options._checked_device
+    monkeypatch.setattr(run_options, "_checked_device", lambda *a: checks.append(a) or real(*a))
+    seen = {}
+
+    def fake_run_study(configs, store, **kw):
+        seen.update(kw)
+        return StudySummary(total=len(configs), skipped=0)
+
+    monkeypatch.setattr(runners, "run_study", fake_run_study)
+    assert main(["run", *BASE, "--engine", "ray", "--gpus-per-chunk", "0.25", "--device", "cuda",
+                 "--store", str(tmp_path / "s.db"), "--quiet"]) == 0
+    options = seen["options"]
+    assert isinstance(options, run_options.RunOptions)
+    assert (options.engine, options.gpus_per_chunk, options.device) == ("ray", 0.25, "cuda")
+    assert len(checks) == 1 and not {"engine", "gpus_per_chunk", "device", "workers"} & seen.keys()

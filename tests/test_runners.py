@@ -228,3 +228,22 @@ def test_workers_auto_is_one_process_per_core(tmp_path):
         s = run_study(GRID, store, workers="auto", progress=False)
         assert s.workers == runners.usable_cpus() and s.ran == 12
         assert {r["run_meta"]["threads"] for r in store.rows()} == {1} or runners.usable_cpus() == 1
+
+
+def test_checked_options_are_trusted_and_loose_ones_checked(tmp_path, monkeypatch):
+    from budgetsched.bench.execution import options as run_options
+
+    checks = []
+    real = run_options._checked_device
+    monkeypatch.setattr(run_options, "_checked_device", lambda *a: checks.append(a) or real(*a))
+    options = runners.check_options("sequential", 1, 8)
+    assert isinstance(options, runners.RunOptions) and len(checks) == 1
+    with Store(tmp_path / "s.db") as store:
+        s = run_study(GRID[:2], store, options=options, progress=False)
+        assert (s.ran, s.engine) == (2, "sequential") and len(checks) == 1  # not checked again
+        s = run_study(GRID[2:4], store, engine="sequential", progress=False)  # loose keywords: checked here
+        assert s.ran == 2 and len(checks) == 2
+        with pytest.raises(TypeError, match=r"\(chunk_size given with options=\)"):
+            run_study(GRID, store, options=options, chunk_size=4, progress=False)
+    with pytest.raises(ValueError, match="chunk_size must be an integer >= 1, got 0"):
+        runners.RunOptions(chunk_size=0)  # made directly, still checked

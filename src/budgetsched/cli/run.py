@@ -166,13 +166,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from budgetsched.bench.execution.runners import StudyInterrupted, check_options
 
     # the runner's one check of its options, here before the store is touched (it also asks the machine about
-    # --device and Ray; run_study asks again for callers of the library)
-    check_options(args.engine, args.workers, args.chunk_size, args.ray_address, args.device)
+    # --device and Ray); run_study takes the checked options as they are
+    options = check_options(args.engine, args.workers, args.chunk_size, args.ray_address, args.device,
+                            args.gpus_per_chunk)
     _check_data_dir(args.data_dir)
     store = open_store_for_run(args.store, args.quiet)
-    kw = dict(engine=args.engine, workers=args.workers, device=args.device, data_dir=args.data_dir,
-              cache_dir=args.cache_dir, chunk_size=args.chunk_size, ray_address=args.ray_address,
-              anytime=args.anytime, checkpoint_dir=args.store + ".anytime" if args.anytime else None)
+    kw = dict(options=options, data_dir=args.data_dir, cache_dir=args.cache_dir, anytime=args.anytime,
+              checkpoint_dir=args.store + ".anytime" if args.anytime else None)
     try:
         store.record_study(spec.to_dict())
         summary = _run(configs, store, args.quiet, **kw)
@@ -207,14 +207,14 @@ def cmd_refine(args: argparse.Namespace) -> int:
     from budgetsched.bench.execution.runners import StudyInterrupted, check_options
     from budgetsched.bench.storage.store import Store
 
-    check_options("batched", args.workers)
+    options = check_options("batched", args.workers)
     _check_data_dir(args.data_dir)
     with Store(args.store, readonly=True) as s:
         rows = s.trial_rows()
     configs = refined_trials(rows, args.source)
     store = Store(args.store)
     try:
-        summary = _run(configs, store, args.quiet, workers=args.workers, data_dir=args.data_dir)
+        summary = _run(configs, store, args.quiet, options=options, data_dir=args.data_dir)
     except StudyInterrupted as e:
         return _interrupted(e, args.store, "refined trials")
     finally:

@@ -1,17 +1,20 @@
 """The execution options of :func:`budgetsched.bench.execution.run.run_study`, checked in one place.
 
-``check_options`` is the one check of engine, workers, chunk size, device and Ray address: the command line calls
-it before it creates the store (so a typo leaves no file behind), and ``run_study`` calls it for callers that use
-the library directly. The grid itself is validated by the study spec (:mod:`budgetsched.bench.protocol.study`).
+:class:`RunOptions` is engine, workers, chunk size, Ray address, device and GPU share, checked when it is made
+(:func:`check_options` makes one): the command line builds it once, before it creates the store (so a typo leaves no
+file behind), and hands it to ``run_study(options=...)``, which trusts it; ``run_study`` called with loose keyword
+arguments builds (and so checks) one itself. The grid itself is validated by the study spec
+(:mod:`budgetsched.bench.protocol.study`).
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any
 
 from budgetsched.errors import UsageError
 
-__all__ = ["ENGINES", "check_options", "check_device", "usable_cpus"]
+__all__ = ["ENGINES", "RunOptions", "check_options", "check_device", "usable_cpus"]
 
 #: Engine names accepted by ``run_study``.
 ENGINES = ("batched", "sequential", "ray")
@@ -47,13 +50,42 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class RunOptions:
+    """``run_study``'s execution options, checked when made (a :class:`UsageError` names the bad one).
+
+    ``engine``: batched, sequential or ray; ``workers``: an integer >= 1 or ``"auto"``; ``chunk_size``: an
+    integer >= 1; ``ray_address``: engine ray only, and it must answer; ``device``: ``cpu``, ``cuda`` or
+    ``cuda:N`` (usable here, except on Ray, where a GPU is the cluster's business); ``gpus_per_chunk``: engine ray
+    only, in (0, 1] (each chunk asks Ray for that share of a GPU; 0.5: two chunks per GPU; default 1).
+    With ``engine="ray"`` making one also checks that Ray is installed and that ``ray_address`` answers
+    (:class:`EnvironmentFailure` within seconds, where ``ray.init`` would wait for minutes).
+    """
+
+    engine: str = "batched"
+    workers: int | str = 1
+    chunk_size: int = 64
+    ray_address: str | None = None
+    device: str = "cpu"
+    gpus_per_chunk: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "device", _checked_device(self.engine, self.workers, self.chunk_size,
+                                                           self.ray_address, self.device, self.gpus_per_chunk))
+
+
 def check_options(engine: str = "batched", workers: Any = 1, chunk_size: Any = 64, ray_address: str | None = None,
-                  device: str = "cpu", gpus_per_chunk: Any = None) -> str:
-    """Check ``run_study``'s execution options (UsageError naming the bad one); returns the device.
+                  device: str = "cpu", gpus_per_chunk: Any = None) -> RunOptions:
+    """``run_study``'s execution options, checked: a :class:`RunOptions` (UsageError naming the bad value)."""
+    return RunOptions(engine, workers, chunk_size, ray_address, device, gpus_per_chunk)
+
+
+def _checked_device(engine: str, workers: Any, chunk_size: Any, ray_address: str | None, device: str,
+                    gpus_per_chunk: Any) -> str:
+    """The one check of :class:`RunOptions`; returns the device.
 
     With ``engine="ray"`` the device is the workers' business: ``cuda`` is not required on the driver (a GPU chunk
-    asks the cluster for a GPU, and a cluster without one is refused once connected). For ``engine="ray"`` also checks that Ray is installed and that ``ray_address``
-    answers (:class:`EnvironmentFailure` within seconds, where ``ray.init`` would wait for minutes).
+    asks the cluster for a GPU, and a cluster without one is refused once connected).
     """
     if engine not in ENGINES:
         raise UsageError(f"unknown engine {engine!r}; choose from {', '.join(ENGINES)}")

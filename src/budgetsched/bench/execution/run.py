@@ -26,6 +26,7 @@ turns it into one line and exit code 130 (143 for SIGTERM).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import signal
@@ -40,7 +41,7 @@ from typing import Any, Sequence
 from budgetsched.bench.execution.chunks import Chunk, make_chunks
 from budgetsched.bench.execution.context import ExecutionContext, process_state
 from budgetsched.bench.execution.local import Inline, Processes
-from budgetsched.bench.execution.options import check_options, usable_cpus
+from budgetsched.bench.execution.options import RunOptions, usable_cpus
 from budgetsched.bench.execution.progress import Progress
 from budgetsched.bench.execution.signals import Signals
 from budgetsched.bench.protocol.grid import TrialConfig
@@ -155,6 +156,10 @@ class _Heartbeat:
 
 
 # ------------------------------------------------------------------------------------------------ the study
+#: ``run_study``'s execution keywords at their defaults (those of :class:`RunOptions`).
+_LOOSE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(RunOptions)}
+
+
 def run_study(
     configs: Sequence[TrialConfig],
     store: Any,
@@ -172,6 +177,7 @@ def run_study(
     checkpoint_dir: str | os.PathLike[str] | None = None,
     gpus_per_chunk: float | None = None,
     claims: Claims | None = None,
+    options: RunOptions | None = None,
 ) -> StudySummary:
     """Run every config not yet finished in ``store`` and write each result to it as it arrives.
 
@@ -199,6 +205,9 @@ def run_study(
             GPU); default 1.
         claims: how this run shares the store with other runs (default ``store.claims``; ``NullClaims()`` when
             nothing is shared).
+        options: the execution options already checked (:class:`~budgetsched.bench.execution.options.RunOptions`,
+            made by ``check_options``), instead of ``engine``, ``workers``, ``chunk_size``, ``ray_address``,
+            ``device`` and ``gpus_per_chunk``, which are then left at their defaults; they are not checked again.
 
     Returns:
         A :class:`StudySummary`.
@@ -209,7 +218,17 @@ def run_study(
         EnvironmentFailure: the store cannot be written; the Ray cluster cannot be reached.
         StudyInterrupted: on Ctrl-C or SIGTERM, after stopping the workers (written trials are kept).
     """
-    device = check_options(engine, workers, chunk_size, ray_address, device, gpus_per_chunk)
+    loose = dict(engine=engine, workers=workers, chunk_size=chunk_size, ray_address=ray_address, device=device,
+                 gpus_per_chunk=gpus_per_chunk)
+    if options is None:
+        options = RunOptions(**loose)  # checked when made
+    else:
+        given = [k for k, v in loose.items() if v != _LOOSE_DEFAULTS[k]]
+        if given:
+            raise TypeError(f"run_study: pass the execution options either as options= or as keywords, not both "
+                            f"({', '.join(given)} given with options=)")
+    engine, workers, chunk_size = options.engine, options.workers, options.chunk_size
+    ray_address, device, gpus_per_chunk = options.ray_address, options.device, options.gpus_per_chunk
     cores = usable_cpus()
     if workers == "auto":
         workers = cores

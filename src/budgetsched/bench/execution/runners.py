@@ -6,8 +6,8 @@
 from __future__ import annotations
 
 from budgetsched.bench.execution.chunks import BudgetCollapseWarning, StudyPlan, make_chunks, plan_study
-from budgetsched.bench.execution.options import ENGINES, check_device, check_options, usable_cpus
+from budgetsched.bench.execution.options import ENGINES, RunOptions, check_device, check_options, usable_cpus
 from budgetsched.bench.execution.run import LEASE_S, StudyInterrupted, StudySummary, run_study
 
-__all__ = ["ENGINES", "StudySummary", "StudyInterrupted", "BudgetCollapseWarning", "run_study", "make_chunks",
+__all__ = ["ENGINES", "RunOptions", "StudySummary", "StudyInterrupted", "BudgetCollapseWarning", "run_study", "make_chunks",
            "check_device", "check_options", "plan_study", "StudyPlan", "usable_cpus", "LEASE_S"]
