@@ -192,3 +192,14 @@ def test_gpus_per_chunk_reaches_the_runner_in_options_checked_once(tmp_path, mon
     assert isinstance(options, run_options.RunOptions)
     assert (options.engine, options.gpus_per_chunk, options.device) == ("ray", 0.25, "cuda")
     assert len(checks) == 1 and not {"engine", "gpus_per_chunk", "device", "workers"} & seen.keys()
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+@pytest.mark.parametrize("value,needle", [("10", "resamples must be an integer >= 200, got 10"),
+                                          ("1000001", "resamples must be at most 1000000, got 1000001")])
+def test_resamples_bounds_are_checked_before_the_store_is_read(tmp_path, capsys, command, value, needle):
+    # one home for both bounds (analysis.stats.check_resamples); the store does not even exist
+    rest = ["--out", str(tmp_path / "figs")] if command == "plot" else []
+    assert main([command, str(tmp_path / "missing.db"), *rest, "--resamples", value]) == 2
+    assert capsys.readouterr().err == f"budgetsched: error: {needle}\n"
+    assert not (tmp_path / "figs").exists()

@@ -60,7 +60,31 @@ def parse_duration(value: Any, name: str = "time_budget") -> float:
     return seconds
 
 
-class TokenMeter:
+def check_clock(clock: Any) -> Any:
+    """``clock=``: None (the default clock) or a zero-argument callable returning seconds (ValueError otherwise)."""
+    if clock is not None and not callable(clock):
+        raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
+    return clock
+
+
+class _Meter:
+    """What every meter says of its ``used`` against its ``budget`` (same unit)."""
+
+    used: Any
+    budget: Any
+
+    @property
+    def fraction_used(self) -> float:
+        """used / budget, at most 1."""
+        return min(self.used / self.budget, 1.0)
+
+    @property
+    def done(self) -> bool:
+        """The budget is used up."""
+        return self.used >= self.budget
+
+
+class TokenMeter(_Meter):
     """Tokens (or samples) used of ``budget``: ``add(n)`` once per optimizer step with the tokens it consumed
     (with gradient accumulation: the tokens of every micro-batch of that step)."""
 
@@ -84,14 +108,6 @@ class TokenMeter:
     def position(self) -> int:
         return self.used
 
-    @property
-    def fraction_used(self) -> float:
-        return min(self.used / self.budget, 1.0)
-
-    @property
-    def done(self) -> bool:
-        return self.used >= self.budget
-
     def set_budget(self, budget: Any) -> None:
         self.budget = _check_int("token_budget", budget, 1)
 
@@ -106,7 +122,7 @@ class TokenMeter:
         self.budget, self.used = int(state["budget"]), int(state["used"])
 
 
-class TimeMeter:
+class TimeMeter(_Meter):
     """Training time used of a budget of ``seconds``, read from ``clock`` (a zero-argument callable returning
     seconds; default ``time.monotonic``).
 
@@ -121,9 +137,7 @@ class TimeMeter:
 
     def __init__(self, seconds: Any, clock: Callable[[], float] | None = None, startup_steps: Any = 0) -> None:
         self.budget = parse_duration(seconds)
-        if clock is not None and not callable(clock):
-            raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
-        self.clock: Callable[[], float] = time.monotonic if clock is None else clock
+        self.clock: Callable[[], float] = time.monotonic if check_clock(clock) is None else clock
         self.startup_left = _check_int("startup_steps", startup_steps, 0)
         self._used = 0.0  # seconds counted up to _since
         self._since: float | None = None  # the clock when counting (re)started; None while stopped
@@ -194,14 +208,6 @@ class TimeMeter:
             self._started = True
             self._credit = False  # timed from here on
             self._read = self._used
-
-    @property
-    def fraction_used(self) -> float:
-        return min(self.used / self.budget, 1.0)
-
-    @property
-    def done(self) -> bool:
-        return self.used >= self.budget
 
     def set_budget(self, seconds: Any) -> None:
         self.budget = parse_duration(seconds)

@@ -14,8 +14,6 @@ from typing import Any, Iterator, NoReturn
 from budgetsched.errors import EnvironmentFailure, UsageError
 
 PROG = "budgetsched"
-#: Largest ``--resamples`` of ``report`` / ``plot`` (memory grows with it; 10**4 already gives stable intervals).
-MAX_RESAMPLES = 1_000_000
 
 #: errno values that mean the machine refused (exit 1); any other error on a path the user gave is theirs (exit 2).
 _ENVIRONMENT_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG,
@@ -96,9 +94,11 @@ def output_file(path: str | os.PathLike[str], flag: str = "--output") -> Iterato
 
 
 def check_resamples(n: int) -> None:
-    """The upper bound of ``--resamples`` (the lower one is the analysis's, checked when the report is built)."""
-    if n > MAX_RESAMPLES:
-        raise UsageError(f"--resamples must be at most {MAX_RESAMPLES}, got {n}")
+    """``--resamples`` within its bounds, before the store is read (the bounds' one home is
+    :func:`budgetsched.bench.analysis.stats.check_resamples`)."""
+    from budgetsched.bench.analysis import stats
+
+    stats.check_resamples(n)
 
 
 def open_existing_store(path: str) -> Any:

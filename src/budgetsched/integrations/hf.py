@@ -38,6 +38,7 @@ from budgetsched.torch import BudgetScheduler, PlateauScheduler  # noqa: E402
 
 from budgetsched.budget import parse_duration  # noqa: E402
 
+from budgetsched.budget import check_clock  # noqa: E402
 from ._budget import Warmup, check_ratio, check_rewarm, check_strategy, follow_time, sync_budget  # noqa: E402
 
 __all__ = ["BudgetCallback", "get_scheduler", "BudgetTrainerMixin", "BudgetTrainer", "warmup_from_args"]
@@ -202,9 +203,7 @@ class BudgetCallback(TrainerCallback):
         self.strategy = check_strategy(strategy)
         self.rewarm_steps, self.rewarm_peak = check_rewarm(rewarm_steps, rewarm_peak)
         self.time_budget = None if time_budget is None else parse_duration(time_budget)
-        if clock is not None and not callable(clock):
-            raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
-        self.clock, self.count_evaluation = clock, bool(count_evaluation)
+        self.clock, self.count_evaluation = check_clock(clock), bool(count_evaluation)
         self._timed: Any = None
         self.owner = "BudgetCallback"  # whose rewarm_steps= a message names (BudgetTrainer sets its own)
 

@@ -33,6 +33,7 @@ from budgetsched.torch import BudgetScheduler, PlateauScheduler  # noqa: E402
 
 from budgetsched.schedule import _show  # noqa: E402
 
+from budgetsched.budget import check_clock  # noqa: E402
 from ._budget import check_ratio, check_rewarm, check_strategy, follow_time, sync_budget, unwrap  # noqa: E402
 
 __all__ = ["BudgetCallback", "lr_scheduler_config"]
@@ -108,9 +109,7 @@ class BudgetCallback(Callback):
         self.strategy = check_strategy(strategy)
         self.rewarm_steps, self.rewarm_peak = check_rewarm(rewarm_steps, rewarm_peak)
         self.time_budget = None if time_budget is None else parse_duration(time_budget)
-        if clock is not None and not callable(clock):
-            raise ValueError(f"clock must be a zero-argument callable returning seconds, got {_show(clock)}")
-        self.clock, self.count_validation = clock, bool(count_validation)
+        self.clock, self.count_validation = check_clock(clock), bool(count_validation)
         self._timed: list[Any] = []
 
     def _deadline(self, trainer: Any) -> tuple[float | None, str]:

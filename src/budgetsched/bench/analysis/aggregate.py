@@ -314,6 +314,16 @@ def _f(x: float) -> float | None:
     return x if math.isfinite(x) else None
 
 
+def _stacked_scores(rankings: Sequence[Any]) -> np.ndarray:
+    """The settings' fair (rows x seeds) scores as one (settings x rows x seeds) array, NaN where a setting has
+    fewer seeds than the most."""
+    seeds = max(r.scores.shape[1] for r in rankings)
+    scores = np.full((len(rankings), len(rankings[0].labels), seeds), np.nan)
+    for i, r in enumerate(rankings):
+        scores[i, :, : r.scores.shape[1]] = r.scores
+    return scores
+
+
 def table1(rankings: Sequence[Any], tasks: Sequence[Any], budgets: Sequence[float], *, low_limit: float = 25.0,
            resamples: int = DEFAULT_RESAMPLES, seed: int = 0, confidence: float = CONFIDENCE
            ) -> dict[str, dict[str, dict[str, Any]]]:
@@ -330,10 +340,7 @@ def table1(rankings: Sequence[Any], tasks: Sequence[Any], budgets: Sequence[floa
     if not rankings:
         return {}
     labels = list(rankings[0].labels)
-    seeds = max(r.scores.shape[1] for r in rankings)
-    scores = np.full((len(rankings), len(labels), seeds), np.nan)
-    for i, r in enumerate(rankings):
-        scores[i, :, : r.scores.shape[1]] = r.scores
+    scores = _stacked_scores(rankings)
     top1 = np.array([r.top1 for r in rankings])
     top3 = np.array([r.top3 for r in rankings])
     present = np.array([~np.isnan(r.means) for r in rankings])
@@ -377,10 +384,7 @@ def study_statistics(rankings: Sequence[Any], tasks: Sequence[Any], budgets: Seq
     if not rankings:
         return {}
     labels = list(rankings[0].labels)
-    seeds = max(r.scores.shape[1] for r in rankings)
-    scores = np.full((len(rankings), len(labels), seeds), np.nan)
-    for i, r in enumerate(rankings):
-        scores[i, :, : r.scores.shape[1]] = r.scores
+    scores = _stacked_scores(rankings)
     base = [baselines.get(t) for t in tasks]
     fair_all = all(r.fair for r in rankings)
     rng = np.random.default_rng([int(seed), zlib.crc32(b"statistics")])

@@ -79,7 +79,8 @@ import numpy as np
 from budgetsched.bench.protocol.selection import seed_means
 from budgetsched.errors import UsageError
 
-__all__ = ["METHODS", "DEFAULT_RESAMPLES", "CONFIDENCE", "MIN_RESAMPLES", "SeedDraws", "check_options",
+__all__ = ["METHODS", "DEFAULT_RESAMPLES", "CONFIDENCE", "MIN_RESAMPLES", "MAX_RESAMPLES", "SeedDraws",
+           "check_options", "check_method", "check_resamples",
            "point_means", "interval", "setting_weights", "rng_for", "mean_interval"]
 
 #: Seed-level resampling methods: "t" (t-calibrated Gaussian multiplier, default), "dirichlet" (Bayesian bootstrap).
@@ -88,16 +89,31 @@ METHODS = ("t", "dirichlet")
 DEFAULT_RESAMPLES = 4000
 #: Fewer draws than this cannot place a 2.5 % quantile on more than a handful of draws.
 MIN_RESAMPLES = 200
+#: ... and more than this is refused (memory grows with it; 10**4 already gives stable intervals).
+MAX_RESAMPLES = 1_000_000
 #: Level of every interval in the report.
 CONFIDENCE = 0.95
 
 
-def check_options(method: str, resamples: int, seed: int) -> None:
-    """ValueError naming the bad value and the valid ones."""
+def check_method(method: str) -> None:
+    """``method`` is one of :data:`METHODS` (UsageError naming it and the valid ones)."""
     if method not in METHODS:
         raise UsageError(f"unknown resampling method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def check_resamples(resamples: int) -> None:
+    """``resamples`` is an integer in [:data:`MIN_RESAMPLES`, :data:`MAX_RESAMPLES`] (UsageError naming it): the
+    one home of ``--resamples``' bounds."""
     if isinstance(resamples, bool) or not isinstance(resamples, (int, np.integer)) or resamples < MIN_RESAMPLES:
         raise UsageError(f"resamples must be an integer >= {MIN_RESAMPLES}, got {resamples!r}")
+    if resamples > MAX_RESAMPLES:
+        raise UsageError(f"resamples must be at most {MAX_RESAMPLES}, got {resamples!r}")
+
+
+def check_options(method: str, resamples: int, seed: int) -> None:
+    """ValueError naming the bad value and the valid ones."""
+    check_method(method)
+    check_resamples(resamples)
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise UsageError(f"resampling seed must be an integer >= 0, got {seed!r}")
 
@@ -116,8 +132,7 @@ class SeedDraws:
     """
 
     def __init__(self, n_seeds: int, resamples: int, rng: np.random.Generator, method: str = "t") -> None:
-        if method not in METHODS:
-            raise UsageError(f"unknown resampling method {method!r}; choose from {', '.join(METHODS)}")
+        check_method(method)
         self.n_seeds, self.resamples, self.method = int(n_seeds), int(resamples), method
         if method == "t":
             self._z = rng.standard_normal((self.resamples, self.n_seeds))

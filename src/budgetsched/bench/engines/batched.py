@@ -15,7 +15,7 @@ import torch
 
 from budgetsched.bench.protocol.grid import TrialConfig, group_key
 from budgetsched.bench.protocol.plan import PlannedTrial, as_planned
-from budgetsched.bench.engines.stacked import STACKINGS, StackedModel
+from budgetsched.bench.engines.stacked import StackedModel, check_stacking
 from budgetsched.bench.engines.train import TrialResult, lr_plan, place, run_members
 
 __all__ = ["supports", "train_group", "chunks_by_seed"]
@@ -91,8 +91,7 @@ def train_group(configs: Iterable[TrialConfig | PlannedTrial], task: Any, data: 
     items = list(configs)
     if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an integer >= 1, got {chunk_size!r}")
-    if stacking not in STACKINGS:
-        raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
+    check_stacking(stacking)  # here too: a bad name would otherwise fail every chunk as a failed trial
     if not supports(task, data):
         raise ValueError(f"task {task.name!r} is not batchable (its model has per-batch state); "
                          "use the sequential engine")

@@ -28,7 +28,7 @@ from budgetsched.bench.engines.kernels.losses import CROSS_ENTROPY, kind_of
 from budgetsched.bench.engines.kernels import (StackedNet, StackedTransformer, StackedVAE, stack_layers, transformer_spec,
                                        vae_spec)
 
-__all__ = ["SingleModel", "StackedModel", "STACKINGS", "EVAL_BATCH"]
+__all__ = ["SingleModel", "StackedModel", "STACKINGS", "EVAL_BATCH", "check_stacking"]
 
 #: Examples per evaluation forward pass: large for speed; both containers split the same way so the sums agree.
 EVAL_BATCH = 1000
@@ -38,6 +38,13 @@ EVAL_BATCH = 1000
 #: :func:`budgetsched.bench.engines.kernels.stack_layers`; the hand-stacked transformer and VAE). Results agree up to
 #: floating-point reduction order.
 STACKINGS = ("auto", "bmm", "vmap")
+
+
+def check_stacking(stacking: str) -> None:
+    """``stacking`` is one of :data:`STACKINGS` (ValueError naming it): checked by :class:`StackedModel` and, before
+    any chunk trains, by :func:`budgetsched.bench.engines.batched.train_group`."""
+    if stacking not in STACKINGS:
+        raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
 
 
 class SingleModel:
@@ -93,8 +100,7 @@ class StackedModel:
     def __init__(self, models: Sequence[nn.Module], group: Sequence[int], task: Any, device: str | torch.device,
                  stacking: str = "auto", compute_dtype: torch.dtype | str | None = None) -> None:
         compute_dtype = _compute_dtype(compute_dtype)
-        if stacking not in STACKINGS:
-            raise ValueError(f"unknown stacking {stacking!r}; choose from {', '.join(STACKINGS)}")
+        check_stacking(stacking)
         if list(group) != sorted(group):
             raise ValueError("members must be ordered by seed group")
         net = stack_layers(models[0]) if stacking in ("auto", "bmm") else None
