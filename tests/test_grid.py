@@ -20,6 +20,36 @@ def test_key_is_canonical_and_sensitive():
     assert p1.key == p2.key
 
 
+def test_rewarm_is_keyed_as_the_restart_trials_stored_before_the_rename():
+    """Issue 19 renamed the harness's on_change "restart" to the library's "rewarm": a store written by 0.1 keeps
+    its keys (and so resumes with zero retraining). The expected key is computed here from the key's formula, with
+    the spelling 0.1 stored: sha256 of the sorted, space-free JSON of {"v": 2, **config}, first 32 hex digits."""
+    import hashlib
+    import json
+
+    change = {"planned_budget": 25, "change_at": 20}
+    stored_by_0_1 = {"v": 2, "task": "mnist1d-mlp", "schedule": "linear", "optimizer": "sgdm", "budget": 100.0,
+                     "lr": 0.1, "seed": 0, "schedule_params": {**change, "on_change": "restart"},
+                     "budget_unit": "steps", "diverge_factor": 10.0}
+    expected = hashlib.sha256(json.dumps(stored_by_0_1, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    rewarm = TrialConfig("mnist1d-mlp", "linear", "sgdm", 100.0, 0.1, 0, tuple({**change, "on_change": "rewarm"}.items()))
+    assert rewarm.key == expected[:32]
+    # "restart" is read as "rewarm" (a stored config, a study file): the same trial
+    restart = TrialConfig.from_dict({k: v for k, v in stored_by_0_1.items() if k != "v"})
+    assert restart == rewarm and restart.params["on_change"] == "rewarm" and restart.key == rewarm.key
+    assert restart.label == "linear(change_at=20,on_change=rewarm,planned_budget=25)"
+    # the other strategies keep their own spelling in the key, and extend is a trial of its own
+    keys = {how: TrialConfig("mnist1d-mlp", "linear", "sgdm", 100.0, 0.1, 0,
+                             tuple({**change, "on_change": how}.items())).key
+            for how in ("continue", "rewarm", "extend", "keep")}
+    assert len(set(keys.values())) == 4
+    stored_continue = {**stored_by_0_1, "schedule_params": {**change, "on_change": "continue"}}
+    assert keys["continue"] == hashlib.sha256(json.dumps(stored_continue, sort_keys=True, separators=(",", ":"))
+                                              .encode()).hexdigest()[:32]
+    with pytest.raises(ValueError, match="unknown on_change 'jump'; choose from continue, rewarm, extend, keep"):
+        TrialConfig("t", "linear", "sgdm", 100.0, 0.1, 0, tuple({**change, "on_change": "jump"}.items()))
+
+
 def test_labels():
     assert TrialConfig("t", "rex", "sgdm", 1, 0.1, 0).label == "rex"
     assert TrialConfig("t", "delayed-linear", "sgdm", 1, 0.1, 0, (("delay", 0.5),)).label == "delayed-linear(delay=0.5)"

@@ -244,7 +244,7 @@ def test_delay_and_budget_change_presets():
     assert {c.label for c in delay.configs()} == {"rex", "linear", "step", "linear(delay=0.25)", "linear(delay=0.5)",
                                                  "linear(delay=0.75)"}
     bc = StudySpec.from_mapping(get_preset("budget-change"), "budget-change")
-    assert {c.params.get("on_change") for c in bc.configs()} == {None, "continue", "restart", "keep"}
+    assert {c.params.get("on_change") for c in bc.configs()} == {None, "continue", "rewarm", "extend", "keep"}
     assert {c.params.get("change_at") for c in bc.configs()} == {None, 5, 20}  # told early, and late
 
 

@@ -252,12 +252,20 @@ def test_budget_change_plans(task, data, schedule):
                                       on_change=how), task, n)
     first = Schedule(schedule, 250, peak_lr=0.5)
     cont, restart, keep = plan("continue"), plan("restart"), plan("keep")
-    assert cont.total_steps == restart.total_steps == keep.total_steps == 1000
+    rewarm, extend = plan("rewarm"), plan("extend")
+    assert cont.total_steps == restart.total_steps == keep.total_steps == extend.total_steps == 1000
     np.testing.assert_allclose(cont.lrs, first.with_budget(1000, at_step=200).values(), rtol=1e-12)
-    for p in (cont, restart, keep):  # the same run until the change is learned
+    for p in (cont, restart, keep, rewarm, extend):  # the same run until the change is learned
         np.testing.assert_allclose(p.lrs[:200], first.values()[:200], rtol=1e-12)
     assert cont.lrs[200] == pytest.approx(first(200))  # continue: no jump
+    # rewarm (spelled "restart" before): the schedule again from its peak over the remaining 800 steps
     np.testing.assert_allclose(restart.lrs[200:], Schedule(schedule, 800, peak_lr=0.5).values(), rtol=1e-12)
+    np.testing.assert_array_equal(rewarm.lrs, restart.lrs)
+    # extend: from the news on, the plan for 1000 steps from the start at peak 0.5 x sqrt(250 / 1000)
+    np.testing.assert_allclose(extend.lrs[200:], Schedule(schedule, 1000, peak_lr=0.25).values()[200:], rtol=1e-12)
+    if schedule == "onecycle":  # momentum follows the same rule
+        np.testing.assert_allclose(rewarm.momenta[200:], [Schedule(schedule, 800).momentum(t) for t in range(800)])
+        np.testing.assert_allclose(rewarm.momenta[:200], [first.momentum(t) for t in range(200)])
     np.testing.assert_allclose(keep.lrs[:250], first.values(), rtol=1e-12)
     assert np.all(keep.lrs[250:] == first(250))  # then the planned end value, held
     if schedule == "onecycle":

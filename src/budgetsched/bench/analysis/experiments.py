@@ -5,8 +5,8 @@ writes them as the sections appended to ``budgetsched report --format md`` when 
   mean test metric with its 95 % Student-t interval over seeds, per budget, best per rate and per profile marked;
   :func:`budgetsched.bench.rendering.plots.sampling_heatmap` draws it.
 * **Budget changes** - runs planned for one budget that learn mid-run that they have another
-  (``--preset budget-change``): per schedule and budget, each strategy (continue / restart / keep) against the run
-  that knew its budget from the start, as paired per-seed differences with 95 % intervals.
+  (``--preset budget-change``): per schedule and budget, each strategy (continue / rewarm / extend, and the baseline
+  keep) against the run that knew its budget from the start, as paired per-seed differences with 95 % intervals.
 * **Delayed decay (Figure 2)** needs no section of its own: its schedules are ordinary labels of the per-task
   tables; :func:`budgetsched.bench.rendering.plots.delay_figure` adds the paper's reference line (step at 100 %).
 
@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping
 
 from budgetsched.bench.analysis.rows import setting_key, trial_rows, trial_values
 from budgetsched.bench.analysis.stats import mean_interval
+from budgetsched.bench.protocol.grid import ON_CHANGE
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol import selection
 from budgetsched.bench.protocol.status import FINISHED
@@ -93,7 +94,7 @@ class BudgetChangeCell:
     schedule: str
     planned_budget: float
     change_at: float
-    on_change: str  # continue / restart / keep
+    on_change: str  # continue / rewarm / extend / keep (grid.ON_CHANGE)
     value: tuple[float, float, float] | None
     from_start: tuple[float, float, float] | None
     difference: tuple[float, float, float] | None
@@ -128,4 +129,4 @@ def budget_change_cells(rows: Iterable[TrialRow | Mapping[str, Any]]) -> list[Bu
                                     mean_interval(list(base.values())) if len(base) > 1 else None,
                                     mean_interval(diffs) if len(diffs) > 1 else None, len(seeds)))
     return sorted(out, key=lambda e: (e.task, e.optimizer, e.budget, e.schedule, e.planned_budget, e.change_at,
-                                      ("continue", "restart", "keep").index(e.on_change)))
+                                      ON_CHANGE.index(e.on_change)))

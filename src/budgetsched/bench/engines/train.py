@@ -103,22 +103,34 @@ def plan_trial(trial: TrialConfig | PlannedTrial, task: Any = None, n_train: int
 
 def _changed_budget(config: TrialConfig, params: dict[str, Any], change: tuple[int, int, str], total: int
                     ) -> tuple[np.ndarray, np.ndarray | None]:
-    """LR (and momentum) per step of a run planned for ``planned`` steps that learns at step ``at`` that it has
-    ``total`` (see ``grid.CHANGE_PARAMS``)."""
+    """LR (and momentum) per step of a run planned for ``planned`` steps that learns after ``at`` steps that it has
+    ``total`` (see ``grid.CHANGE_PARAMS``). Steps before ``at`` are the plan's; from there each strategy is the
+    library's own rule, ``Schedule.with_budget(strategy=...)`` (one implementation, none copied here):
+
+    * ``"continue"``: ``with_budget(total, at_step=at)`` (no LR jump; step ``at`` keeps the plan's LR: the rule the
+      stored continue trials were trained with); a plan already finished keeps its end value.
+    * ``"rewarm"``: ``with_budget(total, at_step=at - 1, strategy="rewarm", rewarm_steps=1)``: step ``at`` is at
+      the peak and the profile decays from it to the floor at ``total``, i.e. the schedule again from its peak over
+      the remaining ``total - at`` steps, exactly as the trials stored as "restart" were trained (their keys are
+      kept, ``grid.TrialConfig.key``, so a key still means one result).
+    * ``"extend"``: ``with_budget(total, at_step=at - 1, strategy="extend")``: from step ``at`` the plan for
+      ``total`` from the start, its peak scaled by min(1, sqrt(planned / total)).
+    * ``"keep"`` (a baseline, never told): the plan, then its end value.
+    """
     planned, at, on_change = change
     first = Schedule(config.schedule, planned, peak_lr=config.lr, **params)
+    if on_change == "continue" and at < planned:
+        after = first.with_budget(total, at_step=at)
+    elif on_change in ("rewarm", "extend"):
+        after = first.with_budget(total, at_step=at - 1, strategy=on_change,
+                                  **({"rewarm_steps": 1} if on_change == "rewarm" else {}))
+    else:  # keep, or continue after a finished plan: its end value
+        after = first
     t = np.arange(total)
-    has_momentum = first.momentum_values() is not None
-    if on_change == "continue":
-        s = first.with_budget(total, at_step=at) if at < planned else first  # a finished plan keeps its end value
-        return _hold(s, t), _hold_momentum(s, t) if has_momentum else None
-    if on_change == "restart":
-        rest = Schedule(config.schedule, total - at, peak_lr=config.lr, **params)
-        lrs = np.where(t < at, _hold(first, t), _hold(rest, np.maximum(t - at, 0)))
-        moms = np.where(t < at, _hold_momentum(first, t), _hold_momentum(rest, np.maximum(t - at, 0))) \
-            if has_momentum else None
-        return lrs, moms
-    return _hold(first, t), _hold_momentum(first, t) if has_momentum else None  # keep
+    lrs = np.where(t < at, _hold(first, t), _hold(after, t))
+    moms = np.where(t < at, _hold_momentum(first, t), _hold_momentum(after, t)) \
+        if first.momentum_values() is not None else None
+    return lrs, moms
 
 
 def _hold(s: Schedule, t: np.ndarray) -> np.ndarray:

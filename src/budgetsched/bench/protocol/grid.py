@@ -17,6 +17,8 @@ import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from budgetsched.changes import STRATEGIES
+
 #: Bump when the meaning of a stored config changes, so old rows never match new trials.
 #: 2: budgets counted in optimizer steps by default (``budget_unit``), plateau patience in evaluations with no
 #: hidden cap, divergence also on a loss above ``diverge_factor`` x the first step's loss.
@@ -36,11 +38,18 @@ PLATEAU_PARAMS = ("patience", "factor", "threshold")
 #: Schedule-free training (``budgetsched.bench.engines.schedulefree``): a pseudo-schedule, one run serves every budget.
 SCHEDULE_FREE = "schedule-free"
 #: A budget change learned mid-run (the budget-change study): the run was planned for ``planned_budget`` percent,
-#: learns at ``change_at`` percent of the 100 % run that its budget is ``budget``, and then ``on_change``s:
-#: "continue" (``Schedule.with_budget``: no LR jump, decays to the new end), "restart" (the schedule again from its
-#: peak over the remaining steps) or "keep" (the planned schedule, then its end value held).
+#: learns at ``change_at`` percent of the 100 % run that its budget is ``budget``, and then goes on by ``on_change``:
+#: one of the library's strategies (:data:`budgetsched.changes.STRATEGIES`, ``Schedule.with_budget(strategy=...)``):
+#: "continue" (no LR jump, decays to the new end), "rewarm" (the schedule again from its peak over the remaining
+#: steps), "extend" (the plan for the new budget from the start, its peak scaled by min(1, sqrt(T / T'))), or the
+#: baseline "keep" (never told: the planned schedule, then its end value held).
 CHANGE_PARAMS = ("planned_budget", "change_at", "on_change")
-ON_CHANGE = ("continue", "restart", "keep")
+ON_CHANGE = (*STRATEGIES, "keep")
+#: Earlier spellings of ``on_change``, read as today's ("restart" was the harness's name for "rewarm").
+ON_CHANGE_ALIASES = {"restart": "rewarm"}
+#: ... and the spelling a trial's key is computed with, so the keys of stores written before stay byte-identical
+#: (such a store resumes with zero retraining): "rewarm" trials were stored as "restart".
+_KEYED_AS = {"rewarm": "restart"}
 _MAX_SEED = 2 ** 63 - 1
 
 
@@ -165,6 +174,8 @@ class TrialConfig:
             params = tuple(sorted((str(k), _freeze(v)) for k, v in dict(self.schedule_params).items()))
         except (TypeError, ValueError):
             raise ValueError(f"schedule_params must be (name, value) pairs, got {self.schedule_params!r}") from None
+        params = tuple((k, ON_CHANGE_ALIASES.get(v, v)) if k == "on_change" and isinstance(v, str) else (k, v)
+                       for k, v in params)  # an earlier spelling read as today's
         if not isinstance(self.schedule, str):
             raise ValueError(f"schedule must be a name, got {self.schedule!r}")
         _check_schedule(self.schedule, params)
@@ -212,8 +223,15 @@ class TrialConfig:
 
     @property
     def key(self) -> str:
-        """Canonical hash of the full config and the config version (stable across runs and machines)."""
+        """Canonical hash of the full config and the config version (stable across runs and machines).
+
+        sha256 of the JSON of ``{"v": CONFIG_VERSION, **to_dict()}`` (keys sorted, no spaces), first 32 hex digits;
+        ``on_change="rewarm"`` is hashed as ``"restart"``, its spelling before the rename (:data:`_KEYED_AS`).
+        """
         payload = {"v": CONFIG_VERSION, **self.to_dict()}
+        change = payload["schedule_params"].get("on_change")
+        if change in _KEYED_AS:  # the spelling stored before the rename: same trial, same key (see _KEYED_AS)
+            payload["schedule_params"]["on_change"] = _KEYED_AS[change]
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=_json_default)
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 

@@ -154,13 +154,14 @@ PRESETS: dict[str, dict[str, Any]] = {
     "budget-change": {
         "description": "runs planned for 25 % that learn at the 5 % or the 20 % point that their budget is 50 % or "
                        "100 %: "
-                       "continue with Schedule.with_budget (no LR jump), restart the schedule, or keep the planned "
+                       "go on by Schedule.with_budget's strategy continue (no LR jump), rewarm (the schedule again "
+                       "from its peak) or extend (the plan for the new budget, peak scaled), or keep the planned "
                        "schedule and then its end value; against runs that knew the budget from the start "
                        "(mnist1d-mlp, SGDM and Adam, 3 LRs, 3 seeds)",
         "tasks": ["mnist1d-mlp"],
         "schedules": [s for name in ("rex", "linear", "cosine") for s in (
             [name] + [[name, {"planned_budget": 25, "change_at": at, "on_change": how}]
-                      for at in (5, 20) for how in ("continue", "restart", "keep")])],
+                      for at in (5, 20) for how in ("continue", "rewarm", "extend", "keep")])],
         "optimizers": ["sgdm", "adam"],
         "budgets": [50.0, 100.0],
         "lrs": {"sgdm": [0.1, 0.3, 1.0], "adam": [0.003, 0.01, 0.03]},

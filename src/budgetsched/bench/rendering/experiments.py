@@ -3,8 +3,8 @@ store holds them (the numbers: :mod:`budgetsched.bench.analysis.experiments`):
 
 * **Sampling rates (the paper's Table 2)**: mean test metric with its 95 % Student-t interval over seeds per
   profile and sampling rate, best per rate in bold, best per profile in italics;
-* **Budget changes**: per schedule and budget, each strategy (continue / restart / keep) against the run that knew
-  its budget from the start, as paired per-seed differences with 95 % intervals.
+* **Budget changes**: per schedule and budget, each strategy (continue / rewarm / extend, and the baseline keep)
+  against the run that knew its budget from the start, as paired per-seed differences with 95 % intervals.
 """
 from __future__ import annotations
 
@@ -72,8 +72,10 @@ def budget_change_markdown(rows: Iterable[TrialRow | Mapping[str, Any]]) -> list
         return []
     out = ["", "## Budget changes learned mid-run", "",
            "Runs planned for one budget that learn at `change_at` % of the 100 % run that their budget is the "
-           "column's: **continue** with `Schedule.with_budget` (no LR jump), **restart** the schedule from its peak "
-           "over the remaining steps, or **keep** the planned schedule and then its end value. *Δ* is the paired "
+           "column's, and go on by a strategy of `Schedule.with_budget`: **continue** (no LR jump), **rewarm** (the "
+           "schedule again from its peak over the remaining steps) or **extend** (the plan for the new budget from "
+           "the start, its peak scaled by min(1, sqrt(T / T'))); or, as a baseline, **keep** the planned schedule "
+           "and then its end value. *Δ* is the paired "
            "per-seed difference (strategy − the same schedule run with that budget from the start), mean [95 % "
            "interval]; negative is better. LRs chosen on validation for each.", "",
            "| task / optimizer | budget | schedule | plan | strategy | test metric | from the start | Δ |",
