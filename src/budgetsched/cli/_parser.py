@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--engine", default="batched",
                    help="batched (default: trials of a group stacked where the task allows it), sequential or ray")
     r.add_argument("--ray-address", help="address of a running Ray cluster (engine ray)")
-    r.add_argument("--gpus-per-chunk", type=float, help="engine ray with a cuda device: the share of a GPU each "
-                                                        "chunk asks for, in (0, 1] (0.5: two chunks per GPU; default 1)")
+    r.add_argument("--gpus-per-chunk", type=float, metavar="X",
+                   help="engine ray with a cuda device: the share of a GPU each chunk asks for, in (0, 1] (0.5: two "
+                        "chunks per GPU; default 1)")
     r.add_argument("--chunk-size", type=int, default=64, help="trials per batched-engine call (default 64)")
     r.add_argument("--data-dir", help="directory holding the tasks' data files")
     r.add_argument("--cache-dir", help="directory for prepared data")
