@@ -32,7 +32,8 @@ def test_rewarm_is_keyed_as_the_restart_trials_stored_before_the_rename():
                      "lr": 0.1, "seed": 0, "schedule_params": {**change, "on_change": "restart"},
                      "budget_unit": "steps", "diverge_factor": 10.0}
     expected = hashlib.sha256(json.dumps(stored_by_0_1, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    rewarm = TrialConfig("mnist1d-mlp", "linear", "sgdm", 100.0, 0.1, 0, tuple({**change, "on_change": "rewarm"}.items()))
+    rewarm = TrialConfig("mnist1d-mlp", "linear", "sgdm", 100.0, 0.1, 0,
+                         tuple({**change, "on_change": "rewarm"}.items()))
     assert rewarm.key == expected[:32]
     # "restart" is read as "rewarm" (a stored config, a study file): the same trial
     restart = TrialConfig.from_dict({k: v for k, v in stored_by_0_1.items() if k != "v"})

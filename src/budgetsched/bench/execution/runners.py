@@ -9,5 +9,5 @@ from budgetsched.bench.execution.chunks import BudgetCollapseWarning, StudyPlan,
 from budgetsched.bench.execution.options import ENGINES, RunOptions, check_device, check_options, usable_cpus
 from budgetsched.bench.execution.run import LEASE_S, StudyInterrupted, StudySummary, run_study
 
-__all__ = ["ENGINES", "RunOptions", "StudySummary", "StudyInterrupted", "BudgetCollapseWarning", "run_study", "make_chunks",
-           "check_device", "check_options", "plan_study", "StudyPlan", "usable_cpus", "LEASE_S"]
+__all__ = ["ENGINES", "RunOptions", "StudySummary", "StudyInterrupted", "BudgetCollapseWarning", "run_study",
+           "make_chunks", "check_device", "check_options", "plan_study", "StudyPlan", "usable_cpus", "LEASE_S"]
