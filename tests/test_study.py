@@ -282,3 +282,29 @@ def test_the_grid_is_expanded_once_and_handed_out(monkeypatch):
     assert len(first) == 2 * 2 * 2 * 1  # schedules x optimizers x LRs x seeds, at budget 2
     spec.seeds = [0, 1]
     assert len(spec.configs()) == 2 * len(first) and len(calls) == 4
+
+
+def test_a_store_of_restart_trials_resumes_as_rewarm_without_training(tmp_path, trained):
+    """A store written before the rename spells on_change "restart" in its rows; the same study spelled "rewarm"
+    finds every trial finished (same keys) and trains nothing; its rows read back as "rewarm"."""
+    import sqlite3
+
+    def spec(how):
+        change = {"planned_budget": 2, "change_at": 1, "on_change": how}
+        return StudySpec.from_mapping({**BASE, "schedules": [["linear", change]], "budgets": [4.0]})
+
+    db = tmp_path / "s.db"
+    with Store(db) as store:
+        assert run_study(spec("restart").configs(), store, progress=False).ran == 2
+    with sqlite3.connect(db) as c:  # the rows as the earlier version wrote them
+        for col in ("config", "schedule_params", "label"):
+            c.execute(f"UPDATE trials SET {col} = replace({col}, 'rewarm', 'restart')")
+        assert c.execute("SELECT count(*) FROM trials WHERE config LIKE '%\"restart\"%'").fetchone() == (2,)
+    c.close()
+    trained.clear()
+    with Store(db) as store:
+        s = run_study(spec("rewarm").configs(), store, progress=False)
+        rows = store.trial_rows()
+    assert (s.ran, s.skipped, trained) == (0, 2, [])
+    assert {r.params["on_change"] for r in rows} == {"rewarm"} and {r.key for r in rows} == {
+        c.key for c in spec("rewarm").configs()}
