@@ -1,6 +1,8 @@
 """The paper's other experiments through the command line: schedule-free in a study, --anytime, advise, refine."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from budgetsched.bench.storage.store import Store
@@ -49,7 +51,8 @@ def test_advise_and_refine_commands(tmp_path, capsys):
     capsys.readouterr()
     assert main(["advise", str(db), "--budget", "10%"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("digits-mlp / sgdm at 10 %: ") and "initial LR" in out
+    # the advice names the setting, the steps the budget means, then the pick (the evidence table follows)
+    assert re.match(r"digits-mlp / sgdm at 10 % = ~\d+ steps of digits-mlp: ", out) and "initial LR" in out
     assert main(["advise", str(db), "--epochs", "60"]) == 0  # 60 epochs = 100 %: outside the study
     assert "outside the study's budgets" in capsys.readouterr().out
     assert main(["advise", str(db), "--budget", "lots"]) == 2
