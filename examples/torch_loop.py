@@ -51,7 +51,8 @@ def main() -> None:
     for epoch in range(epochs + 5):  # the run is extended by 5 epochs below, at the end of epoch 5
         train_one_epoch(epoch)
         if epoch == 5:
-            # More budget became available: no LR jump, the schedule now decays to the floor at the new end.
+            # More budget became available: by default the LR re-warms to each group's peak over the warmup's 5 steps
+            # and decays to the floor at the new end (strategy="continue" would keep it continuous instead).
             scheduler.set_total_steps((epochs + 5) * steps_per_epoch)
             # Checkpoint (plain Python state: loads with weights_only=True) and resume into a fresh scheduler.
             buf = io.BytesIO()
@@ -64,8 +65,9 @@ def main() -> None:
             scheduler.load_state_dict(state["sched"])
             print(f"  budget changes so far: {scheduler.budget_changes}")
 
-    # The budget is spent: the LR sits at the floor. set_total_steps alone would keep it there (and log a warning);
-    # re-warm instead: back up to each group's peak over 10 steps, then REX down to the floor over 3 more epochs.
+    # The budget is spent: the LR sits at the floor. set_total_steps re-warms by default (strategy="continue" would
+    # keep it there, with a warning); here a longer re-warm: back up to each group's peak over 10 steps, then REX
+    # down to the floor over 3 more epochs.
     scheduler.set_total_steps(scheduler.last_epoch + 3 * steps_per_epoch, strategy="rewarm", rewarm_steps=10)
     for epoch in range(epochs + 5, epochs + 8):
         train_one_epoch(epoch)

@@ -48,7 +48,7 @@ def test_budget_changes_live_in_the_schedules_only():
     for _ in range(4):
         opt.step()
         s.step()
-    s.set_total_steps(20)
+    s.set_total_steps(20, strategy="continue")
     s.set_total_steps(30, rewarm_steps=2, rewarm_peak=[0.05, 0.01])
     assert not [k for k, v in vars(s).items() if isinstance(v, list) and v and isinstance(v[0], tuple)]
     assert s.budget_changes == [(4, 20), (4, 30, 2, [0.05, 0.01])]

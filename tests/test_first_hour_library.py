@@ -87,7 +87,8 @@ def test_last_epoch_resume_with_another_budget_says_the_lr_jumps(caplog):
 def test_repr_of_a_rebudgeted_schedule_shows_the_changes():
     s = Schedule("linear", 100, 0.1)
     assert "budget_changes" not in repr(s)
-    s2 = s.with_budget(200, at_step=40).with_budget(300, at_step=150, strategy="rewarm", rewarm_steps=5)
+    s2 = s.with_budget(200, at_step=40, strategy="continue").with_budget(300, at_step=150, strategy="rewarm",
+                                                               rewarm_steps=5)
     text = repr(s2)
     assert "total_steps=300" in text and "initial_total_steps=100" in text
     assert "budget_changes=[at 40: 200, at 150: 300 (rewarm 5)]" in text
@@ -121,7 +122,8 @@ def test_budget_trainer_messages_name_its_own_option(caplog):
 
     ex = load_example("hf_trainer.py")
     args = TrainingArguments(output_dir="unused", max_steps=8, report_to=[], use_cpu=True, save_strategy="no")
-    trainer = BudgetTrainer(model=ex.TinyRegressor(), args=args, train_dataset=ex.Pairs(), schedule="rex")
+    trainer = BudgetTrainer(model=ex.TinyRegressor(), args=args, train_dataset=ex.Pairs(), schedule="rex",
+                            strategy="continue")  # the default re-warms a finished run; continue warns
     callback = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, BudgetCallback))
     opt = _opt(0.1)
     finished = BudgetScheduler(opt, "rex", total_steps=4)

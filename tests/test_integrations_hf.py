@@ -49,8 +49,10 @@ def test_resume_with_a_larger_max_steps_continues_without_jump_or_zero_tail(tmp_
     assert lrs == pytest.approx(_expected(planned, range(8)), rel=1e-12)
 
     _, resumed, more = EXAMPLE.train(max_steps=16, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-{save_at}",
-                                     profile=profile, **schedule_args)
-    truth = planned.with_budget(16, at_step=save_at)  # the closed form of the same run with its budget moved
+                                     profile=profile, budget_callback=BudgetCallback(strategy="continue"),
+                                     **schedule_args)
+    # the closed form of the same run with its budget moved
+    truth = planned.with_budget(16, at_step=save_at, strategy="continue")
     assert len(more) == 16 - save_at
     assert more == pytest.approx(_expected(truth, range(save_at, 16)), rel=1e-12)
     assert more[0] == pytest.approx(lrs[save_at], rel=1e-12)  # no jump at the resume step
@@ -71,7 +73,7 @@ def test_a_smaller_max_steps_compresses_the_rest(tmp_path):
     out = str(tmp_path)
     EXAMPLE.train(max_steps=16, output_dir=out, save_steps=4)
     _, _, more = EXAMPLE.train(max_steps=10, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-4")
-    truth = Schedule("rex", 16, PEAK).with_budget(10, at_step=4)
+    truth = Schedule("rex", 16, PEAK).with_budget(10, at_step=4, strategy="continue")  # the default for a shrink
     assert more == pytest.approx(_expected(truth, range(4, 10)), rel=1e-12)
 
 
@@ -79,7 +81,8 @@ def test_continuing_a_finished_run_warns_or_rewarms(tmp_path, caplog):
     out = str(tmp_path)
     EXAMPLE.train(max_steps=8, output_dir=out, save_steps=8)
     with caplog.at_level(logging.WARNING, logger="budgetsched"):
-        _, _, flat = EXAMPLE.train(max_steps=12, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-8")
+        _, _, flat = EXAMPLE.train(max_steps=12, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-8",
+                                   budget_callback=BudgetCallback(strategy="continue"))
     assert flat == [0.0] * 4  # the end value, as the rule says ...
     warned = [r.getMessage() for r in caplog.records if r.name == "budgetsched" and r.levelno == logging.WARNING]
     assert len(warned) == 1 and "finished run" in warned[0] and "BudgetCallback(rewarm_steps=K" in warned[0]
@@ -89,6 +92,30 @@ def test_continuing_a_finished_run_warns_or_rewarms(tmp_path, caplog):
     truth = Schedule("rex", 8, PEAK).with_budget(16, at_step=8, rewarm_steps=3, rewarm_peak=0.01)
     assert rewarmed == pytest.approx(_expected(truth, range(8, 16)), rel=1e-12)
     assert rewarmed[2] == pytest.approx(0.01) and min(rewarmed[1:]) > 0
+
+
+def test_by_default_a_resume_with_a_larger_max_steps_rewarms(tmp_path, caplog):
+    # The default (measured, docs/schedules.md): a budget that grows after the decay began re-warms to the peak
+    # over max(warmup, 1) steps, then decays to the floor at the new end; the checkpoint records "rewarm".
+    out = str(tmp_path)
+    _, _, lrs = EXAMPLE.train(max_steps=8, output_dir=out, save_steps=4)
+    _, resumed, more = EXAMPLE.train(max_steps=16, output_dir=out, resume_from_checkpoint=f"{out}/checkpoint-4")
+    lr4 = PEAK * 2 * 0.5 / 1.5  # rex at z = 4/8
+    assert more[0] == pytest.approx(lr4, rel=1e-12) == pytest.approx(lrs[4], rel=1e-12)  # step 4 keeps its LR
+    # then rex from the peak at step 5 over [5, 16): lr(t) = PEAK * 2 (1 - z) / (2 - z), z = (t - 5) / 11
+    hand = [PEAK * 2 * (1 - (t - 5) / 11) / (2 - (t - 5) / 11) for t in range(5, 16)]
+    assert more[1:] == pytest.approx(hand, rel=1e-12)
+    assert more == pytest.approx(_expected(Schedule("rex", 8, PEAK).with_budget(16, at_step=4, strategy="rewarm"),
+                                           range(4, 16)), rel=1e-12)
+    assert resumed.budget_changes == [(4, 16, 1, None)] and min(more) > 0
+    # a finished run resumed with more steps re-warms too: no zero-LR tail, and no warning
+    done = str(tmp_path / "finished")
+    EXAMPLE.train(max_steps=8, output_dir=done, save_steps=8)
+    with caplog.at_level(logging.WARNING, logger="budgetsched"):
+        _, again, tail = EXAMPLE.train(max_steps=12, output_dir=done, resume_from_checkpoint=f"{done}/checkpoint-8")
+    assert tail[0] == 0.0 and tail[1] == pytest.approx(PEAK) and min(tail[1:]) > 0
+    assert again.budget_changes == [(8, 12, 1, None)]
+    assert not [r for r in caplog.records if r.name == "budgetsched" and r.levelno >= logging.WARNING]
 
 
 # ------------------------------------------------------------------------------------------------ fresh runs

@@ -50,8 +50,9 @@ def test_resume_with_a_larger_max_epochs_continues_without_jump_or_zero_tail(tmp
     at = resume_epoch * STEPS
     new_total = 2 * first_epochs * STEPS
     trainer, more = EXAMPLE.train(2 * first_epochs, out, ckpt_path=f"{out}/epoch={resume_epoch - 1}.ckpt",
-                                  profile=profile, **schedule_args)
-    truth = planned.with_budget(new_total, at_step=at)
+                                  profile=profile, budget_callback=BudgetCallback(strategy="continue"),
+                                  **schedule_args)
+    truth = planned.with_budget(new_total, at_step=at, strategy="continue")
     assert len(more) == new_total - at
     assert more == pytest.approx([truth(t) for t in range(at, new_total)], rel=1e-12)
     assert more[0] == pytest.approx(lrs[at], rel=1e-12)  # no jump at the resume step
@@ -71,7 +72,8 @@ def test_continuing_a_finished_run_warns_or_rewarms(tmp_path, caplog):
     out = str(tmp_path)
     EXAMPLE.train(2, out)
     with caplog.at_level(logging.WARNING, logger="budgetsched"):
-        _, flat = EXAMPLE.train(3, out, ckpt_path=f"{out}/epoch=1.ckpt")
+        _, flat = EXAMPLE.train(3, out, ckpt_path=f"{out}/epoch=1.ckpt",
+                                budget_callback=BudgetCallback(strategy="continue"))
     assert flat == [0.0] * STEPS
     warned = [r.getMessage() for r in caplog.records if r.name == "budgetsched" and r.levelno == logging.WARNING]
     assert len(warned) == 1 and "finished run (step 10 of 10)" in warned[0] and "rewarm_steps=K" in warned[0]
@@ -80,6 +82,26 @@ def test_continuing_a_finished_run_warns_or_rewarms(tmp_path, caplog):
     truth = Schedule("rex", 10, PEAK).with_budget(20, at_step=10, rewarm_steps=4)
     assert rewarmed == pytest.approx([truth(t) for t in range(10, 20)], rel=1e-12)
     assert rewarmed[3] == pytest.approx(PEAK)
+
+
+def test_by_default_a_resume_with_more_epochs_rewarms(tmp_path, caplog):
+    # The default (docs/schedules.md): a budget that grows after the decay began re-warms to the peak over
+    # max(warmup, 1) steps, then decays to the floor at the new end; the checkpoint records "rewarm".
+    out = str(tmp_path)
+    _, lrs = EXAMPLE.train(2, out)
+    trainer, more = EXAMPLE.train(4, out, ckpt_path=f"{out}/epoch=0.ckpt")
+    assert more[0] == pytest.approx(PEAK * 2 * 0.5 / 1.5, rel=1e-12) == pytest.approx(lrs[5], rel=1e-12)
+    # rex from the peak at step 6 over [6, 20): PEAK * 2 (1 - z) / (2 - z), z = (t - 6) / 14
+    assert more[1:] == pytest.approx([PEAK * 2 * (1 - (t - 6) / 14) / (2 - (t - 6) / 14) for t in range(6, 20)],
+                                     rel=1e-12)
+    assert trainer.lr_scheduler_configs[0].scheduler.budget_changes == [(5, 20, 1, None)] and min(more) > 0
+    # a finished run continued with more epochs re-warms too: no zero-LR tail, no warning
+    done = str(tmp_path / "finished")
+    EXAMPLE.train(2, done)
+    with caplog.at_level(logging.WARNING, logger="budgetsched"):
+        _, tail = EXAMPLE.train(3, done, ckpt_path=f"{done}/epoch=1.ckpt")
+    assert tail[0] == 0.0 and tail[1] == pytest.approx(PEAK) and min(tail[1:]) > 0
+    assert not [r for r in caplog.records if r.name == "budgetsched" and r.levelno >= logging.WARNING]
 
 
 def test_warmup_ratio_of_the_callback_on_a_fresh_run(tmp_path):

@@ -89,9 +89,10 @@ def test_errors():
 def test_set_total_steps_follows_the_schedule_rule_and_is_saved_in_the_config():
     kw = dict(warmup_fraction=0.1, min_lr_ratio=0.04)
     sched = BudgetSchedule("rex", T, 0.25, **kw)
-    sched.set_total_steps(300, at_step=60)
+    sched.set_total_steps(300, at_step=60, strategy="continue")
     sched.set_total_steps(330, at_step=300, rewarm_steps=10)  # continuing the finished run: re-warm
-    ref = Schedule("rex", T, 0.25, **kw).with_budget(300, at_step=60).with_budget(330, at_step=300, rewarm_steps=10)
+    ref = (Schedule("rex", T, 0.25, **kw).with_budget(300, at_step=60, strategy="continue")
+           .with_budget(330, at_step=300, rewarm_steps=10))
     np.testing.assert_allclose(_np(sched(keras.ops.arange(340))), [ref(t) for t in range(340)], rtol=1e-5, atol=1e-8)
     config = sched.get_config()
     assert config["total_steps"] == T and config["budget_changes"] == [[60, 300], [300, 330, 10, None]]
@@ -107,13 +108,13 @@ def test_a_saved_model_resumes_with_its_budget(tmp_path):
     model.compile(optimizer=keras.optimizers.SGD(learning_rate=sched), loss="mse")
     x, y = np.ones((8, 3), dtype="float32"), np.zeros((8, 1), dtype="float32")
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)  # 2 optimizer steps
-    sched.set_total_steps(20, at_step=int(_np(model.optimizer.iterations)))
+    sched.set_total_steps(20, at_step=int(_np(model.optimizer.iterations)), strategy="continue")
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras")
     schedule = loaded.optimizer._learning_rate
     assert isinstance(schedule, BudgetSchedule) and schedule.budget_changes == [(2, 20)]
     assert int(_np(loaded.optimizer.iterations)) == 2
-    ref = Schedule("linear", 10, 0.1).with_budget(20, at_step=2)
+    ref = Schedule("linear", 10, 0.1).with_budget(20, at_step=2, strategy="continue")
     assert float(_np(loaded.optimizer.learning_rate)) == pytest.approx(ref(2), rel=1e-6)
     np.testing.assert_allclose(_np(schedule(keras.ops.arange(22))), [ref(t) for t in range(22)], rtol=1e-5, atol=1e-8)
 

@@ -90,14 +90,14 @@ def test_bad_warmup_and_floor_arguments(kwargs, match):
 def test_continuing_a_finished_run_keeps_the_end_value_and_says_so_loudly(caplog):
     s = Schedule("linear", 10, 1.0)
     with caplog.at_level(logging.WARNING, logger="budgetsched"):
-        s2 = s.with_budget(20, at_step=10)
+        s2 = s.with_budget(20, at_step=10, strategy="continue")
     assert [r.levelno for r in caplog.records] == [logging.WARNING]
     msg = caplog.records[0].getMessage()
     assert "continuing a finished run" in msg and "step 10" in msg and "rewarm_steps" in msg
     assert all(s2(t) == 0.0 for t in range(10, 25))
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="budgetsched"):
-        s.with_budget(20, at_step=9)  # one step left: a normal change, no warning
+        s.with_budget(20, at_step=9, strategy="continue")  # one step left: a normal change, no warning
     assert caplog.records == []
 
 
@@ -135,7 +135,8 @@ def test_bad_rewarm(kwargs, match):
 
 def test_budget_history_as_plain_data_replays():
     s = Schedule("rex", 100, 1.0, warmup_steps=5)
-    direct = s.with_budget(300, at_step=40).with_budget(120, at_step=100, rewarm_steps=4, rewarm_peak=0.5)
+    direct = (s.with_budget(300, at_step=40, strategy="continue")
+              .with_budget(120, at_step=100, rewarm_steps=4, rewarm_peak=0.5))
     replayed = s.with_budget_history([[40, 300], [100, 120, 4, 0.5]])
     np.testing.assert_array_equal(direct.values(), replayed.values())
     with pytest.raises(ValueError, match=r"budget_changes\[0\] must be \(at_step, new_total_steps"):

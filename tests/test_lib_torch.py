@@ -319,7 +319,7 @@ def test_finished_run_warns_through_logging_and_rewarm_follows_the_closed_form(c
     s = BudgetScheduler(o, "linear", total_steps=10)
     _run(o, s, 10)
     with caplog.at_level(logging.WARNING, logger="budgetsched"):
-        s.set_total_steps(20)
+        s.set_total_steps(20, strategy="continue")
     assert len(caplog.records) == 1 and "continuing a finished run" in caplog.text  # once, not once per group
     assert _flat(_run(o, s, 10)) == [0.0] * 20
 

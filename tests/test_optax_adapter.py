@@ -95,7 +95,7 @@ def test_errors():
 # -- budget history, the shared vocabulary, counts (issue 10) -------------------------------------------------------
 
 def test_budget_history_gives_a_new_pure_function_with_the_schedule_rule():
-    ref = (Schedule("rex", T, 0.3, warmup_steps=10).with_budget(350, at_step=120)
+    ref = (Schedule("rex", T, 0.3, warmup_steps=10).with_budget(350, at_step=120, strategy="continue")
            .with_budget(300, at_step=200, rewarm_steps=20, rewarm_peak=0.1))
     fn = schedule("rex", T, 0.3, warmup_steps=10, budget_changes=[(120, 350), (200, 300, 20, 0.1)])
     counts = jnp.arange(0, 320)
@@ -112,7 +112,7 @@ def test_budget_history_gives_a_new_pure_function_with_the_schedule_rule():
 
 def test_momentum_follows_the_budget_history():
     fn = momentum_schedule("onecycle", T, budget_changes=[(50, 400)])
-    ref = Schedule("onecycle", T).with_budget(400, at_step=50)
+    ref = Schedule("onecycle", T).with_budget(400, at_step=50, strategy="continue")  # a pair is continue
     np.testing.assert_allclose(np.asarray(fn(jnp.arange(410))), [ref.momentum(t) for t in range(410)], rtol=1e-6)
 
 

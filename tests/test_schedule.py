@@ -18,7 +18,7 @@ def test_issue_example():
     assert s(500) == pytest.approx(0.1 * 2 / 3, rel=1e-15)
     v = s.values()
     assert v.shape == (1000,) and v.dtype == np.float64
-    s2 = s.with_budget(2000, at_step=400)
+    s2 = s.with_budget(2000, at_step=400, strategy="continue")
     assert s2(400) == s(400)
     u = 0.6 / 1600  # 1 - z one step before the new end: z = 0.4 + 0.6 * 1599 / 1600
     assert s2(1999) == pytest.approx(0.1 * 2 * u / (1 + u), rel=1e-9)
@@ -95,7 +95,7 @@ def test_budget_change_is_continuous_and_reaches_the_floor_at_the_new_end(name, 
     s = Schedule(name, total_steps=T, peak_lr=0.1, min_lr=floor, sampling=sampling, warmup_steps=W)
     a = int(a_frac * T)
     new_T = max(a + 1, W + 1, int(new_frac * T))
-    s2 = s.with_budget(new_T, at_step=a)
+    s2 = s.with_budget(new_T, at_step=a, strategy="continue")
     # unchanged up to and including the change point: no jump
     t = np.arange(0, a + 1)
     np.testing.assert_array_equal(s2._lr(t), s._lr(t))
@@ -109,7 +109,7 @@ def test_budget_change_is_continuous_and_reaches_the_floor_at_the_new_end(name, 
 def test_budget_change_keeps_monotone_decay_and_the_profile_shape(name):
     s = Schedule(name, total_steps=1000, peak_lr=1.0)
     for new_T in (600, 1000, 5000):
-        s2 = s.with_budget(new_T, at_step=500)
+        s2 = s.with_budget(new_T, at_step=500, strategy="continue")
         v = s2.values()
         assert np.all(np.diff(v) <= 1e-15)
         # progress after the change follows the re-mapping rule exactly
@@ -119,10 +119,12 @@ def test_budget_change_keeps_monotone_decay_and_the_profile_shape(name):
 
 def test_budget_changes_chain_and_during_warmup():
     s = Schedule("rex", total_steps=1000, peak_lr=1.0, warmup_steps=100)
-    s2 = s.with_budget(3000, at_step=50)  # still warming up: warmup kept, profile over [100, 3000)
+    # still warming up: warmup kept, profile over [100, 3000)
+    s2 = s.with_budget(3000, at_step=50, strategy="continue")
     np.testing.assert_allclose(s2.values(), Schedule("rex", total_steps=3000, peak_lr=1.0, warmup_steps=100).values())
-    s3 = s.with_budget(2000, at_step=600).with_budget(900, at_step=800)
-    np.testing.assert_array_equal(s3._lr(np.arange(801)), s.with_budget(2000, at_step=600)._lr(np.arange(801)))
+    s_600 = s.with_budget(2000, at_step=600, strategy="continue")
+    s3 = s_600.with_budget(900, at_step=800)
+    np.testing.assert_array_equal(s3._lr(np.arange(801)), s_600._lr(np.arange(801)))
     assert s3(900) == 0.0 and s3.budget_changes == [(600, 2000), (800, 900)]
     assert s3.initial_total_steps == 1000
 

@@ -142,10 +142,10 @@ def test_set_total_steps_has_no_jump_and_follows_with_budget():
     s = BudgetScheduler(o, "rex", total_steps=T)
     before, _ = _run(o, s, 30)
     lr_now = [g["lr"] for g in o.param_groups]
-    s.set_total_steps(250)
+    s.set_total_steps(250, strategy="continue")
     assert [g["lr"] for g in o.param_groups] == lr_now and s.get_last_lr() == lr_now
     after, _ = _run(o, s, 230)
-    ref = Schedule("rex", T, 0.1).with_budget(250, at_step=30)
+    ref = Schedule("rex", T, 0.1).with_budget(250, at_step=30, strategy="continue")
     assert [x[0] for x in before + after] == pytest.approx([ref(t) for t in range(260)], rel=1e-12)
     assert after[0][0] == lr_now[0]  # the next optimizer step still runs at the LR of the change point
     assert 0 < after[0][0] - after[1][0] < before[-2][0] - before[-1][0]  # from here on it decays more slowly

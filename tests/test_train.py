@@ -254,7 +254,7 @@ def test_budget_change_plans(task, data, schedule):
     cont, restart, keep = plan("continue"), plan("restart"), plan("keep")
     rewarm, extend = plan("rewarm"), plan("extend")
     assert cont.total_steps == restart.total_steps == keep.total_steps == extend.total_steps == 1000
-    np.testing.assert_allclose(cont.lrs, first.with_budget(1000, at_step=200).values(), rtol=1e-12)
+    np.testing.assert_allclose(cont.lrs, first.with_budget(1000, at_step=200, strategy="continue").values(), rtol=1e-12)
     for p in (cont, restart, keep, rewarm, extend):  # the same run until the change is learned
         np.testing.assert_allclose(p.lrs[:200], first.values()[:200], rtol=1e-12)
     assert cont.lrs[200] == pytest.approx(first(200))  # continue: no jump
@@ -269,7 +269,8 @@ def test_budget_change_plans(task, data, schedule):
     np.testing.assert_allclose(keep.lrs[:250], first.values(), rtol=1e-12)
     assert np.all(keep.lrs[250:] == first(250))  # then the planned end value, held
     if schedule == "onecycle":
-        np.testing.assert_allclose(cont.momenta, [first.with_budget(1000, 200).momentum(t) for t in range(1000)])
+        np.testing.assert_allclose(cont.momenta, [first.with_budget(1000, 200, strategy="continue").momentum(t)
+                                                  for t in range(1000)])
 
 
 @pytest.mark.parametrize("params,match", [

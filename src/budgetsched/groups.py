@@ -10,7 +10,7 @@ per-step LRs of all groups come from one evaluation of the shared weights:
 >>> g = GroupSchedule.build(Schedule("linear", 10, 0.1), peaks=[0.1, 0.02], floors=[0.0, 0.0])
 >>> [round(x, 6) for x in g.lrs(5)]
 [0.05, 0.01]
->>> g2 = g.with_budget(20, at_step=5)
+>>> g2 = g.with_budget(20, at_step=5, strategy="continue")
 >>> [round(x, 6) for x in g2.lrs(5)], g2.budget_changes
 ([0.05, 0.01], [(5, 20)])
 """
@@ -115,7 +115,8 @@ class GroupSchedule:
 
     def with_history(self, changes: Sequence[Sequence[Any]]) -> "GroupSchedule":
         """Replay :attr:`budget_changes` (plain data from a checkpoint, 2 to 5 entries each: ``[at, total,
-        rewarm_steps, rewarm_peaks, strategy]`` with None for what does not apply)."""
+        rewarm_steps, rewarm_peaks, strategy]`` with None for what does not apply), each with the strategy it
+        records: without ``rewarm_steps`` or a strategy, "continue" (never the default ``"auto"``)."""
         new = self
         for i, c in enumerate(changes):
             c = list(c)
@@ -128,7 +129,8 @@ class GroupSchedule:
                 continue
             steps = c[2] if len(c) > 2 else None
             peaks = c[3] if len(c) > 3 else None
-            strategy = c[4] if len(c) > 4 else None
+            # the strategy the change ran with, never today's default: no rewarm_steps is "continue" (release 0.1)
+            strategy = c[4] if len(c) > 4 and c[4] is not None else "continue" if steps is None else "rewarm"
             new = new.with_budget(total, at, strategy=strategy, rewarm_steps=None if steps is None else int(steps),
                                   rewarm_peaks=None if peaks is None else [float(p) for p in peaks], warn=False)
         return new

@@ -95,7 +95,8 @@ class BudgetSchedule(keras.optimizers.schedules.LearningRateSchedule):
     def set_total_steps(self, total_steps: int, at_step: int, *, strategy: str | None = None,
                         rewarm_steps: int | None = None, rewarm_peak: float | None = None) -> None:
         """Change the budget at step ``at_step`` (e.g. ``int(optimizer.iterations)``), continued by ``strategy``
-        ("continue": no LR jump, the default; "rewarm"; "extend").
+        ("auto", the default: "rewarm" when the budget grows after the decay has begun, else "continue" (no LR
+        jump); or "continue", "rewarm", "extend"); the config records the strategy that ran.
 
         The rules of :meth:`budgetsched.Schedule.with_budget`; the change is kept in
         :meth:`get_config`, so a saved model resumes with its budget. With a compiled train step (jax or

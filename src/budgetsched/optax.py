@@ -76,7 +76,7 @@ def from_schedule(s: Schedule) -> ScheduleFn:
     """A pure, jit-able ``count -> lr`` of any :class:`budgetsched.Schedule`, its budget history included.
 
     >>> from budgetsched import Schedule
-    >>> fn = from_schedule(Schedule("linear", 100, 1.0).with_budget(150, at_step=50))
+    >>> fn = from_schedule(Schedule("linear", 100, 1.0).with_budget(150, at_step=50, strategy="continue"))
     >>> [round(float(fn(t)), 6) for t in (0, 50, 100, 150)]
     [1.0, 0.5, 0.25, 0.0]
     """
@@ -113,7 +113,9 @@ def schedule(
         warmup_start_lr: the LR of step 0 when warming up (default peak_lr / W).
         min_lr: the floor the profile decays to (exclusive with ``min_lr_ratio``, the floor as a fraction of peak).
         budget_changes: the budget history, ``(at_step, new_total_steps)`` or ``(at_step, new_total_steps,
-            rewarm_steps[, rewarm_peak])`` each, applied in order by :meth:`budgetsched.Schedule.with_budget`.
+            rewarm_steps[, rewarm_peak])`` or ``(at_step, new_total_steps, "extend")`` each, applied in order by
+            :meth:`budgetsched.Schedule.with_budget_history` (a pair is "continue", never the default "auto";
+            keep :attr:`budgetsched.Schedule.budget_changes`, which records the strategy that ran).
         **params: the profile's parameters (e.g. ``gamma=-3`` for ``exp``).
 
     Returns:

@@ -390,7 +390,7 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
                         startup_steps: int = 0) -> None:
         """Count this run's budget in seconds of training (``"2h"``, ``"90m"``, or a number): before the first step
         a step budget becomes a time budget (a trainer callback that knows the deadline calls this); a time budget
-        is changed with the continue rule (no LR jump). The warmup must be a ``warmup_fraction``."""
+        that differs is changed by :meth:`set_budget` (default strategy). The warmup must be a ``warmup_fraction``."""
         if isinstance(self._meter, TimeMeter):
             if clock is not None:
                 self._meter.clock = clock
@@ -428,13 +428,12 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
                         rewarm_peak: float | Sequence[float] | None = None) -> None:
         """Change a step budget to ``total_steps`` from the current step on, continued by ``strategy``.
 
-        ``"continue"`` (default; no LR jump), ``"rewarm"`` (default when ``rewarm_steps`` is given: up to
-        ``rewarm_peak`` — one float, one per group, or default each group's peak — over ``rewarm_steps``, then the
-        profile again) or ``"extend"`` (the plan for the new budget at the horizon-transfer peak): the rules of
-        :meth:`budgetsched.Schedule.with_budget`. Valid after :meth:`load_state_dict` too, and then the new budget
-        wins. The optimizer's LRs are set to the LR of the current step. A time or token budget changes with
-        :meth:`set_budget`.
-        """
+        ``"auto"`` (default: :meth:`budgetsched.Schedule.default_strategy`), ``"continue"`` (no LR jump), ``"rewarm"``
+        (also when ``rewarm_steps`` is given: up to ``rewarm_peak`` — one float, one per group, or each group's peak —
+        over ``rewarm_steps``) or ``"extend"``: :meth:`budgetsched.Schedule.with_budget`'s rules; the strategy that ran
+        is recorded (:attr:`budget_changes`). Valid after :meth:`load_state_dict` too, and then the new budget wins.
+        The optimizer's LRs are set to the LR of the current step. A time or token budget changes with
+        :meth:`set_budget`."""
         if self._meter is not None and self._config.get("measure_steps") is None:
             raise ValueError(f"set_total_steps changes a step budget; this scheduler's budget is in "
                              f"{self.budget_unit}: use set_budget(new_budget, strategy=...)")
@@ -480,9 +479,9 @@ class BudgetScheduler(_PlateauRoute, LRScheduler):
 
     @property
     def budget_changes(self) -> list[tuple[Any, ...]]:
-        """Every budget change so far, oldest first: ``(at, new_total)`` (continue), ``(at, new_total,
-        rewarm_steps, rewarm_peaks)`` (rewarm) or ``(at, new_total, "extend")``, in the schedule's unit (steps,
-        tokens, or microseconds of a time budget)."""
+        """Every budget change so far, oldest first, with the strategy that ran (a default ``"auto"`` is recorded as
+        what it picked): ``(at, new_total)`` (continue), ``(at, new_total, rewarm_steps, rewarm_peaks)`` (rewarm) or
+        ``(at, new_total, "extend")``, in the schedule's unit (steps, tokens, or microseconds of a time budget)."""
         return self._group.budget_changes
 
     @property

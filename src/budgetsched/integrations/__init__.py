@@ -8,10 +8,11 @@
 
 At train begin (a fresh run or a resume from a checkpoint) the callbacks set the scheduler's budget to the steps the
 trainer will run: ``state.max_steps`` (Hugging Face), ``trainer.estimated_stepping_batches`` (Lightning). A resume
-with a larger or smaller budget therefore continues with no LR jump and decays to the floor exactly at the new end
-(the rule of :meth:`budgetsched.Schedule.with_budget`), instead of restoring the checkpoint's budget and training
-the new steps at the end value. Continuing a *finished* run keeps the end value with a logged warning, or re-warms
-with ``rewarm_steps=`` (or any continuation with ``strategy=``). With ``time_budget=`` (Lightning: also
+with another budget therefore decays to the floor exactly at the new end (:meth:`budgetsched.Schedule.with_budget`)
+instead of restoring the checkpoint's budget and training the new steps at the end value: by default a larger
+budget re-warms to the peak once the decay has begun (a finished run included) and a smaller one continues with no
+LR jump; ``strategy=`` picks another ("continue" keeps a finished run at its end value, with a warning). With
+``time_budget=`` (Lightning: also
 ``Trainer(max_time=...)``) the schedule follows the clock and the callback stops training at the deadline with the
 LR at its floor. See docs/integrations.md.
 

@@ -10,7 +10,7 @@ import numbers
 import warnings
 from typing import Any
 
-from budgetsched.changes import STRATEGIES
+from budgetsched.changes import DEFAULT_STRATEGY, STRATEGIES, strategy_of
 from budgetsched.schedule import _check_fraction, _check_int, _show
 from budgetsched.torch import BudgetScheduler, PlateauScheduler
 
@@ -96,7 +96,7 @@ def follow_time(scheduler: Any, seconds: float, *, who: str, clock: Any = None, 
     """Make ``scheduler`` count a time budget of ``seconds`` of training in all (a resumed time budget keeps its
     used time): before the first step a step budget becomes this time budget (:meth:`BudgetScheduler.use_time_budget`,
     with ``warmup`` as a ratio if the scheduler has no warmup); a time budget that differs is changed with the
-    continue rule. Returns the scheduler (None for plateau)."""
+    default strategy (:meth:`budgetsched.Schedule.default_strategy`). Returns the scheduler (None for plateau)."""
     sched = _ours(scheduler, who)
     if sched is None:
         return None
@@ -113,9 +113,13 @@ def follow_time(scheduler: Any, seconds: float, *, who: str, clock: Any = None, 
 
 
 def check_strategy(strategy: Any) -> str | None:
-    """A continuation strategy of :data:`budgetsched.changes.STRATEGIES`, or None (the callbacks' default)."""
-    if strategy is not None and strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))} or None, got {_show(strategy)}")
+    """A continuation strategy of :data:`budgetsched.changes.STRATEGIES`, or None / "auto" (the default rule,
+    :meth:`budgetsched.Schedule.default_strategy`; returned as None)."""
+    if strategy is None or (isinstance(strategy, str) and strategy == DEFAULT_STRATEGY):
+        return None
+    if not isinstance(strategy, str) or strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))} or None, got {_show(strategy)} "
+                         f"(None or {DEFAULT_STRATEGY!r}: the default, which picks one)")
     return strategy
 
 
@@ -127,11 +131,11 @@ def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | N
     * At step 0 (a fresh run) the schedule becomes exactly the one built for that budget; ``warmup`` (a ratio or
       steps) is applied if the scheduler has none, or always with ``override_warmup``; a scheduler warmup that
       differs from a not-overriding ``warmup`` is a ``ValueError`` (two different warmups were asked for).
-    * Mid-run (a resume), ``set_total_steps`` with ``strategy`` (default "continue": no LR jump, the floor at the
-      new end; "rewarm" with ``rewarm_steps`` / ``rewarm_peak``; "extend").
-    * A finished run (every step of its budget done) continued: with ``strategy`` "rewarm" or "extend", or with
-      ``rewarm_steps``, that strategy; without, the LR stays at its end value and one warning is logged (logger
-      ``"budgetsched"``) naming ``who``'s option.
+    * Later (a resume, or a finished run continued), ``set_total_steps`` with ``strategy``. None is the default
+      rule (:meth:`budgetsched.Schedule.default_strategy`): "rewarm" when the budget grows after the decay has
+      begun (a finished run included), with ``rewarm_steps`` / ``rewarm_peak`` if given, else "continue" (no LR
+      jump, the floor at the new end). An explicit "continue" of a finished run keeps the LR at its end value and
+      logs one warning (logger ``"budgetsched"``) naming ``who``'s option.
 
     Plateau schedulers are left alone (their budget is in evaluations and does not move the LR). Returns whether
     the scheduler was changed.
@@ -144,7 +148,7 @@ def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | N
     at = max(sched.last_epoch, 0)
     total = at + int(steps_left)
     where = f" ({source})" if source else ""
-    if at == 0:
+    if at == 0:  # nothing has run: set the budget (the plan for it), no strategy applies
         mine = own_warmup(sched)
         if warmup is not None and warmup != mine:
             if mine is not None and not override_warmup:
@@ -152,55 +156,44 @@ def sync_budget(scheduler: Any, steps_left: int, *, who: str, warmup: Warmup | N
                                  f"ask for {show_warmup(warmup)}; give the warmup in one place")
             if mine is None or override_warmup:
                 _set_warmup(sched, total, warmup)
-                sched.set_total_steps(total)  # writes the step-0 LR to the optimizer (the one write path)
+                sched.set_total_steps(total, strategy="continue")  # writes the step-0 LR (the one write path)
                 logger.info("budgetsched: %s set the budget to %d steps with %s%s", who, total, show_warmup(warmup),
                             where)
                 return True
         if total == sched.total_steps:
             return False
-        sched.set_total_steps(total)
+        sched.set_total_steps(total, strategy="continue")
         logger.info("budgetsched: %s set the budget to %d steps%s", who, total, where)
-        return True
-    rewarm = {"rewarm_steps": rewarm_steps, "rewarm_peak": rewarm_peak} if strategy in (None, "rewarm") else {}
-    if at >= sched.total_steps and strategy in ("rewarm", "extend") and total != sched.total_steps:
-        try:
-            sched.set_total_steps(total, strategy=strategy, **rewarm)
-        except ValueError as e:
-            raise ValueError(f"{who}(strategy={strategy!r}): {e}") from None
-        logger.info("budgetsched: %s continued a finished run at step %d with strategy %r, new budget %d%s", who, at,
-                    strategy, total, where)
-        return True
-    if at >= sched.total_steps:  # a finished run, continued
-        if rewarm_steps is not None:
-            try:
-                sched.set_total_steps(total, rewarm_steps=rewarm_steps, rewarm_peak=rewarm_peak)
-            except ValueError as e:
-                raise ValueError(f"{who}(rewarm_steps={rewarm_steps}): {e}") from None
-            logger.info("budgetsched: %s continued a finished run at step %d with a %d-step re-warm, new budget %d%s",
-                        who, at, rewarm_steps, total, where)
-            return True
-        end = sched.get_last_lr()[0]
-        old = sched.total_steps
-        drop = _DropFinishedRunRecord()
-        logger.addFilter(drop)
-        try:
-            sched.set_total_steps(total)
-        finally:
-            logger.removeFilter(drop)
-        logger.warning("budgetsched: %s: resuming a finished run (step %d of %d) with a budget of %d steps: the "
-                       "learning rate stays at its end value %g for the %d new steps. To train on, re-warm: "
-                       "%s(rewarm_steps=K[, rewarm_peak=P])%s", who, at, old, total, end, total - at, who, where)
         return True
     if total == sched.total_steps:
         return False
     old = sched.total_steps
-    if strategy in (None, "continue"):
-        sched.set_total_steps(total)
-    else:
+    finished = at >= old
+    if strategy is None:  # the default rule; given rewarm_steps / rewarm_peak shape its re-warm
+        strategy = sched.schedule.default_strategy(total, at)
+        if strategy == "continue" and finished and rewarm_steps is not None:
+            strategy = "rewarm"  # asked for a re-warm of a finished run: its ramp, or an error naming it
+    rewarm = {"rewarm_steps": rewarm_steps, "rewarm_peak": rewarm_peak} if strategy == "rewarm" else {}
+    if finished and strategy == "continue":
+        end = sched.get_last_lr()[0]
+        drop = _DropFinishedRunRecord()
+        logger.addFilter(drop)
         try:
-            sched.set_total_steps(total, strategy=strategy, **rewarm)
-        except ValueError as e:
-            raise ValueError(f"{who}(strategy={strategy!r}): {e}") from None
-    logger.info("budgetsched: %s changed the budget at step %d from %d to %d steps (strategy %s)%s", who, at, old,
-                total, strategy or "continue", where)
+            sched.set_total_steps(total, strategy="continue")
+        finally:
+            logger.removeFilter(drop)
+        logger.warning("budgetsched: %s: resuming a finished run (step %d of %d) with a budget of %d steps and "
+                       "strategy 'continue': the learning rate stays at its end value %g for the %d new steps. To "
+                       "train on, re-warm: %s(rewarm_steps=K[, rewarm_peak=P]), or leave strategy at its default%s",
+                       who, at, old, total, end, total - at, who, where)
+        return True
+    try:
+        sched.set_total_steps(total, strategy=strategy, **rewarm)
+    except ValueError as e:
+        given = "".join(f", {k}={v!r}" for k, v in rewarm.items() if v is not None)
+        raise ValueError(f"{who}(strategy={strategy!r}{given}): {e}") from None
+    ran = strategy_of(sched.budget_changes[-1])
+    what = "continued a finished run" if finished else "changed the budget"
+    logger.info("budgetsched: %s %s at step %d from %d to %d steps (strategy %s)%s", who, what, at, old, total, ran,
+                where)
     return True

@@ -169,7 +169,8 @@ class BudgetCallback(TrainerCallback):
 
     The budget becomes the steps the Trainer will run: the scheduler's current step plus ``state.max_steps -
     state.global_step``. A fresh run gets exactly the schedule built for ``max_steps``; a resume from a checkpoint
-    continues with no LR jump and reaches the floor at the new ``max_steps`` (larger or smaller). Plateau
+    reaches the floor at the new ``max_steps``: by default a larger one re-warms to the peak once the decay has
+    begun (a finished run included) and a smaller one continues with no LR jump (``strategy=``). Plateau
     schedulers are left alone.
 
     Args:
@@ -177,23 +178,24 @@ class BudgetCallback(TrainerCallback):
             scheduler's own warmup). Default: the ``TrainingArguments``' warmup (``warmup_steps``, a float < 1
             being a ratio; ``warmup_ratio`` before transformers 5) when the scheduler was built without one
             (both with different values is an error).
-        rewarm_steps, rewarm_peak: when a *finished* run is continued (resumed from its last checkpoint with a
-            larger ``max_steps``), re-warm from the current LR up to ``rewarm_peak`` (default each group's peak)
-            over ``rewarm_steps`` steps, then the profile down to the floor at the new end. Without them the LR
-            stays at the end value and a warning is logged (logger ``"budgetsched"``).
+        rewarm_steps, rewarm_peak: the shape of a re-warm (the default when a resume makes the budget grow after
+            the decay began, a finished run included, or ``strategy="rewarm"``): from the current LR up to
+            ``rewarm_peak`` (default each group's peak) over ``rewarm_steps`` steps (default the initial warmup,
+            at least 1), then the profile down to the floor at the new end.
 
         time_budget: seconds of training (a number or ``"2h"``, ``"90m"``, ``"45s"``) for the whole run, resumes
             included: the schedule follows the clock (``clock``, default ``time.monotonic``) and training stops at
             the deadline (``control.should_training_stop``), its last step within one step of it at the floor.
             ``max_steps`` must not be reached first (set it high). The warmup is a ratio (``warmup_ratio``, or the
             arguments' ratio).
-        strategy: how a resume with another ``max_steps`` continues: None (default: "continue" mid-run, no LR jump;
-            a finished run stays at its end value unless ``rewarm_steps`` is given), "continue", "rewarm" (with
-            ``rewarm_steps`` / ``rewarm_peak``, mid-run too) or "extend" (docs/schedules.md).
+        strategy: how a resume with another ``max_steps`` continues: None or "auto" (default: "rewarm" when the
+            budget grows after the decay began, else "continue"; :meth:`budgetsched.Schedule.default_strategy`),
+            "continue" (no LR jump; a finished run then stays at its end value, with a warning), "rewarm" or
+            "extend" (docs/schedules.md). The checkpoint records the strategy that ran.
         count_evaluation: with a time budget, whether evaluation and checkpoint saving count (default True: a
             wall-clock budget); False stops the clock from the end of the step before them until they are done.
 
-    A resume in the middle of the run never re-warms: the rest of the decay is re-mapped to the new budget.
+    A resume with a smaller ``max_steps`` never re-warms: the rest of the decay is re-mapped to the new budget.
     """
 
     def __init__(self, warmup_ratio: float | None = None, *, rewarm_steps: int | None = None,

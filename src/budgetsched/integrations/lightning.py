@@ -80,24 +80,27 @@ class BudgetCallback(Callback):
     For a scheduler stepped per optimizer step (``"interval": "step"``) the budget becomes its current step plus
     the optimizer steps left, ``trainer.estimated_stepping_batches - trainer.global_step`` (divided by the
     scheduler's ``frequency``); for one stepped per epoch, its step plus the epochs left, ``max_epochs -
-    current_epoch``. A fresh run gets exactly the schedule built for that budget; a resume (``ckpt_path=``) with a
-    larger or smaller ``max_epochs`` / ``max_steps`` continues with no LR jump and reaches the floor at the new end.
-    Plateau schedulers are left alone.
+    current_epoch``. A fresh run gets exactly the schedule built for that budget; a resume (``ckpt_path=``) with
+    another ``max_epochs`` / ``max_steps`` reaches the floor at the new end: by default a larger one re-warms to the
+    peak once the decay has begun (a finished run included), a smaller one continues with no LR jump
+    (``strategy=``). Plateau schedulers are left alone.
 
     Args:
         warmup_ratio: the warmup as a ratio of the run, set at the start of a fresh run (replacing the
             scheduler's own warmup); default: the scheduler's own.
-        rewarm_steps, rewarm_peak: when a *finished* run is continued (its last checkpoint resumed with more
-            epochs), re-warm from the current LR up to ``rewarm_peak`` (default each group's peak) over
-            ``rewarm_steps`` steps, then the profile down to the floor at the new end. Without them the LR stays at
-            the end value and a warning is logged (logger ``"budgetsched"``).
+        rewarm_steps, rewarm_peak: the shape of a re-warm (the default when a resume makes the budget grow after
+            the decay began, a finished run included, or ``strategy="rewarm"``): from the current LR up to
+            ``rewarm_peak`` (default each group's peak) over ``rewarm_steps`` steps (default the initial warmup,
+            at least 1), then the profile down to the floor at the new end.
         time_budget: seconds of training (a number or ``"2h"``) for the whole run, resumes included. Default: the
             trainer's ``max_time`` when it is set (the budget is then the scheduler's used time plus Lightning's
             ``Timer.time_remaining()`` at train start, so both end together). The schedule follows the clock
             (``clock``, default ``time.monotonic``), counted from train start, and the callback stops the trainer
             when the budget is used (``trainer.should_stop``), the last step at the floor.
-        strategy: how a resume with another length continues: None (default: "continue" mid-run; a finished run
-            stays at its end value unless ``rewarm_steps`` is given), "continue", "rewarm" or "extend".
+        strategy: how a resume with another length continues: None or "auto" (default: "rewarm" when the budget
+            grows after the decay began, else "continue"; :meth:`budgetsched.Schedule.default_strategy`),
+            "continue" (no LR jump; a finished run then stays at its end value, with a warning), "rewarm" or
+            "extend". The checkpoint records the strategy that ran.
         count_validation: with a time budget, whether validation counts (default True; Lightning's ``max_time``
             counts it, so keep True with ``max_time``); False stops the clock during validation loops.
     """

@@ -120,7 +120,7 @@ def _changed_budget(config: TrialConfig, params: dict[str, Any], change: tuple[i
     planned, at, on_change = change
     first = Schedule(config.schedule, planned, peak_lr=config.lr, **params)
     if on_change == "continue" and at < planned:
-        after = first.with_budget(total, at_step=at)
+        after = first.with_budget(total, at_step=at, strategy="continue")
     elif on_change in ("rewarm", "extend"):
         after = first.with_budget(total, at_step=at - 1, strategy=on_change,
                                   **({"rewarm_steps": 1} if on_change == "rewarm" else {}))
