@@ -37,10 +37,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import inf
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
-if TYPE_CHECKING:  # the handle a trainable receives is built by the engine that runs it
-    from budgetsched.bench.engines.trainable import Trial
+#: What a training function receives: a ``budgetsched.bench.Trial``, built by the engine that runs it
+#: (engines/trainable.py, a layer above this one, so it is named here, not imported).
+Trial = Any
 
 __all__ = ["trainable", "Trainable", "Diverged"]
 
@@ -54,7 +55,7 @@ class Trainable:
     """A training function as a task of the harness (build it with :func:`trainable`)."""
 
     name: str
-    fn: Callable[["Trial"], Mapping[str, Any]]
+    fn: Callable[[Trial], Mapping[str, Any]]
     max_epochs: int
     steps_per_epoch: int
     metric_name: str = "metric"
@@ -73,11 +74,11 @@ class Trainable:
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"trainable {self.name!r}: {f} must be an integer >= 1, got {v!r}")
 
-    def __call__(self, trial: "Trial") -> Mapping[str, Any]:
+    def __call__(self, trial: Trial) -> Mapping[str, Any]:
         return self.fn(trial)
 
 
-def trainable(fn: Callable[["Trial"], Mapping[str, Any]] | None = None, *, max_epochs: int | None = None,
+def trainable(fn: Callable[[Trial], Mapping[str, Any]] | None = None, *, max_epochs: int | None = None,
               steps_per_epoch: int | None = None, max_steps: int | None = None, metric_name: str = "metric",
               name: str | None = None, baseline: float | None = None) -> Any:
     """Declare ``fn(trial) -> dict`` a trainable whose 100 % run is ``max_epochs`` x ``steps_per_epoch`` optimizer
@@ -97,7 +98,7 @@ def trainable(fn: Callable[["Trial"], Mapping[str, Any]] | None = None, *, max_e
         raise ValueError("a trainable needs the length of its 100 % run: max_epochs and steps_per_epoch, "
                          "or max_steps")
 
-    def wrap(f: Callable[["Trial"], Mapping[str, Any]]) -> Trainable:
+    def wrap(f: Callable[[Trial], Mapping[str, Any]]) -> Trainable:
         return Trainable(name or getattr(f, "__name__", "trainable"), f, max_epochs, steps_per_epoch,  # type: ignore[arg-type]
                          metric_name, baseline=baseline)
     return wrap if fn is None else wrap(fn)
