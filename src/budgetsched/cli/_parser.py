@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--refine", action="store_true",
                    help="after the grid, add LRs around each schedule's best (x/÷ sqrt 3) and extend the grid "
                         "where the best sits at its edge")
+    r.add_argument("--eval-seeds", metavar="N",
+                   help="after the tuning grid, retrain each schedule's configuration chosen on validation on N "
+                        "fresh seeds and score the choice on them (default 0: cross-fit over the tuning seeds)")
     r.add_argument("--store", required=True,
                    help="results store file (SQLite); rerunning resumes. A new store is made only in an existing "
                         "directory")

@@ -13,7 +13,8 @@ __all__ = ["parse_schedules", "parse_lrs", "parse_seeds", "parse_workers", "stud
 #: study key -> the ``run`` flag that sets it (a missing key names its flag).
 FLAGS = {"tasks": "--task", "schedules": "--schedules", "optimizers": "--optimizers", "budgets": "--budgets",
          "lrs": "--lrs", "seeds": "--seeds", "plateau_patience": "--plateau-patience",
-         "budget_unit": "--budget-unit", "diverge_factor": "--diverge-factor", "refine": "--refine"}
+         "budget_unit": "--budget-unit", "diverge_factor": "--diverge-factor", "refine": "--refine",
+         "eval_seeds": "--eval-seeds"}
 
 
 def _number(text: str) -> Any:
@@ -80,6 +81,14 @@ def _seeds(text: str) -> int | list[int]:
     return seeds[0]
 
 
+def _count(text: str, flag: str) -> Any:
+    """``3`` -> 3; anything else is left for the spec to refuse, naming the value (``--eval-seeds: ...``)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(f"{flag}: give a count of seeds (an integer >= 0), got {text!r}") from None
+
+
 def parse_seeds(text: str) -> list[int]:
     """``3`` -> seeds 0, 1, 2 (a count, expanded by the spec's rule); ``0,1,2`` or ``7,`` -> exactly those seeds."""
     from budgetsched.bench.protocol.study import seed_list
@@ -122,6 +131,8 @@ def study_spec(args: argparse.Namespace) -> Any:
             flags[k] = getattr(args, k)
     if args.refine:
         flags["refine"] = True
+    if getattr(args, "eval_seeds", None) is not None:
+        flags["eval_seeds"] = _count(args.eval_seeds, "--eval-seeds")
     if flags and base:
         source += " with flags"
     return StudySpec.from_mapping({**base, **flags}, source, flags=FLAGS)

@@ -36,10 +36,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         rows = store.trial_rows()
         planned = store.planned_configs()  # the recorded design: a trial that never got a row is reported missing
+        evaluations = store.evaluations()  # evaluation-seed trials: kept out of the choice, they score it
     finally:
         store.close()
     r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed,
-                planned=planned, plateau_into_step=args.plateau_into_step)
+                planned=planned, plateau_into_step=args.plateau_into_step, evaluations=evaluations)
     figures = None
     if args.figures is not None:
         from budgetsched.bench.rendering import plots

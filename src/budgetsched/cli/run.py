@@ -191,6 +191,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
             summary = dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
                                           wall_time=summary.wall_time + more.wall_time)
+        if spec.eval_seeds:
+            extra = _evaluation_phase(spec, configs, store, args.quiet)
+            if extra:
+                more = _run(configs + extra, store, args.quiet, **kw)
+                counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
+                summary = dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
+                                              wall_time=summary.wall_time + more.wall_time)
     except StudyInterrupted as e:
         return _interrupted(e, args.store)
     except BaseException:
@@ -200,6 +207,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     print(summary.line())
     return 0
+
+
+def _evaluation_phase(spec: Any, configs: Sequence[Any], store: Any, quiet: bool) -> list[Any]:
+    """The evaluation-seed trials of ``spec`` (``--eval-seeds N``), recorded in the store before they train: each
+    setting's choice on validation, made on the tuning trials only (evaluation trials of earlier runs never enter
+    it), retrained on N fresh seeds (:func:`budgetsched.bench.analysis.evaluation.evaluation_trials`)."""
+    from budgetsched.bench.analysis.evaluation import evaluation_trials, tuning_rows
+
+    settings = {(c.task, c.optimizer, float(c.budget)) for c in configs}
+    rows, _ = tuning_rows(store.trial_rows(), store.evaluations(), store.planned_keys())
+    planned = evaluation_trials([r for r in rows if (r.task, r.optimizer, float(r.budget)) in settings],
+                                spec.eval_seeds, settings)
+    store.record_evaluations([rec for _, rec in planned])
+    extra = [c for c, _ in planned]
+    new = len({c.key for c in extra} - store.finished_keys())
+    if not quiet and new:
+        say(f"evaluation: {len(extra)} trials ({spec.eval_seeds} fresh seeds per chosen configuration), "
+            f"{new} to train")
+    return extra
 
 
 def cmd_refine(args: argparse.Namespace) -> int:

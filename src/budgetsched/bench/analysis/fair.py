@@ -46,7 +46,7 @@ from budgetsched.bench.protocol import selection
 
 __all__ = ["REL_TIE", "topk_credit", "shares", "drop_borrowed", "candidate_counts", "TuningCheck", "equal_tuning",
            "loo_means", "choose", "cross_fit", "evaluation_seeds", "same_run", "Evaluation", "evaluate",
-           "row_means", "paired_verdict", "MODES", "FairRanking", "rank_setting"]
+           "row_means", "paired_verdict", "MODES", "FairRanking", "rank_setting", "tuning_choice"]
 
 #: Two row values within this relative distance are a tie (the report's tolerance).
 REL_TIE = 1e-9
@@ -430,6 +430,10 @@ class FairRanking:
     best: int = -1
     runner_up: int = -1
     gap: tuple[float, float | None, float | None, str | None] | None = None
+    #: evaluation runs that could not be used (the report fell back to cross-fitting): per row whose chosen
+    #: configuration lacks evaluation runs, (label, LR, patience, missing evaluation seeds, stale) - stale when
+    #: the row has evaluation runs of another configuration (the choice changed since they were trained)
+    evaluation_issues: tuple = ()
 
     @property
     def tied(self) -> bool | None:
@@ -437,6 +441,38 @@ class FairRanking:
         if self.gap is None or self.gap[1] is None:
             return None
         return self.gap[3] is None
+
+
+def _table_rows(keys: Sequence[tuple[str, float, int | None]], stand_in: Sequence[str | None],
+                labels: Sequence[str], merge: bool) -> tuple[np.ndarray, list, np.ndarray, np.ndarray]:
+    """(use, keys used, row of each used candidate, keep): the candidates of Table 1's rows ``labels`` (plateau's
+    counted as step's with ``merge``), stand-ins dropped from the row that borrows them (:func:`drop_borrowed`)."""
+    row_of = {x: i for i, x in enumerate(labels)}
+    if merge and "step" in row_of:
+        row_of.setdefault("plateau", row_of["step"])
+    use = np.array([k[0] in row_of for k in keys], dtype=bool)
+    ks = [k for k, u in zip(keys, use) if u]
+    rows = np.array([row_of[k[0]] for k in ks], dtype=int)
+    si = [s for s, u in zip(stand_in, use) if u]
+    run_ids = [(s, k[1], None) if s else (k[0], k[1], k[2]) for k, s in zip(ks, si)]
+    keep = drop_borrowed(rows, run_ids, [s is None for s in si]) if len(ks) else np.zeros(0, dtype=bool)
+    return use, ks, rows, keep
+
+
+def tuning_choice(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray, stand_in: Sequence[str | None],
+                  labels: Sequence[str], *, merge: bool = False) -> np.ndarray:
+    """Per Table-1 row (``labels``), the index into ``keys`` of the configuration chosen on the tuning seeds, -1
+    where a row has none: the choice :func:`evaluation_seeds` scores (same rows, same stand-in rule, lowest mean
+    validation, ties to the first candidate), so the configurations retrained on evaluation seeds are exactly the
+    ones :func:`rank_setting` looks up. Arguments as in :func:`rank_setting`."""
+    labels = list(labels)
+    use, ks, rows, keep = _table_rows(keys, stand_in, labels, merge)
+    if not len(ks):
+        return np.full(len(labels), -1, dtype=int)
+    m = np.where(keep, _means(np.asarray(val, dtype=float)[use]), np.nan)
+    chosen = choose(m, rows, len(labels))
+    idx = np.flatnonzero(use)
+    return np.where(chosen >= 0, idx[np.maximum(chosen, 0)], -1)
 
 
 def rank_setting(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray, test: np.ndarray,
@@ -452,18 +488,10 @@ def rank_setting(keys: Sequence[tuple[str, float, int | None]], val: np.ndarray,
     compared with the best other row (chosen by validation, next-seed cross-fitted, paired t interval).
     """
     labels = list(labels)
-    row_of = {x: i for i, x in enumerate(labels)}
-    if merge and "step" in row_of:
-        row_of.setdefault("plateau", row_of["step"])
     val = np.asarray(val, dtype=float)
     test = np.asarray(test, dtype=float)
-    use = np.array([k[0] in row_of for k in keys], dtype=bool)
-    ks = [k for k, u in zip(keys, use) if u]
-    rows = np.array([row_of[k[0]] for k in ks], dtype=int)
+    use, ks, rows, keep = _table_rows(keys, stand_in, labels, merge)
     v, t = val[use], test[use]
-    si = [s for s, u in zip(stand_in, use) if u]
-    run_ids = [(s, k[1], None) if s else (k[0], k[1], k[2]) for k, s in zip(ks, si)]
-    keep = drop_borrowed(rows, run_ids, [s is None for s in si]) if len(ks) else np.zeros(0, dtype=bool)
     n = len(labels)
     te = None if test_eval is None else np.asarray(test_eval, dtype=float)[use]
     ev = evaluate(v, t, rows, n, test_eval=te, keep=keep, same_runs=same_runs)

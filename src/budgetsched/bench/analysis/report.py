@@ -72,6 +72,7 @@ from budgetsched.bench.analysis.report_model import (SPLITS, BudgetRow, Choice, 
                                                      Table1Cell)
 from budgetsched.bench.analysis.rows import (lr_points, metric_name, metric_value, patience_of, schedule_order,
                                              setting_key, trial_rows)
+from budgetsched.bench.analysis.evaluation import tuning_rows
 from budgetsched.bench.analysis.setting import Draws, analyse_setting
 from budgetsched.bench.analysis.summary import by_budget, mark_same_runs, missing_trials, statistics, table1
 from budgetsched.bench.protocol.grid import LOW_BUDGET_LIMIT, OPTIMIZERS, TrialConfig
@@ -114,7 +115,8 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
                  metric_names: Mapping[str, str] | None = None,
                  reference: str | None = None, subject: str | None = None,
                  resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, method: str = "t",
-                 planned: Iterable[TrialConfig] | None = None, plateau_into_step: bool = False) -> Report:
+                 planned: Iterable[TrialConfig] | None = None, plateau_into_step: bool = False,
+                 evaluations: Iterable[Mapping[str, Any]] | None = None) -> Report:
     """Select, aggregate, rank and resample the trials of a study (see the module docstring for the protocol).
 
     ``rows`` are the store's trials (``Store.trial_rows()``; mappings as ``Store.rows()`` gives them are decoded,
@@ -131,6 +133,10 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     ``plateau_into_step``: Table 1 in the paper's view (plateau merged into step) or, the default, with plateau as
     its own row; either way each finish is credited once and scored apart from its choice.
 
+    ``evaluations``: the store's evaluation records (``Store.evaluations()``): those trials are taken out of the
+    selection and Table 1 scores each choice on them where they are complete and current
+    (:mod:`budgetsched.bench.analysis.evaluation`); stale or missing ones are named and the setting cross-fitted.
+
     Table-1 cells (``report.table1[label][split]``) are :class:`Table1Cell` s.
     """
     if not (isinstance(low_limit, (int, float)) and 0 < low_limit <= 100):
@@ -139,6 +145,11 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     if not isinstance(plateau_into_step, bool):
         raise UsageError(f"plateau_into_step must be True or False, got {plateau_into_step!r}")
     rows = trial_rows(rows)
+    records = list(evaluations or ())
+    erows: list[TrialRow] = []
+    if records:  # evaluation trials never enter a choice (nor the tables of the tuning runs)
+        planned = list(planned or ())
+        rows, erows = tuning_rows(rows, records, {c.key for c in planned})
     labels = schedule_order({r.label for r in rows})
     merged = "plateau" if plateau_into_step else None  # the label that Table 1 folds into step
     if rank_labels is None:
@@ -168,7 +179,12 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     missing: list[MissingTrial] = []
     for task, opt, budget in keys:
         grows = groups[(task, opt, budget)]
-        s, d = analyse_setting(task, opt, budget, grows, labels, ranked, reference, subject, opts)
+        ev = None
+        if records:
+            mine = [r for r in erows if setting_key(r) == (task, opt, budget)]
+            ev = (mine, [x for x in records
+                         if (x["task"], x["optimizer"], float(x["budget"])) == (task, opt, budget)])
+        s, d = analyse_setting(task, opt, budget, grows, labels, ranked, reference, subject, opts, ev)
         settings.append(s)
         draws.append(d)
         missing.extend(missing_trials(task, opt, budget, grows, labels, design.get((task, opt, budget))))

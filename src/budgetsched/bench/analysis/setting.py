@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from budgetsched.bench.analysis import fair, stats
+from budgetsched.bench.analysis import evaluation, fair, stats
 from budgetsched.bench.analysis.report_model import Choice, Difference, Ranked, Setting
 from budgetsched.bench.analysis.rows import patience_of, schedule_order, trial_values
 from budgetsched.bench.protocol import selection
@@ -40,9 +40,12 @@ def _setting_stream(seed: int, task: str, opt: str, budget: float) -> np.random.
 
 
 def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], labels: list[str],
-                    ranked: list[str], reference: str | None, subject: str | None, opts: Mapping[str, Any]
+                    ranked: list[str], reference: str | None, subject: str | None, opts: Mapping[str, Any],
+                    evaluations: tuple[list[TrialRow], list[Mapping[str, Any]]] | None = None
                     ) -> tuple[Setting, Draws]:
-    """Choose, rank and resample one setting whose trials are ``grows``."""
+    """Choose, rank and resample one setting whose trials are ``grows``; ``evaluations``: the setting's
+    evaluation-seed trials and their records (:mod:`budgetsched.bench.analysis.evaluation`), which Table 1 scores
+    each choice on when they are complete for every row's current choice."""
     by_label: dict[str, dict[tuple[float, int | None], dict[int, TrialRow]]] = {}
     grid: dict[str, set[float]] = {}
     for r in grows:
@@ -159,8 +162,15 @@ def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], l
     # Table 1 (analysis/fair.py): each finish credited once, a stand-in (constant's run) never a finish of its own,
     # each row scored apart from the runs that chose it (cross-fitted over seeds; one seed: same run, no claim)
     stand = [next((r.stand_in for r in by_label[k[0]][(k[1], k[2])].values() if r.stand_in), None) for k in cand_keys]
+    test_eval, issues = None, ()
+    if evaluations is not None:  # evaluation seeds, when every row's current choice has them all
+        test_eval, issues = evaluation.evaluation_matrix(
+            evaluation.Candidates(list(cand_keys), val, test, [int(x) for x in cands.seeds], stand, []),
+            evaluations[0], evaluations[1], ranked, opts["plateau_into_step"])
     fair_ranking = fair.rank_setting(cand_keys, val, test, stand, ranked, merge=opts["plateau_into_step"],
-                                     subject=subject if subject in ranked else None)
+                                     subject=subject if subject in ranked else None, test_eval=test_eval)
+    if issues:
+        fair_ranking = replace(fair_ranking, evaluation_issues=issues)
 
     steps = {r.total_steps for r in grows}
     units = {r.budget_unit for r in grows}

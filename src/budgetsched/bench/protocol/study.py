@@ -31,6 +31,9 @@ Keys (the same in TOML files and presets; each is also a ``budgetsched run`` fla
 ``diverge_factor``  a trial diverges when its training loss exceeds this multiple of its first loss (default 10)
 ``refine``          add LR points around each schedule's best LR (x/÷ sqrt 3) and extend the grid where the best
                     sits at its edge (default false)
+``eval_seeds``      retrain each setting's configuration chosen on validation (per schedule row) on this many
+                    fresh seeds after the tuning grid, and score the choice on them (default 0: off; the report
+                    then cross-fits over the tuning seeds; docs/protocol.md "Fairness", F3)
 ``description``     free text
 ==================  ==========================================================================================
 """
@@ -106,6 +109,7 @@ class StudySpec:
     budget_unit: str = "steps"
     diverge_factor: float = DIVERGE_FACTOR
     refine: bool = False
+    eval_seeds: int = 0
     description: str = ""
 
     # -- construction --------------------------------------------------------------------------------------------
@@ -209,6 +213,10 @@ class StudySpec:
             raise bad(f"diverge_factor must be a number > 1, got {self.diverge_factor!r}")
         if not isinstance(self.refine, bool):
             raise bad(f"refine must be true or false, got {self.refine!r}")
+        if isinstance(self.eval_seeds, bool) or not isinstance(self.eval_seeds, int) or \
+                not 0 <= self.eval_seeds <= MAX_SEEDS:
+            raise bad(f"eval_seeds must be a count of evaluation seeds in [0, {MAX_SEEDS}] (0: off), "
+                      f"got {self.eval_seeds!r}")
         if not isinstance(self.description, str):
             raise bad(f"description must be text, got {self.description!r}")
         self._check_task_names(bad, references=False)

@@ -44,6 +44,9 @@ def _fair(fr: Any) -> dict[str, Any] | None:
         "best": fr.labels[fr.best] if fr.best >= 0 else None,
         "runner_up": fr.labels[fr.runner_up] if fr.runner_up >= 0 else None,
         "gap": verdict(fr.gap), "tied_within_noise": fr.tied, "vs_best_other": verdict(fr.vs_best_other),
+        **({"evaluation_missing": [{"row": label, "lr": lr, "patience": pat, "seeds": list(miss), "stale": old}
+                                   for label, lr, pat, miss, old in fr.evaluation_issues]}
+           if getattr(fr, "evaluation_issues", ()) else {}),
     }
 
 

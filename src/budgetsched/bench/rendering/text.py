@@ -164,6 +164,17 @@ def evaluation_text(report: Report) -> str:
     if n_same:
         text += (f"{n_same} setting(s) with one seed: choice and score come from the same run; no fairness claim "
                  "and no interval. ")
+    stale = [(s, i) for s in report.settings if s.counted and s.fair is not None
+             for i in getattr(s.fair, "evaluation_issues", ())]
+    if stale:  # evaluation runs that no longer match the choice (or never ran): named, and those settings cross-fitted
+        shown = [f"{s.task}/{s.optimizer}/{s.budget:g}% {label} at LR {lr:g}"
+                 + (f" (patience {pat})" if pat is not None else "")
+                 + f" lacks seed(s) {', '.join(map(str, miss))}" + (" (stale: the choice changed)" if old else "")
+                 for s, (label, lr, pat, miss, old) in stale]
+        n_st = len({id(s) for s, _ in stale})
+        text += (f"{n_st} setting(s) have evaluation runs that are stale or missing, so they were cross-fitted "
+                 f"instead: {'; '.join(shown[:10])}" + (f"; and {len(shown) - 10} more" if len(shown) > 10 else "")
+                 + ". Rerun with --eval-seeds to train the missing ones. ")
     cands = {x: c["overall"].n_candidates for x, c in report.table1.items() if c["overall"].n_candidates}
     fewest = min(cands.values(), default=0)
     more = [f"{x} ({v:g})" for x, v in cands.items() if v > fewest]

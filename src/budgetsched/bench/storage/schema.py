@@ -16,14 +16,30 @@ from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.storage.database import StoreError, io_error
 from budgetsched.bench.storage.provenance import now, package_version
 
-__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "SCHEMA_SQL", "MIGRATIONS", "COLUMNS", "V1_DEFAULTS", "JSON_COLUMNS",
+__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "SCHEMA_SQL", "MIGRATIONS", "COLUMNS", "V1_DEFAULTS", "JSON_COLUMNS", "EVALUATIONS_SQL",
            "check_identity", "check_layout", "init_schema"]
 
 #: The on-disk layout version (``PRAGMA user_version``); older stores are migrated by :data:`MIGRATIONS`.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: ``PRAGMA application_id`` of a budgetsched store: the ASCII bytes "BSCH".
 APPLICATION_ID = 0x42534348
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in Status)
+
+#: v3: which chosen configuration each evaluation-seed trial evaluates. ``key`` is the evaluation trial's key (an
+#: ordinary trial, with a seed the tuning grid did not use); ``label``/``lr``/``patience`` the schedule row and the
+#: configuration chosen on validation that it retrains; ``choice`` (JSON) what the choice came from: the tuning
+#: seeds, the row's candidate LRs and patiences, and a digest of the tuning trials' keys.
+EVALUATIONS_SQL = """CREATE TABLE evaluations (
+    key       TEXT PRIMARY KEY,
+    task      TEXT NOT NULL,
+    optimizer TEXT NOT NULL,
+    budget    REAL NOT NULL,
+    label     TEXT NOT NULL,
+    lr        REAL NOT NULL,
+    patience  INTEGER,
+    seed      INTEGER NOT NULL,
+    choice    TEXT NOT NULL
+);"""
 
 SCHEMA_SQL = f"""
 CREATE TABLE meta (
@@ -69,6 +85,7 @@ CREATE TABLE claims (
     owner     TEXT NOT NULL,
     heartbeat REAL NOT NULL
 );
+{EVALUATIONS_SQL}
 """
 
 
@@ -82,8 +99,13 @@ def _migrate_1_to_2(c: sqlite3.Connection) -> None:
     c.execute("DELETE FROM meta WHERE key = 'schema_version'")
 
 
+def _migrate_2_to_3(c: sqlite3.Connection) -> None:
+    """v3: the evaluations table (evaluation-seed trials and the choice each evaluates); trials unchanged."""
+    c.execute(EVALUATIONS_SQL)
+
+
 #: ``from_version -> migration`` to ``from_version + 1``; each runs inside the opening transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 COLUMNS = (
     "key", "task", "schedule", "schedule_params", "label", "optimizer", "budget", "lr", "seed", "status",

@@ -468,6 +468,35 @@ class Store:
             c.execute(sql, [row[k] for k in COLUMNS])
             SqliteClaims.release_key(c, config.key)
 
+    # -- evaluation seeds ----------------------------------------------------------------------------------------
+    def record_evaluations(self, records: list[Mapping[str, Any]]) -> None:
+        """Remember which chosen configuration each evaluation-seed trial evaluates, in one transaction (a record
+        under the same trial key is replaced). Each record: ``key`` (the evaluation trial's), ``task``,
+        ``optimizer``, ``budget``, ``label``, ``lr``, ``patience`` (None but for plateau), ``seed`` and ``choice``
+        (a mapping: what the choice was made on)."""
+        self._writable()
+        cols = ("key", "task", "optimizer", "budget", "label", "lr", "patience", "seed", "choice")
+        values = [[dumps(dict(r["choice"])) if k == "choice" else r[k] for k in cols] for r in records]
+        if not values:
+            return
+        with self._lock, self._tx() as c:
+            c.executemany(f"INSERT OR REPLACE INTO evaluations ({', '.join(cols)}) VALUES "
+                          f"({', '.join('?' * len(cols))})", values)
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        """The evaluation records (:meth:`record_evaluations`, ``choice`` decoded), ordered by setting, label and
+        seed; none in a store older than layout 3 (read without migrating)."""
+        if self.version < 3:
+            return []
+        cols = ("key", "task", "optimizer", "budget", "label", "lr", "patience", "seed", "choice")
+        out = []
+        for values in self._read(f"SELECT {', '.join(cols)} FROM evaluations "
+                                 "ORDER BY task, optimizer, budget, label, lr, patience, seed"):
+            d = dict(zip(cols, values))
+            d["choice"] = json.loads(d["choice"])
+            out.append(d)
+        return out
+
     # -- claims (concurrent runs; budgetsched.bench.storage.claims) ---------------------------------------------
     @property
     def claims(self) -> Claims:
