@@ -64,6 +64,10 @@ def test_eval_seeds_run_resume_and_report(tmp_path, capsys):
     rows2, records2 = _store(db)
     assert {r.key: r.provenance.finished for r in rows2} == before and len(records2) == len(records)
 
+    from budgetsched.cli._common import read_rows
+
+    # figures and advice read the tuning trials only
+    assert {r.key for r in read_rows(str(db), typed=True, tuning=True)} == {r.key for r in tuning}
     rep = _report_json(db, capsys)
     (setting,) = rep["settings"]
     fr = setting["table1_ranking"]

@@ -114,13 +114,19 @@ def open_existing_store(path: str) -> Any:
     return Store(path, readonly=True)
 
 
-def read_rows(path: str, *, typed: bool = False, empty_ok: bool = False) -> list[Any]:
+def read_rows(path: str, *, typed: bool = False, empty_ok: bool = False, tuning: bool = False) -> list[Any]:
     """Every trial of an existing store, decoded once by the store (``trial_rows()``): :class:`TrialRow` s with
     ``typed``, else each as its flat mapping (:meth:`TrialRow.as_dict`, for callers that still index by column
-    name); a store with none is a usage error unless ``empty_ok``."""
+    name); a store with none is a usage error unless ``empty_ok``. ``tuning``: without the evaluation-seed trials
+    (``run --eval-seeds``), which must never enter a choice (figures, advice)."""
     store = open_existing_store(path)
     try:
         rows = store.trial_rows()
+        records = store.evaluations() if tuning and hasattr(store, "evaluations") else []
+        if records:
+            from budgetsched.bench.analysis.evaluation import tuning_rows
+
+            rows, _ = tuning_rows(rows, records, store.planned_keys())
     finally:
         store.close()
     if not rows and not empty_ok:

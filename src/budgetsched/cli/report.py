@@ -92,7 +92,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     check_resamples(args.resamples)
     budgets = _plot_budgets(args.budgets)
     schedules = None if args.schedules is None else [s.strip() for s in args.schedules.split(",") if s.strip()]
-    rows = read_rows(args.store)
+    rows = read_rows(args.store, tuning=True)
     report = _report(rows, resamples=args.resamples, seed=args.seed)
     # the user's budgets and schedules against the study, before any directory is made
     check_selection(budgets, schedules, (s.budget for s in report.settings), report.labels)
@@ -142,7 +142,7 @@ def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> floa
 def cmd_advise(args: argparse.Namespace) -> int:
     from budgetsched.bench.analysis.advise import advise, leave_one_budget_out
 
-    rows = read_rows(args.store)
+    rows = read_rows(args.store, tuning=True)
     budget = _advice_budget(args, rows)
     advice = advise(rows, budget, args.task, args.optimizer)
     scored = leave_one_budget_out(rows) if args.evaluate else None
