@@ -151,3 +151,12 @@ def test_eval_seeds_flag_is_validated(tmp_path, capsys):
         assert said in capsys.readouterr().err
     assert not db.exists()  # refused before a store was made
     assert StudySpec.from_mapping({"tasks": ["digits-mlp"], "schedules": ["rex"], "lrs": [0.1]}).eval_seeds == 0
+
+
+def test_exported_rows_keep_the_evaluation_records(tmp_path, capsys):
+    db, out = tmp_path / "e.db", tmp_path / "e.jsonl.gz"
+    assert main(["run", *BASE, "--schedules", "rex", "--lrs", "0.3", "--eval-seeds", "2", "--store", str(db)]) == 0
+    assert main(["export", str(db), "--rows", str(out)]) == 0
+    a, b = _report_json(db, capsys), _report_json(out, capsys)
+    assert b["settings"][0]["table1_ranking"]["evaluation"] == "evaluation-seeds"
+    assert b["settings"] == a["settings"]

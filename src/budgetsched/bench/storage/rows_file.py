@@ -48,6 +48,9 @@ def export_rows(store: Any, path: str | os.PathLike[str]) -> int:
         raise StoreError(f"an exported rows file must end in {SUFFIX}, got {str(path)!r}")
     rows = store.rows()
     header = {"format": FORMAT, "version": VERSION, "meta": store.meta(), "studies": store.studies()}
+    evaluations = store.evaluations() if hasattr(store, "evaluations") else []
+    if evaluations:  # which trials are evaluation-seed runs (a file without them reads as before)
+        header["evaluations"] = evaluations
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz, \
@@ -64,7 +67,7 @@ def export_rows(store: Any, path: str | os.PathLike[str]) -> int:
 
 class RowsFile:
     """An exported rows file, read with the reading interface of a store (``rows``, ``trial_rows``, ``studies``,
-    ``planned_configs``, ``counts``, ``meta``, ``close``); it is never written to.
+    ``planned_configs``, ``evaluations``, ``counts``, ``meta``, ``close``); it is never written to.
 
     Raises:
         StoreError: no such file, not gzip, or not a budgetsched rows file of a version this package reads.
@@ -89,6 +92,7 @@ class RowsFile:
                              f"package reads version {VERSION}")
         self._meta: dict[str, str] = dict(header.get("meta") or {})
         self._studies: list[dict[str, Any]] = list(header.get("studies") or [])
+        self._evaluations: list[dict[str, Any]] = list(header.get("evaluations") or [])
         self._rows: list[dict[str, Any]] = []
         for i, line in enumerate(lines, start=2):
             try:
@@ -143,6 +147,10 @@ class RowsFile:
     def studies(self) -> list[dict[str, Any]]:
         """The study specs run into the exported store, oldest first."""
         return [dict(s) for s in self._studies]
+
+    def evaluations(self) -> list[dict[str, Any]]:
+        """The evaluation records of the store it was exported from (:meth:`Store.evaluations`)."""
+        return [dict(e) for e in self._evaluations]
 
     def planned_configs(self) -> list[TrialConfig]:
         """Every trial the recorded studies planned, expanded exactly as the store expands them
