@@ -154,8 +154,9 @@ def alive(pid: int, start: str) -> bool:
 needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 needs_bash = pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash for ulimit")
 
-#: 16 trials of 3 epochs (60 steps), chunks of 2 over 2 workers: long enough to kill mid-study.
-KILL_GRID = dict(schedules="rex,linear", budgets="6", lrs="0.01,0.03,0.1,0.3", seeds="0,1")
+#: 16 trials of 30 epochs (600 steps), chunks of 2 over 2 workers: long enough (about a second of training in all) to
+#: kill mid-study even when the workers start late on a loaded machine.
+KILL_GRID = dict(schedules="rex,linear", budgets="60", lrs="0.01,0.03,0.1,0.3", seeds="0,1")
 
 
 @needs_proc
