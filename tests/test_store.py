@@ -179,7 +179,7 @@ def _v1_store(path):
 def test_v1_store_migrates_in_place_and_keeps_every_row(tmp_path):
     path = _v1_store(tmp_path / "v1.db")
     with Store(path) as s:
-        assert s.version == SCHEMA_VERSION == 3  # v1 -> v2 -> v3 (evaluations) in one open
+        assert s.version == SCHEMA_VERSION == 4  # v1 -> v2 -> v3 (evaluations) -> v4 (scheduler_steps) in one open
         all_rows = s.rows()
         meta = s.meta()
         assert s.finished_keys() == {r["key"] for r in all_rows if r["status"] in ("done", "diverged")}
@@ -191,9 +191,9 @@ def test_v1_store_migrates_in_place_and_keeps_every_row(tmp_path):
     assert rows["cosine", 0.1]["error"] == "RuntimeError: out of memory"
     assert TrialConfig.from_dict(rows["plateau", 0.1]["config"]).params == {"patience": 5}
     assert "schema_version" not in meta and meta["migrated_1_to_2"]  # the version lives in user_version only
-    assert meta["migrated_2_to_3"]
+    assert meta["migrated_2_to_3"] and meta["migrated_3_to_4"] and {r["scheduler_steps"] for r in all_rows} == {None}
     con = sqlite3.connect(path)
-    assert con.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 4
     assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")} == {
         "meta", "trials", "claims", "evaluations"}
     con.close()
@@ -227,7 +227,7 @@ def test_failed_migration_leaves_the_v1_store_as_it_was(tmp_path, monkeypatch):
     con.close()
     monkeypatch.undo()
     with Store(path) as s:
-        assert s.version == 3 and len(s.rows()) == 5
+        assert s.version == 4 and len(s.rows()) == 5
 
 
 @pytest.mark.parametrize("readonly", [False, True])

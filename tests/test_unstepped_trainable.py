@@ -100,3 +100,41 @@ def test_the_report_lists_trials_whose_scheduler_did_not_follow_its_plan():
     console = Console(width=120, record=True, color_system=None)
     render_rich(rep, console)
     assert line in console.export_text()
+
+
+def test_through_the_store_and_the_report(tmp_path, capsys):
+    """End to end: `budgetsched run` on a @trainable file; the never-stepped trial is failed with its cause in the
+    store, the half-stepped one is done with its position in the store's scheduler_steps column and listed by
+    `budgetsched report`."""
+    import json
+
+    from budgetsched.bench.storage.store import Store
+    from budgetsched.cli import main
+
+    src = tmp_path / "loops.py"
+    src.write_text(
+        "import torch\n"
+        "from budgetsched.bench.tasks.custom import trainable\n\n"
+        "@trainable(max_steps=20)\n"
+        "def loop(trial):\n"
+        "    p = torch.nn.Parameter(torch.ones(3))\n"
+        "    opt = trial.optimizer([p])\n"
+        "    sched = trial.scheduler(opt)\n"
+        "    steps = {0.1: trial.total_steps // 2, 0.3: 0}.get(trial.lr, trial.total_steps)\n"
+        "    for _ in range(trial.total_steps):\n"
+        "        opt.zero_grad(); (p ** 2).sum().backward(); opt.step()\n"
+        "    for _ in range(steps):\n"
+        "        sched.step()\n"
+        "    return {'val_metric': float((p.detach() ** 2).sum()), 'test_metric': 1.0}\n")
+    db = tmp_path / "s.db"
+    assert main(["run", "--task", f"{src}:loop", "--schedules", "rex", "--optimizers", "sgdm", "--budgets", "100",
+                 "--lrs", "0.03,0.1,0.3", "--seeds", "1", "--store", str(db), "--quiet"]) == 0
+    with Store(db, readonly=True) as s:
+        by_lr = {r.lr: r for r in s.trial_rows()}
+    assert (by_lr[0.03].status, by_lr[0.03].scheduler_steps) == (Status.DONE, None)
+    assert (by_lr[0.1].status, by_lr[0.1].scheduler_steps) == (Status.DONE, 10)
+    assert by_lr[0.3].status is Status.FAILED and "was never stepped" in by_lr[0.3].error
+    capsys.readouterr()
+    assert main(["report", str(db), "--format", "json", "--resamples", "200"]) == 0
+    off = json.loads(capsys.readouterr().out)["off_plan"]
+    assert [(o["lr"], o["scheduler_steps"], o["total_steps"]) for o in off] == [(0.1, 10, 20)]

@@ -71,7 +71,7 @@ ROW_KEYS = (
     "key", "task", "schedule", "schedule_params", "label", "optimizer", "budget", "lr", "seed", "status",
     "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error",
     "started", "finished", "package_version", "torch_version", "python_version", "hostname", "engine", "device",
-    "run_meta", "config", "budget_unit", "total_steps", "stand_in",
+    "run_meta", "config", "budget_unit", "total_steps", "stand_in", "scheduler_steps",
 )
 _PROVENANCE = ("package_version", "torch_version", "python_version", "hostname", "engine", "device", "started",
                "finished", "run_meta")
@@ -169,7 +169,7 @@ class TrialRow:
             "curves": dict(self.curves), "steps": self.steps, "wall_time": self.wall_time, "error": self.error,
             **{k: getattr(p, k) for k in _PROVENANCE if k != "run_meta"},
             "run_meta": dict(p.run_meta or {}), "config": self.config.to_dict(), "budget_unit": self.budget_unit,
-            "total_steps": self.total_steps, "stand_in": self.stand_in,
+            "total_steps": self.total_steps, "stand_in": self.stand_in, "scheduler_steps": self.scheduler_steps,
         }
 
     @classmethod

@@ -16,11 +16,11 @@ from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.storage.database import StoreError, io_error
 from budgetsched.bench.storage.provenance import now, package_version
 
-__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "SCHEMA_SQL", "MIGRATIONS", "COLUMNS", "V1_DEFAULTS", "JSON_COLUMNS", "EVALUATIONS_SQL",
-           "check_identity", "check_layout", "init_schema"]
+__all__ = ["SCHEMA_VERSION", "APPLICATION_ID", "SCHEMA_SQL", "MIGRATIONS", "COLUMNS", "V1_DEFAULTS", "ADDED_IN",
+           "defaults_before", "JSON_COLUMNS", "EVALUATIONS_SQL", "check_identity", "check_layout", "init_schema"]
 
 #: The on-disk layout version (``PRAGMA user_version``); older stores are migrated by :data:`MIGRATIONS`.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: ``PRAGMA application_id`` of a budgetsched store: the ASCII bytes "BSCH".
 APPLICATION_ID = 0x42534348
 _STATUS_VALUES = ", ".join(f"'{s.value}'" for s in Status)
@@ -77,7 +77,8 @@ CREATE TABLE trials (
     config          TEXT NOT NULL,
     budget_unit     TEXT NOT NULL DEFAULT 'epochs',
     total_steps     INTEGER,
-    stand_in        TEXT
+    stand_in        TEXT,
+    scheduler_steps INTEGER
 );
 CREATE INDEX trials_by_setting ON trials (task, optimizer, budget);
 CREATE TABLE claims (
@@ -104,16 +105,31 @@ def _migrate_2_to_3(c: sqlite3.Connection) -> None:
     c.execute(EVALUATIONS_SQL)
 
 
+def _migrate_3_to_4(c: sqlite3.Connection) -> None:
+    """v4: ``trials.scheduler_steps``, the position a ``@trainable``'s scheduler reached when it differs from the
+    plan (NULL: as planned, or not known; every older row is NULL)."""
+    c.execute("ALTER TABLE trials ADD COLUMN scheduler_steps INTEGER")
+
+
 #: ``from_version -> migration`` to ``from_version + 1``; each runs inside the opening transaction.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _migrate_1_to_2, 2: _migrate_2_to_3,
+                                                                3: _migrate_3_to_4}
 
 COLUMNS = (
     "key", "task", "schedule", "schedule_params", "label", "optimizer", "budget", "lr", "seed", "status",
     "val_loss", "val_metric", "test_loss", "test_metric", "curves", "steps", "wall_time", "error",
     "started", "finished", "package_version", "torch_version", "python_version", "hostname", "engine", "device",
-    "run_meta", "config", "budget_unit", "total_steps", "stand_in",
+    "run_meta", "config", "budget_unit", "total_steps", "stand_in", "scheduler_steps",
 )
 V1_DEFAULTS = {"budget_unit": "epochs", "total_steps": None, "stand_in": None}
+#: The layout version that added a trials column; an older store read without migrating lacks it.
+ADDED_IN = {**{k: 2 for k in V1_DEFAULTS}, "scheduler_steps": 4}
+_DEFAULTS = {**V1_DEFAULTS, "scheduler_steps": None}
+
+
+def defaults_before(version: int) -> dict[str, object]:
+    """The trials columns a store of layout ``version`` lacks, with the value each stands for."""
+    return {k: v for k, v in _DEFAULTS.items() if ADDED_IN[k] > version}
 JSON_COLUMNS = ("schedule_params", "curves", "run_meta", "config")
 
 
@@ -151,7 +167,7 @@ def check_layout(c: sqlite3.Connection, path: Path, version: int, writing: bool)
     except sqlite3.Error as e:
         raise io_error(path, e, "read") from None
     names = {r[1] for r in info}
-    missing = [k for k in COLUMNS if k not in names and (version >= 2 or k not in V1_DEFAULTS)]
+    missing = [k for k in COLUMNS if k not in names and ADDED_IN.get(k, 1) <= version]
     if missing:
         raise StoreError(f"store {str(path)!r} is damaged or was changed by hand: table trials lacks "
                          f"column(s) {', '.join(missing)}")

@@ -57,6 +57,7 @@ from budgetsched.bench.storage.database import (DirLock, StoreError, StoreIOErro
 from budgetsched.bench.storage.provenance import RESULT_FIELDS, dumps, now, provenance, result_fields
 from budgetsched.bench.storage.schema import (APPLICATION_ID, COLUMNS, JSON_COLUMNS, MIGRATIONS, SCHEMA_VERSION,
                                               V1_DEFAULTS, _migrate_1_to_2, check_identity, check_layout,  # noqa: F401
+                                              defaults_before,
                                               init_schema)
 
 __all__ = ["Store", "StoreError", "StoreIOError", "StoreWarning", "STATUSES", "SCHEMA_VERSION", "APPLICATION_ID",
@@ -67,6 +68,12 @@ _BUSY_TIMEOUT_MS = 30_000  # read when a connection opens (tests shorten it)
 _METRICS = ("val_loss", "val_metric", "test_loss", "test_metric")
 _io_error = io_error  # the name older code used
 _DirLock = DirLock
+
+
+def _scheduler_steps(result: Any) -> int | None:
+    """A result's ``scheduler_steps`` (a @trainable's scheduler position off its plan), None when absent."""
+    v = result.get("scheduler_steps") if isinstance(result, Mapping) else getattr(result, "scheduler_steps", None)
+    return None if v is None else int(v)
 
 
 class Store:
@@ -357,12 +364,13 @@ class Store:
         return next(iter(self._rows_where("key = ?", (key,))), None)
 
     def _rows_where(self, where: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
-        cols = [c for c in COLUMNS if self.version >= 2 or c not in V1_DEFAULTS]
+        absent = defaults_before(self.version)  # a store read without migrating lacks the newer columns
+        cols = [c for c in COLUMNS if c not in absent]
         fetched = self._read(f"SELECT {', '.join(cols)} FROM trials WHERE {where} "
                              "ORDER BY task, optimizer, budget, label, lr, schedule_params, seed", args)
         out = []
         for values in fetched:
-            d = {**V1_DEFAULTS, **dict(zip(cols, values))}
+            d = {**absent, **dict(zip(cols, values))}
             try:
                 for k in JSON_COLUMNS:
                     d[k] = json.loads(d[k])
@@ -462,6 +470,7 @@ class Store:
             "error": r["error"], **provenance(dict(meta or {}), r["wall_time"]),
             "config": dumps(config.to_dict()), "budget_unit": config.budget_unit,
             "total_steps": None if total_steps is None else int(total_steps), "stand_in": stand_in,
+            "scheduler_steps": _scheduler_steps(result),
         }
         sql = f"INSERT OR REPLACE INTO trials ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
         with self._lock, self._tx() as c:
