@@ -139,6 +139,7 @@ def test_suite_preset_is_v2_and_its_grids_are_multiples_of_3():
     spec = StudySpec.from_mapping(get_preset("suite"), "suite")
     assert tuple(spec.tasks) == SUITE_V2_TASKS and spec.optimizers == ["sgdm", "adam"]
     assert spec.budgets == list(PAPER_BUDGETS) and spec.seeds == [0, 1, 2] and spec.refine
+    assert spec.eval_seeds == 10  # each chosen configuration retrained on 10 fresh seeds (the headline rule's noise)
     for task in SUITE_V2_TASKS:
         for opt in ("sgdm", "adam"):
             lrs = spec.lrs_for(opt, task)
