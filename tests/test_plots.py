@@ -226,3 +226,34 @@ def test_curves_for_a_budget_say_its_steps(tmp_path):
     rows = [replace(r, total_steps=int(19.2 * r.budget)) for r in make_rows()]
     files = curves(rows, tmp_path, task="toy", optimizer="adam", budget=25.0, schedules=["rex"])
     check_files(files, "curves_toy_adam_25")
+
+
+def test_error_bars_stay_inside_the_metric_range(tmp_path):
+    # two seeds far apart near 0 % error: the Student-t interval of their mean reaches below 0, the bar stops at 0
+    import matplotlib.pyplot as plt
+
+    from budgetsched.bench.analysis.rows import metric_bounds
+    from budgetsched.bench.rendering import plots
+
+    assert metric_bounds("error %") == (0.0, 100.0)
+    assert metric_bounds("bits/char") == (0.0, math.inf) and metric_bounds("nll") == (0.0, math.inf)
+    assert metric_bounds("reward (negated)") == (-math.inf, math.inf)  # a user's metric may be negative
+    fig, ax = plt.subplots()
+    plots._errorbars(ax, np.array([1.0, 5.0]), np.array([0.5, 99.0]), np.array([-12.2, 90.0]),
+                     np.array([13.2, 108.0]), "rex", metric_bounds("error %"))
+    segments = ax.collections[0].get_segments()
+    assert [tuple(s[:, 1]) for s in segments] == [(0.0, 13.2), (90.0, 100.0)]
+    plt.close(fig)
+
+
+
+def test_value_figures_pass_the_metric_range_to_their_error_bars(tmp_path, monkeypatch):
+    from budgetsched.bench.rendering import plots
+
+    seen = []
+    real = plots._errorbars
+    monkeypatch.setattr(plots, "_errorbars", lambda *a, **k: (seen.append(a[6:] or tuple(k.values())), real(*a, **k)))
+    report = build_report(make_rows())
+    report = replace(report, metric_names={**report.metric_names, "toy": "error %"})
+    figure2(report, tmp_path)
+    assert seen and all(b == ((0.0, 100.0),) for b in seen)

@@ -77,6 +77,18 @@ def metric_name(task: str) -> str:
         return "metric (lower is better)"
 
 
+def metric_bounds(name: str) -> tuple[float, float]:
+    """The range a metric's values (and so their intervals) can take: ``[0, 100]`` for a percentage (``"error %"``),
+    ``[0, inf)`` for a loss-like metric (nll, nats, bits/char, loss, perplexity), unbounded otherwise (a user's metric
+    may be negative)."""
+    low = name.lower()
+    if "%" in low:
+        return 0.0, 100.0
+    if any(w in low for w in ("nll", "nats", "bits", "loss", "perplexity")):
+        return 0.0, math.inf
+    return -math.inf, math.inf
+
+
 def trial_values(row: TrialRow) -> tuple[float, float]:
     """(validation score, test value) of a trial under the protocol (:func:`selection.trial_values`)."""
     return selection.trial_values(row.status, row.val_metric, row.test_metric)

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
 from budgetsched.bench.analysis.report import Report, build_report, lr_points, metric_name, patience_of, schedule_order
+from budgetsched.bench.analysis.rows import metric_bounds
 from budgetsched.bench.analysis.rows import setting_key, trial_rows
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import Status
@@ -103,9 +104,12 @@ def _dodge(i: int, n: int) -> float:
     return 10.0 ** ((i - (n - 1) / 2) * 0.012)
 
 
-def _errorbars(ax: Any, x: np.ndarray, m: np.ndarray, lo: np.ndarray, hi: np.ndarray, label: str) -> None:
+def _errorbars(ax: Any, x: np.ndarray, m: np.ndarray, lo: np.ndarray, hi: np.ndarray, label: str,
+               bounds: tuple[float, float] = (-math.inf, math.inf)) -> None:
     """Points with their intervals. With the selection redone in every draw a point can lie outside its own
-    interval (the choice it was made with is a minority of the draws); its bar then ends at the point."""
+    interval (the choice it was made with is a minority of the draws); its bar then ends at the point. An interval
+    stays inside the metric's range (``bounds``, :func:`metric_bounds`): an error rate's bar never goes below 0 %."""
+    lo, hi = np.clip(lo, *bounds), np.clip(hi, *bounds)
     ax.errorbar(x, m, yerr=np.vstack([np.maximum(m - lo, 0.0), np.maximum(hi - m, 0.0)]), marker="o",
                 markersize=3.5, capsize=1.5, elinewidth=0.8, label=label, **_style(label))
 
@@ -266,7 +270,8 @@ def figure2(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]], out
     for ax, (task, opt, lines) in zip(axes, panels):
         for i, (label, pts) in enumerate(lines.items()):
             b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-            _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label)
+            _errorbars(ax, b * _dodge(i, len(lines)), m, lo, hi, label,
+                       metric_bounds(report.metric_names.get(task, "metric")))
         _budget_axes(ax, {p[0] for pts in lines.values() for p in pts}, task, opt,
                      f"test {report.metric_names.get(task, 'metric')}", unit_of(s.budget_unit for s in report.settings))
     _suptitle(fig, "Test metric vs training budget (LR chosen on validation; mean and 95 % interval over seeds). "
@@ -391,7 +396,7 @@ def draw_figure3(rows: Sequence[TrialRow | Mapping[str, Any]], budgets: Sequence
             m = np.array([p.mean for p in pts])
             lo = np.array([p.mean if p.lo is None else p.lo for p in pts])
             hi = np.array([p.mean if p.hi is None else p.hi for p in pts])
-            _errorbars(ax, lr * _dodge(i, len(lines)), m, lo, hi, label)
+            _errorbars(ax, lr * _dodge(i, len(lines)), m, lo, hi, label, metric_bounds(metric_name(task)))
         ax.set_xscale("log")
         # the grid's LRs as ticks (not log decades); labels thinned below so a refined grid stays readable
         ticked.append((ax, lr_ticks(ax, (p.lr for pts in lines.values() for p in pts))))
@@ -531,7 +536,8 @@ def delay_figure(report_or_rows: Report | Sequence[TrialRow | Mapping[str, Any]]
                    for s in ss if (c := s.results.get(label)) is not None and not c.diverged]
             if pts:
                 b, m, lo, hi = (np.array(v, dtype=float) for v in zip(*pts))
-                _errorbars(ax, b * _dodge(i, len(labels)), m, lo, hi, label)
+                _errorbars(ax, b * _dodge(i, len(labels)), m, lo, hi, label,
+                           metric_bounds(report.metric_names.get(task, "metric")))
         ref = ss[-1].results.get(reference) if ss else None
         if ref is not None and not ref.diverged:
             ax.axhline(ref.mean, color="#d62728", linestyle="--", linewidth=1.2,
