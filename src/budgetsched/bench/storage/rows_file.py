@@ -25,6 +25,7 @@ from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import STATUSES, Status
 from budgetsched.bench.storage.database import StoreError, StoreWarning
+from budgetsched.bench.storage.store import decode_rows
 
 __all__ = ["FORMAT", "VERSION", "SUFFIX", "is_rows_file", "export_rows", "RowsFile"]
 
@@ -124,14 +125,7 @@ class RowsFile:
 
     def trial_rows(self, task: str | None = None) -> list[TrialRow]:
         """The trials decoded into :class:`TrialRow` (one that cannot be is skipped with a warning)."""
-        out = []
-        for d in self.rows(task):
-            try:
-                out.append(TrialRow.from_stored(d))
-            except (TypeError, ValueError, KeyError) as e:
-                warnings.warn(f"{str(self.path)!r}: trial {d.get('key')!r} cannot be read ({e}); skipped",
-                              StoreWarning, stacklevel=2)
-        return out
+        return decode_rows(self.rows(task), repr(str(self.path)), stacklevel=2)
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status, every status present."""

@@ -76,6 +76,20 @@ def _scheduler_steps(result: Any) -> int | None:
     return None if v is None else int(v)
 
 
+
+def decode_rows(dicts: list[dict[str, Any]], where: str, stacklevel: int = 2) -> list[TrialRow]:
+    """Stored mappings decoded into :class:`TrialRow`; one that cannot be is skipped with a :class:`StoreWarning`
+    naming ``where`` it came from and its key (used by the store and by exported rows files alike). ``stacklevel``
+    is the caller's, as if it warned itself."""
+    out = []
+    for d in dicts:
+        try:
+            out.append(TrialRow.from_stored(d))
+        except (TypeError, ValueError, KeyError) as e:
+            warnings.warn(f"{where}: trial {d.get('key')!r} cannot be read ({e}); skipped", StoreWarning,
+                          stacklevel=stacklevel + 1)
+    return out
+
 class Store:
     """SQLite results store for one study.
 
@@ -385,14 +399,7 @@ class Store:
         return out
 
     def _decoded(self, dicts: list[dict[str, Any]]) -> list[TrialRow]:
-        out = []
-        for d in dicts:
-            try:
-                out.append(TrialRow.from_stored(d))
-            except (TypeError, ValueError, KeyError) as e:
-                warnings.warn(f"store {str(self.path)!r}: trial {d.get('key')!r} cannot be read ({e}); skipped",
-                              StoreWarning, stacklevel=3)
-        return out
+        return decode_rows(dicts, f"store {str(self.path)!r}", stacklevel=3)
 
     def counts(self) -> dict[str, int]:
         """Number of trials per status (every status present, zeros included), keyed by ``Status.value``."""
