@@ -195,6 +195,28 @@ def test_refinement_adds_the_expected_lrs(best, expected):
     assert sum(lr < 0.01 for lr in got if lr in (0.003, 0.001, 0.0003)) <= MAX_EXTENSIONS
 
 
+@pytest.mark.parametrize("best,expected", [
+    (0.05, [0.01, 0.03, 0.1]),  # interior: the x3 grid stays as it is
+    (0.3, [0.01, 0.03, 0.1, 0.3, 1.0]),  # edge: extended to 0.3, then 1 (0.3 is interior then): no sqrt 3 points
+    (1e-5, [0.01, 0.03, 0.1, 0.003, 0.001, 0.0003]),  # at most MAX_EXTENSIONS below, nothing else
+])
+def test_edge_refinement_only_extends_the_grid(best, expected):
+    spec = StudySpec.from_mapping({**BASE, "lrs": [0.01, 0.03, 0.1], "seeds": 2, "refine": "edge"})
+    configs = spec.configs()
+    for _ in range(10):
+        new = refinement(spec, configs, _val_rows(configs, best))
+        if not new:
+            break
+        configs = configs + new
+    assert sorted({c.lr for c in configs if c.schedule == "rex"}) == sorted(expected)
+
+
+@pytest.mark.parametrize("bad", ["all", "yes", 1, None])
+def test_refine_accepts_only_true_false_or_edge(bad):
+    with pytest.raises(UsageError, match="refine must be true, false or \"edge\""):
+        StudySpec.from_mapping({**BASE, "refine": bad})
+
+
 def test_refinement_waits_for_every_seed_and_skips_never_training():
     spec = StudySpec.from_mapping({**BASE, "lrs": [0.01, 0.03, 0.1], "seeds": 2})
     configs = spec.configs()

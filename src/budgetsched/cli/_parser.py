@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--diverge-factor", type=float,
                    help="a trial diverges when its training loss exceeds this multiple of its first loss "
                         "(default 10), or is not finite")
-    r.add_argument("--refine", action="store_true",
+    r.add_argument("--refine", nargs="?", const="all", choices=("all", "edge"),
                    help="after the grid, add LRs around each schedule's best (x/÷ sqrt 3) and extend the grid "
-                        "where the best sits at its edge")
+                        "where the best sits at its edge; --refine edge only extends the grid at its edge")
     r.add_argument("--eval-seeds", metavar="N",
                    help="after the tuning grid, retrain each schedule's configuration chosen on validation on N "
                         "fresh seeds and score the choice on them (default 0: cross-fit over the tuning seeds)")

@@ -130,7 +130,7 @@ def study_spec(args: argparse.Namespace) -> Any:
         if getattr(args, k) is not None:
             flags[k] = getattr(args, k)
     if args.refine:
-        flags["refine"] = True
+        flags["refine"] = True if args.refine == "all" else "edge"
     if getattr(args, "eval_seeds", None) is not None:
         flags["eval_seeds"] = _count(args.eval_seeds, "--eval-seeds")
     if flags and base:

@@ -13,8 +13,9 @@ paper's other experiments and the newer alternatives (docs/results.md).
 
 LR grids are multiples of 3 as in the REX paper (section 5). The suites' grids are five points per task and
 optimizer placed around the best LR of a pilot (v1: linear decay at 25, 50 and 100 %, two seeds; v2: linear decay
-at 1 and 100 %, one seed); refinement then adds points around every schedule's own best and extends a grid whose
-best sits at its edge (``refine = true`` does both: a refinement only at the grid's edge is not a study option yet).
+at 1 and 100 %, one seed). ``refine = true`` then adds points around every schedule's own best and extends a grid
+whose best sits at its edge; the suite (v2) uses ``refine = "edge"``, the paper's x3 grid extended only where a
+schedule's best sits at its edge (the ablations read the x3 grid alone next to the refined one).
 The suite's 3 seeds are its tuning seeds; ``eval_seeds = 10`` retrains each chosen configuration on 10 fresh
 evaluation seeds (docs/protocol.md), on which the headline rule of docs/tasks.md is decided.
 """
@@ -83,8 +84,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "description": "suite v2 (docs/tasks.md): the REX paper's protocol on five offline tasks that train 5 000 "
                        "optimizer steps at 100 % (50 at 1 %), evaluated every 4 steps: 8 schedules (plateau with "
                        "patience 5/10 evaluations), SGDM and Adam, 6 budgets, 5 LRs of the x3 grid per task and "
-                       "optimizer plus refinement, 3 tuning seeds, each chosen configuration retrained on 10 "
-                       "evaluation seeds: 60 settings",
+                       "optimizer, extended where a best LR sits at its edge, 3 tuning seeds, each chosen "
+                       "configuration retrained on 10 evaluation seeds: 60 settings",
         "tasks": list(SUITE_V2_TASKS),
         "schedules": list(_PAPER_SCHEDULES),
         "optimizers": ["sgdm", "adam"],
@@ -92,7 +93,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lrs": copy.deepcopy(SUITE_V2_LRS),
         "seeds": [0, 1, 2],
         "plateau_patience": [5, 10],
-        "refine": True,
+        "refine": "edge",
         "eval_seeds": 10,
     },
     "suite-smoke": {

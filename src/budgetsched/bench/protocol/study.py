@@ -29,8 +29,9 @@ Keys (the same in TOML files and presets; each is also a ``budgetsched run`` fla
 ``budget_unit``     ``steps`` (default: a budget is that fraction of the 100 % run's steps) or ``epochs``
                     (the paper's rounding up to whole epochs)
 ``diverge_factor``  a trial diverges when its training loss exceeds this multiple of its first loss (default 10)
-``refine``          add LR points around each schedule's best LR (x/÷ sqrt 3) and extend the grid where the best
-                    sits at its edge (default false)
+``refine``          ``true``: add LR points around each schedule's best LR (x/÷ sqrt 3) and extend the grid where
+                    the best sits at its edge; ``"edge"``: only extend the grid where the best sits at its edge (the
+                    REX paper's x3 grid, grown only where it is too narrow); default false
 ``eval_seeds``      retrain each setting's configuration chosen on validation (per schedule row) on this many
                     fresh seeds after the tuning grid, and score the choice on them (default 0: off; the report
                     then cross-fits over the tuning seeds; docs/protocol.md "Fairness", F3)
@@ -108,7 +109,7 @@ class StudySpec:
     plateau_patience: list[int] = field(default_factory=lambda: [5, 10])
     budget_unit: str = "steps"
     diverge_factor: float = DIVERGE_FACTOR
-    refine: bool = False
+    refine: bool | str = False
     eval_seeds: int = 0
     description: str = ""
 
@@ -211,8 +212,9 @@ class StudySpec:
             raise bad(f"plateau_patience must be a list of integers >= 1 (evaluations), got {self.plateau_patience!r}")
         if not _is_number(self.diverge_factor):  # its range is TrialConfig's rule
             raise bad(f"diverge_factor must be a number > 1, got {self.diverge_factor!r}")
-        if not isinstance(self.refine, bool):
-            raise bad(f"refine must be true or false, got {self.refine!r}")
+        if not (isinstance(self.refine, bool) or self.refine == "edge"):
+            raise bad(f"refine must be true, false or \"edge\" (extend the grid only at its edge), "
+                      f"got {self.refine!r}")
         if isinstance(self.eval_seeds, bool) or not isinstance(self.eval_seeds, int) or \
                 not 0 <= self.eval_seeds <= MAX_SEEDS:
             raise bad(f"eval_seeds must be a count of evaluation seeds in [0, {MAX_SEEDS}] (0: off), "
@@ -316,7 +318,8 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[T
 
     1. if it is the largest (smallest) LR tried, the next point of the 1-3 grid beyond it is added
        (0.1 -> 0.3 -> 1, 0.03 -> 0.01 -> 0.003), at most :data:`MAX_EXTENSIONS` points past ``spec``'s LRs;
-    2. otherwise, once, the points best x sqrt 3 and best / sqrt 3 are added.
+    2. otherwise, once, the points best x sqrt 3 and best / sqrt 3 are added - unless ``spec.refine == "edge"``,
+       which only extends the grid (step 1).
 
     Returns the new configs (every seed of the grid each), or an empty list when refinement is complete. A schedule
     whose trials are not all finished, or that never trains at any LR, is left alone.
@@ -355,7 +358,7 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[T
             new = [_next_on_grid(best, up=True)]
         elif best == lrs[0] and below < MAX_EXTENSIONS:
             new = [_next_on_grid(best, up=False)]
-        else:
+        elif spec.refine != "edge":
             new = [_round(best * REFINE_FACTOR), _round(best / REFINE_FACTOR)]
         proto = members[0]
         for lr in new:
