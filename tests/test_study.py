@@ -330,3 +330,16 @@ def test_a_store_of_restart_trials_resumes_as_rewarm_without_training(tmp_path, 
     assert (s.ran, s.skipped, trained) == (0, 2, [])
     assert {r.params["on_change"] for r in rows} == {"rewarm"} and {r.key for r in rows} == {
         c.key for c in spec("rewarm").configs()}
+
+
+def test_task_flag_narrows_a_preset_with_per_task_lrs():
+    from budgetsched.cli._parser import build_parser
+    from budgetsched.cli._study import study_spec
+
+    args = build_parser().parse_args(["run", "--preset", "suite", "--task", "digits-mlp-v2", "--store", "s.db"])
+    spec = study_spec(args)
+    assert spec.tasks == ["digits-mlp-v2"] and set(spec.lrs) == {"digits-mlp-v2"}
+    assert spec.lrs_for("adam", "digits-mlp-v2") == get_preset("suite")["lrs"]["digits-mlp-v2"]["adam"]
+    bad = build_parser().parse_args(["run", "--preset", "suite", "--task", "digits-mlp", "--store", "s.db"])
+    with pytest.raises(UsageError, match="no LRs for task.*digits-mlp.*--lrs"):  # named, with the way out
+        study_spec(bad)

@@ -110,6 +110,7 @@ def study_spec(args: argparse.Namespace) -> Any:
     """The study of ``budgetsched run``: a preset or a ``--config`` file (not both), with every flag applied over
     it, validated once (:class:`budgetsched.bench.protocol.study.StudySpec`)."""
     from budgetsched.bench.protocol.presets import get_preset
+    from budgetsched.bench.protocol.grid import OPTIMIZERS
     from budgetsched.bench.protocol.study import StudySpec, load_config
 
     if args.preset is not None and args.config is not None:
@@ -133,6 +134,14 @@ def study_spec(args: argparse.Namespace) -> Any:
         flags["refine"] = True if args.refine == "all" else "edge"
     if getattr(args, "eval_seeds", None) is not None:
         flags["eval_seeds"] = _count(args.eval_seeds, "--eval-seeds")
+    lrs = base.get("lrs")
+    if "tasks" in flags and "lrs" not in flags and isinstance(lrs, dict) and not set(lrs) <= set(OPTIMIZERS):
+        # --task narrows a study whose LRs are a table per task: keep the chosen tasks' tables
+        lacking = [t for t in flags["tasks"] if t not in lrs]
+        if lacking:
+            raise UsageError(f"{source} has no LRs for task(s) {', '.join(map(repr, lacking))} (its tasks: "
+                             f"{', '.join(lrs)}); give them with --lrs")
+        base = {**base, "lrs": {t: v for t, v in lrs.items() if t in flags["tasks"]}}
     if flags and base:
         source += " with flags"
     return StudySpec.from_mapping({**base, **flags}, source, flags=FLAGS)
