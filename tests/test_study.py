@@ -235,8 +235,11 @@ def test_cli_refine_adds_trials_and_resumes(tmp_path, capsys):
     with Store(db, readonly=True) as s:
         lrs = sorted(r["lr"] for r in s.rows())
     assert len(lrs) > 2 and {0.01, 0.03} < set(lrs)  # refinement points were trained
-    assert main(argv) == 0  # nothing left: the rerun trains nothing
-    assert "0 trials run" in capsys.readouterr().out.splitlines()[-1]
+    first = capsys.readouterr().out.splitlines()[-1]
+    assert first.startswith(f"{len(lrs)} trials run") and "0 already in the store" in first
+    assert main(argv) == 0  # nothing left: the rerun trains nothing, and says every trial was there before
+    assert f"0 trials run (0 done, 0 diverged, 0 failed), {len(lrs)} already in the store, {len(lrs)} in the grid" \
+        in capsys.readouterr().out.splitlines()[-1]
     with Store(db, readonly=True) as s:
         assert sorted(r["lr"] for r in s.rows()) == lrs
 

@@ -187,17 +187,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             configs = configs + extra
             if not args.quiet:
                 say(f"refinement round {rounds}: {len(extra)} trials at new LRs")
-            more = _run(configs, store, args.quiet, **kw)
-            counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
-            summary = dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
-                                          wall_time=summary.wall_time + more.wall_time)
+            summary = _merge(summary, _run(configs, store, args.quiet, **kw))
         if spec.eval_seeds:
             extra = _evaluation_phase(spec, configs, store, args.quiet)
             if extra:
-                more = _run(configs + extra, store, args.quiet, **kw)
-                counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
-                summary = dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
-                                              wall_time=summary.wall_time + more.wall_time)
+                summary = _merge(summary, _run(configs + extra, store, args.quiet, **kw))
     except StudyInterrupted as e:
         return _interrupted(e, args.store)
     except BaseException:
@@ -207,6 +201,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     print(summary.line())
     return 0
+
+
+def _merge(summary: Any, more: Any) -> Any:
+    """One summary of a command's phases (grid, refinement rounds, evaluation seeds), each a :func:`run_study` over
+    the grown grid: trials run add up, the grid is the last one, and "already in the store" counts what was
+    finished before the command began (the later phase also skips what the earlier ones just wrote)."""
+    counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
+    written_before = summary.ran - summary.counts.get("failed", 0)  # failed trials are retried, not skipped
+    return dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
+                               skipped=max(0, more.skipped - written_before),
+                               wall_time=summary.wall_time + more.wall_time)
 
 
 def _evaluation_phase(spec: Any, configs: Sequence[Any], store: Any, quiet: bool) -> list[Any]:
