@@ -11,7 +11,7 @@ OUT    ?= demo-out
 export KERAS_BACKEND ?= torch
 export MPLBACKEND ?= Agg
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench results results-check clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,13 @@ demo: $(STAMP)
 	$(BIN)/budgetsched report $(OUT)/study.db --format md --output $(OUT)/report.md
 	$(BIN)/budgetsched report $(OUT)/study.db
 	$(BIN)/budgetsched plot $(OUT)/study.db --out $(OUT)
+
+# docs/results.md's tables from the committed results (results/*.jsonl.gz), without retraining
+results: $(STAMP)
+	$(BIN)/python tools/render_docs.py docs/results.md
+
+results-check: $(STAMP)
+	$(BIN)/python tools/render_docs.py --check docs/results.md
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/scheduler_overhead.py
