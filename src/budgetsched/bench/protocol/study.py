@@ -53,7 +53,8 @@ from budgetsched.errors import UsageError
 if TYPE_CHECKING:
     from budgetsched.bench.protocol.records import TrialRow
 
-__all__ = ["StudySpec", "load_config", "refinement", "seed_list", "REFINE_FACTOR", "MAX_EXTENSIONS", "MAX_SEEDS"]
+__all__ = ["StudySpec", "load_config", "refinement", "seed_list", "on_grid", "REFINE_FACTOR", "MAX_EXTENSIONS",
+           "MAX_SEEDS"]
 
 #: The largest seed count a study may ask for (each seed is a full copy of the grid; a list of seeds is checked
 #: seed by seed, by TrialConfig).
@@ -368,11 +369,15 @@ def refinement(spec: StudySpec, configs: Sequence[TrialConfig], rows: Iterable[T
     return out
 
 
-def _on_grid(lr: float) -> bool:
-    """``lr`` is 1 or 3 times a power of ten (a point of the paper's "multiples of 3" grid)."""
+def on_grid(lr: float) -> bool:
+    """``lr`` is 1 or 3 times a power of ten (a point of the paper's "multiples of 3" grid; refinement's sqrt 3
+    points are off it). ``budgetsched report --lr-grid x3`` reads only such trials."""
     e = math.floor(math.log10(lr) + 1e-9)
     m = lr / 10 ** e
     return abs(m - 1) < 1e-6 or abs(m - 3) < 1e-6
+
+
+_on_grid = on_grid  # the earlier private name
 
 
 def _next_on_grid(lr: float, up: bool) -> float:
