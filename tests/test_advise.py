@@ -1,7 +1,7 @@
 """The advisor: a clear winner is picked at a budget between two of the study's, a tie is called a tie, a budget
 outside the study is refused; at a run budget it is the report's choice; every answer carries its evidence (steps,
 per-LR validation tables, edge-of-grid warnings, an LR said to be log-interpolated); P(best) is a probability;
-leave-one-budget-out scoring on a hand-made study."""
+leave-one-budget-out scoring on a hand-made study (the rules beside it: tests/test_advisor_rules.py)."""
 from __future__ import annotations
 
 import json
@@ -66,10 +66,14 @@ def test_out_of_range_and_bad_input():
 
 def test_leave_one_budget_out_scores_against_fixed_choices():
     result = leave_one_budget_out(study(0.5), resamples=300)
-    assert result["n"] == 2  # the interior budgets 10 and 50
-    assert result["advisor"] == {"top1": 1.0, "top3": 1.0}
-    assert result["rex"]["top1"] == 1.0 and result["linear"]["top1"] == 0.0
-    assert {c["budget"] for c in result["cases"]} == {10.0, 50.0}
+    assert result.n == 2  # the interior budgets 10 and 50
+    advisor = result.score("advisor")
+    assert (advisor.top1, advisor.top3) == (1.0, 1.0)
+    assert result.score("always rex").top1 == 1.0 and result.score("always linear").top1 == 0.0
+    assert {c.budget for c in result.cases} == {10.0, 50.0}
+    # the simple rules and the oracle (tests/test_advisor_rules.py) are scored on the same held-out cases
+    assert result.rules == ["advisor", "study's best", "nearest budget", "neighbour budgets", "oracle (validation)",
+                            "always rex", "always linear"]
 
 
 def test_at_a_run_budget_the_advice_is_the_reports_choice():

@@ -139,25 +139,32 @@ def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> floa
     return 100.0 * args.steps / (max(per_percent) * 100.0)
 
 
+def _study_for_scoring(path: str) -> dict[str, Any]:
+    """Every trial of the store with its evaluation records and design, as ``budgetsched report`` reads them, so
+    that ``advise --evaluate`` scores each pick in the held-out setting's Table-1 ranking (evaluation seeds where the
+    study has them)."""
+    store = open_existing_store(path)
+    try:
+        return {"rows": store.trial_rows(), "evaluations": store.evaluations(), "planned": store.planned_configs()}
+    finally:
+        store.close()
+
+
 def cmd_advise(args: argparse.Namespace) -> int:
     from budgetsched.bench.analysis.advise import advise, leave_one_budget_out
 
     rows = read_rows(args.store, tuning=True)
     budget = _advice_budget(args, rows)
     advice = advise(rows, budget, args.task, args.optimizer)
-    scored = leave_one_budget_out(rows) if args.evaluate else None
+    scored = leave_one_budget_out(**_study_for_scoring(args.store)) if args.evaluate else None
     if args.format == "json":
         out: dict[str, Any] = {"budget": budget, "advice": [a.to_json() for a in advice]}
         if scored is not None:
-            out["leave_one_budget_out"] = scored
+            out["leave_one_budget_out"] = scored.to_json()
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
         return 0
     print("\n\n".join(a.text() for a in advice))
     if scored is not None:
-        r = scored
-        pct = lambda v: "n/a" if v is None else f"{v:.0%}"  # noqa: E731
-        print(f"leave-one-budget-out over {r['n']} held-out settings: advisor Top-1 {pct(r['advisor']['top1'])}, "
-              f"Top-3 {pct(r['advisor']['top3'])}; always rex Top-1 {pct(r['rex']['top1'])}, Top-3 "
-              f"{pct(r['rex']['top3'])}; always linear Top-1 {pct(r['linear']['top1'])}, Top-3 "
-              f"{pct(r['linear']['top3'])}")
+        print()
+        print(scored.text())
     return 0

@@ -26,8 +26,10 @@ outside), each schedule's ``P(best)`` and whether the first place is tied within
 it; :meth:`Advice.to_json` gives it as data.
 
 :func:`leave_one_budget_out` measures the advisor honestly: hide one interior budget of a study, advise for it from
-the rest, and score the pick against the hidden budget's own ranking (Top-1 / Top-3), beside always picking REX
-and always picking linear.
+the rest, and score the pick against the hidden budget's own ranking (Top-1 / Top-3), beside simple rules that see
+the same rest (the study's best schedule, the winner at the nearest budget, the neighbouring budgets' best mean
+place, always REX / linear) and the oracle that picks on the hidden budget's own validation, each with a
+bootstrap interval and the paired difference advisor - rule (:mod:`budgetsched.bench.analysis.advisor_rules`).
 """
 from __future__ import annotations
 
@@ -37,11 +39,12 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from budgetsched.bench.analysis import fair, stats
+from budgetsched.bench.analysis import advisor_rules, aggregate, fair, stats
 from budgetsched.bench.analysis.report import Report, Setting, build_report
 from budgetsched.bench.analysis.report_model import LrPoint
 from budgetsched.bench.analysis.rows import lr_points, setting_key, trial_rows
 from budgetsched.bench.protocol import selection
+from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.errors import UsageError
 
@@ -366,37 +369,37 @@ def _none(what: str, value: str, valid: Sequence[str]) -> list:
 
 
 def leave_one_budget_out(rows: Iterable[TrialRow | Mapping[str, Any]], *, resamples: int = 1000, seed: int = 0,
-                         fixed: Sequence[str] = ("rex", "linear")) -> dict[str, Any]:
-    """Score the advisor on the study's interior budgets: for each (task, optimizer, interior budget), advise from
-    the study without that budget and check the pick's rank in that budget's own Table-1 ranking
-    (``Setting.fair``). Returns Top-1 / Top-3 rates of the advisor and of always choosing each of ``fixed``, over
-    the same held-out settings."""
+                         fixed: Sequence[str] = ("rex", "linear"),
+                         evaluations: Iterable[Mapping[str, Any]] | None = None,
+                         planned: Iterable[TrialConfig] | None = None,
+                         bootstrap: int = aggregate.DEFAULT_RESAMPLES) -> advisor_rules.LeaveOneBudgetOut:
+    """Score the advisor against simple rules on the study's interior budgets (:mod:`advisor_rules`).
+
+    For each (task, optimizer, interior budget b), the setting is held out: the report is rebuilt from the study
+    without its trials (tuning and evaluation), the advisor answers for b from that report, and so does every rule
+    of :mod:`budgetsched.bench.analysis.advisor_rules` (the study's best schedule, the winner at the nearest budget,
+    the best mean place at the neighbouring budgets, always each of ``fixed`` the study has; the oracle reads the
+    held-out setting's validation). Each pick is scored by its Top-1 / Top-3 credit in the held-out setting's own
+    Table-1 ranking (``Setting.fair`` of the full report). ``resamples`` / ``seed``: the reports' (the advisor's
+    P(best)); ``evaluations`` / ``planned``: the store's evaluation records and design, so that Table 1 scores each
+    choice on evaluation seeds as ``budgetsched report`` does; ``bootstrap``: the draws of the intervals
+    (:func:`advisor_rules.summarise`, stratified by task, paired across rules).
+    """
     rows = trial_rows(rows)
-    full = build_report(rows, resamples=resamples, seed=seed)
+    records = list(evaluations or ())
+    options: dict[str, Any] = dict(resamples=resamples, seed=seed, planned=None if planned is None else list(planned))
+    full = build_report(rows, evaluations=records or None, **options)
+    fixed = [k for k in fixed if k in full.ranked_labels]
     cases = []
     for t, o in sorted({(s.task, s.optimizer) for s in full.settings}):
         settings = {s.budget: s for s in full.settings if (s.task, s.optimizer) == (t, o)}
-        budgets = sorted(settings)
-        for b in budgets[1:-1]:
-            held = [r for r in rows if setting_key(r) != (t, o, b)]
-            a = advise_from_report(build_report(held, resamples=resamples, seed=seed), b, t, o)
-            rank = _ranker(settings[b])
-            cases.append({"task": t, "optimizer": o, "budget": b, "pick": a.schedule, "clear": a.clear,
-                          "p_best": a.p_best, "rank": None if a.schedule is None else rank(a.schedule),
-                          **{f"rank_{k}": rank(k) for k in fixed}})
-
-    def rate(key: str, top: int) -> float | None:
-        got = [c[key] for c in cases if c[key] is not None]
-        return None if not cases else sum(r <= top for r in got) / len(cases)
-    return {"cases": cases, "n": len(cases),
-            "advisor": {"top1": rate("rank", 1), "top3": rate("rank", 3)},
-            **{k: {"top1": rate(f"rank_{k}", 1), "top3": rate(f"rank_{k}", 3)} for k in fixed}}
-
-
-def _ranker(s: Setting) -> Any:
-    """A schedule's rank in a setting: Table 1's (fair) where the setting has one, else the per-task table's."""
-    fr = s.fair
-    if fr is not None:
-        ranks = {label: int(fr.ranks[i]) or None for i, label in enumerate(fr.labels)}
-        return lambda k: ranks.get(k)
-    return lambda k: s.ranking[k].rank if k in s.ranking else None
+        for b in sorted(settings)[1:-1]:
+            key = (t, o, b)
+            # the study without the held-out setting: its tuning and evaluation trials and records all go
+            rest = build_report([r for r in rows if setting_key(r) != key],
+                                evaluations=[x for x in records if (x["task"], x["optimizer"], float(x["budget"]))
+                                             != key] or None, **options)
+            a = advise_from_report(rest, b, t, o)
+            cases.append(advisor_rules.score_case(settings[b], rest, a.schedule, fixed, advisor_clear=a.clear,
+                                                  advisor_p_best=a.p_best))
+    return advisor_rules.summarise(cases, resamples=bootstrap, seed=seed)
