@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--config", help="start from a TOML study file (keys as in docs/studies.md)")
     r.add_argument("--task", help="task name(s), comma-separated, e.g. mnist1d-mlp,digits-mlp")
     r.add_argument("--schedules", help="schedule names, comma-separated; parameters as name:key=value")
-    r.add_argument("--optimizers", help="sgdm and/or adam (default: both)")
+    r.add_argument("--optimizers", help="sgdm, adam (L2 decay) and/or adamw (decoupled decay) (default: sgdm,adam)")
     r.add_argument("--budgets", help="percents of the task's 100%% run, in (0,100] (default 1,5,10,25,50,100)")
     r.add_argument("--budget-unit", choices=BUDGET_UNITS,
                    help="steps (default: a budget is that fraction of the 100%% run's optimizer steps) or epochs "
@@ -83,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Table 1 in the paper's view: plateau merged into step (default: plateau its own row)")
     rp.add_argument("--figures", metavar="DIR", help="also write Figures 2, 2 (paired) and 3 (with 95 %% "
                                                      "intervals) to DIR; the md report links them")
+    rp.add_argument("--all-settings", action="store_true",
+                    help="count every setting in Table 1 and the study-level sections, also those the headline rule "
+                         "sets apart (docs/tasks.md); the report says so")
+    rp.add_argument("--lr-grid", choices=("all", "x3"), default="all",
+                    help="the LRs read: all (default: every LR tried, refinement included) or x3 (the paper's grid "
+                         "alone: LRs 1 or 3 times a power of ten); the report says which")
 
     pl = sub.add_parser("plot", help="Figures 2-3 (with 95 %% intervals, and schedule − reference paired) and "
                                      "LR/loss curves of a study")

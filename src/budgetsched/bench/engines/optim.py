@@ -6,13 +6,17 @@ The rule is ``torch.optim``'s, written for a flat buffer with one LR (and one mo
 
 * ``sgdm`` - ``torch.optim.SGD(momentum=0.9)`` (REX paper, section 5: "SGD with momentum (beta = 0.9)"):
   ``g = grad + wd * p;  buf = mu_t * buf + g;  p = p - lr_t * buf``.
-* ``adam`` - ``torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8)`` with L2 weight decay (not AdamW):
+* ``adam`` - ``torch.optim.Adam(betas=(0.9, 0.999), eps=1e-8)`` with L2 weight decay (coupled: the decay term
+  enters the moments):
   ``g = grad + wd * p;  m = b1_t m + (1 - b1_t) g;  v = b2 v + (1 - b2) g^2;
   p = p - lr_t / (1 - b1_t^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+* ``adamw`` - ``torch.optim.AdamW(betas=(0.9, 0.999), eps=1e-8)``, the same coefficient ``wd`` decoupled from the
+  gradient (Loshchilov & Hutter 2019, as torch applies it: the decay scaled by the scheduled LR, before the Adam step):
+  ``p = p - lr_t * wd * p;  g = grad;`` then ``adam``'s moments and step.
 
 ``mu_t`` / ``b1_t`` is the schedule's momentum when it has one (``onecycle``), else the constant above, exactly as
 a scheduler writing ``group["momentum"]`` / ``group["betas"]`` before each ``torch.optim`` step would. The tests
-check :meth:`update` against ``torch.optim.SGD`` / ``Adam`` step by step, weight decay and momentum changes
+check :meth:`update` against ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` step by step, weight decay and momentum changes
 included, so the engines never need ``torch.optim`` themselves; :meth:`torch_optimizer` builds the equivalent
 ``torch.optim`` object for users' own loops and for that test.
 """
@@ -35,11 +39,13 @@ __all__ = ["OptimizerSpec", "StepColumns", "OPTIMIZERS", "get_optimizer", "optim
 
 class StepColumns(NamedTuple):
     """Per-step hyper-parameters of one epoch for K members: ``a``, ``b`` are ``[S, K, 1]`` tensors, ``c`` is
-    ``[S]`` Python floats (shared by every member). Their meaning is the optimizer's (see ``columns``)."""
+    ``[S]`` Python floats (shared by every member). Their meaning is the optimizer's (see ``columns``). ``lr`` is
+    the ``[S, K, 1]`` LR itself, for decoupled weight decay (``adamw``), else None."""
 
     a: torch.Tensor
     b: torch.Tensor
     c: list[float]
+    lr: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +57,11 @@ class OptimizerSpec:
     momentum: float
     beta2: float | None = None
     eps: float = 0.0
+    decoupled_weight_decay: bool = False  # AdamW: p <- p (1 - lr_t wd) instead of g <- g + wd p
 
     @property
     def n_state(self) -> int:
-        """Buffers of optimizer state per parameter: SGD's momentum buffer; Adam's two moments."""
+        """Buffers of optimizer state per parameter: SGD's momentum buffer; Adam's (and AdamW's) two moments."""
         return 1 if self.name == "sgdm" else 2
 
     def init_state(self, flat: torch.Tensor) -> list[torch.Tensor]:
@@ -72,8 +79,9 @@ class OptimizerSpec:
             momenta: ``[S, K]`` momentum / beta1 per step and member, or None for the constant.
             steps, device, dtype: where and in which precision the columns are used.
 
-        sgdm: ``a = -lr``, ``b = mu``. adam: ``a = -lr / (1 - b1^t)``, ``b = 1 - b1``, ``c = sqrt(1 - b2^t)``,
-        with t = step + 1, computed in float64 as ``torch.optim`` computes its Python-float step sizes.
+        sgdm: ``a = -lr``, ``b = mu``. adam, adamw: ``a = -lr / (1 - b1^t)``, ``b = 1 - b1``,
+        ``c = sqrt(1 - b2^t)``, with t = step + 1, computed in float64 as ``torch.optim`` computes its Python-float
+        step sizes; adamw also ``lr`` (its decay factor ``1 - lr wd`` is formed in :meth:`update`).
         """
         import torch
 
@@ -85,7 +93,7 @@ class OptimizerSpec:
             a, b = -lrs / (1.0 - mom ** t), 1.0 - mom
             c = [math.sqrt(1.0 - self.beta2 ** s) for s in t[:, 0]]  # type: ignore[operator]
         col = lambda v: torch.as_tensor(np.ascontiguousarray(v), dtype=dtype).unsqueeze(-1).to(device)  # noqa: E731
-        return StepColumns(col(a), col(b), c)
+        return StepColumns(col(a), col(b), c, col(lrs) if self.decoupled_weight_decay else None)
 
     def update(self, flat: torch.Tensor, grad: torch.Tensor, state: list[torch.Tensor], cols: StepColumns, i: int,
                weight_decay: float = 0.0) -> None:
@@ -97,8 +105,11 @@ class OptimizerSpec:
         """
         import torch
 
-        if weight_decay:
-            grad.add_(flat, alpha=weight_decay)
+        if weight_decay and self.decoupled_weight_decay:
+            # torch.optim.AdamW: p *= 1 - lr_t wd, before the step ((-lr) wd + 1 rounds as torch's 1 - lr wd)
+            flat.mul_(torch.mul(cols.lr[i], -weight_decay).add_(1.0))  # type: ignore[index]
+        elif weight_decay:
+            grad.add_(flat, alpha=weight_decay)  # L2: the decay term joins the gradient (and Adam's moments)
         if self.name == "sgdm":
             buf = state[0]
             torch.addcmul(grad, buf, cols.b[i], out=buf)  # buf = mu * buf + g, one pass
@@ -123,8 +134,9 @@ class OptimizerSpec:
 
         if self.name == "sgdm":
             return torch.optim.SGD(params, lr=lr, momentum=self.momentum, weight_decay=weight_decay)
-        return torch.optim.Adam(params, lr=lr, betas=(self.momentum, self.beta2), eps=self.eps,  # type: ignore[arg-type]
-                                weight_decay=weight_decay)
+        adam = torch.optim.AdamW if self.decoupled_weight_decay else torch.optim.Adam
+        return adam(params, lr=lr, betas=(self.momentum, self.beta2), eps=self.eps,  # type: ignore[arg-type]
+                    weight_decay=weight_decay)
 
 
 _SCRATCH = threading.local()
@@ -144,6 +156,7 @@ def _scratch(like: torch.Tensor) -> torch.Tensor:
 OPTIMIZERS: dict[str, OptimizerSpec] = {
     "sgdm": OptimizerSpec("sgdm", momentum=0.9),
     "adam": OptimizerSpec("adam", momentum=0.9, beta2=0.999, eps=1e-8),
+    "adamw": OptimizerSpec("adamw", momentum=0.9, beta2=0.999, eps=1e-8, decoupled_weight_decay=True),
 }
 
 
@@ -177,13 +190,13 @@ class ScheduleFreeSpec:
 
     * ``lr_t = lr x min(1, t / warmup_steps)``; ``c_t = lr_t^2 / sum_{s <= t} lr_s^2`` (the LR cancels: only the
       warmup shapes it);
-    * sgdm: ``g = grad + wd y``; adam: ``v = beta2 v + (1 - beta2) grad^2``,
+    * sgdm: ``g = grad + wd y``; adam and adamw (both AdamWScheduleFree): ``v = beta2 v + (1 - beta2) grad^2``,
       ``g = grad / (sqrt(v / (1 - beta2^t)) + eps) + wd y`` (decoupled decay);
     * ``y = (1 - c_t) y + c_t z + lr_t (beta (1 - c_t) - 1) g``;  ``z = z - lr_t g``;
     * evaluation at ``x = y + (1 - 1/beta)(z - y)``, back to ``y = x + (1 - beta)(z - x)`` after it.
     """
 
-    name: str  # the protocol optimizer it stands for: sgdm or adam
+    name: str  # the protocol optimizer it stands for: sgdm, adam or adamw (the last two: one AdamW update)
     momentum: float  # beta (SGD) or beta1 (AdamW)
     warmup_steps: int = 0
     beta2: float | None = None
@@ -197,7 +210,7 @@ class ScheduleFreeSpec:
         """``z`` starts at the initial parameters (AdamW's ``v`` at zero)."""
         import torch
 
-        return [flat.detach().clone()] + ([torch.zeros_like(flat)] if self.name == "adam" else [])
+        return [flat.detach().clone()] + ([torch.zeros_like(flat)] if self.name != "sgdm" else [])
 
     def _c(self, steps: np.ndarray) -> list[float]:
         """``c_t`` of each step (t = step + 1): the warmup factors' squares over their running sum (float64)."""
@@ -224,7 +237,7 @@ class ScheduleFreeSpec:
                i: int, weight_decay: float = 0.0) -> None:
         """One schedule-free step of every member of ``flat`` (= y) in place; ``grad`` is overwritten."""
         z = state[0]
-        if self.name == "adam":
+        if self.name != "sgdm":
             v = state[1]
             v.mul_(self.beta2).addcmul_(grad, grad, value=1.0 - self.beta2)  # type: ignore[operator]
             denom = v.div(cols.bc2[i]).sqrt_().add_(self.eps)
@@ -265,8 +278,9 @@ class ScheduleFreeSpec:
 
 
 def schedule_free_spec(optimizer: str, warmup_steps: int = 0) -> ScheduleFreeSpec:
-    """The schedule-free counterpart of a protocol optimizer: ``sgdm`` -> SGD with beta 0.9, ``adam`` -> AdamW with
-    betas (0.9, 0.999) and eps 1e-8 (the package's defaults)."""
+    """The schedule-free counterpart of a protocol optimizer: ``sgdm`` -> SGD with beta 0.9; ``adam`` and ``adamw``
+    -> AdamW with betas (0.9, 0.999) and eps 1e-8 (the package's defaults), decoupled decay in both (the method's
+    own: against ``adamw`` it is compared at the same decay; against ``adam`` the decay differs, L2 vs decoupled)."""
     base = get_optimizer(optimizer)
     return ScheduleFreeSpec(base.name, base.momentum, int(warmup_steps), base.beta2, base.eps)
 

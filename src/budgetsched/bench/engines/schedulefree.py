@@ -3,8 +3,8 @@
 Schedule-Free SGD and AdamW (Defazio et al. 2024; the ``schedulefree`` package, optional extra
 ``budgetsched[schedulefree]``) need no budget: they train at a constant LR and evaluate an average of the iterates.
 In a study they are the schedule ``"schedule-free"``: in an SGDM setting it is ``SGDScheduleFree(momentum=0.9)``,
-in an Adam setting ``AdamWScheduleFree(betas=(0.9, 0.999))``, with the task's weight decay (decoupled in AdamW, as
-its authors define it). The update is :class:`budgetsched.bench.engines.optim.ScheduleFreeSpec`, an optimizer
+in an Adam or AdamW setting ``AdamWScheduleFree(betas=(0.9, 0.999))``, with the task's weight decay (decoupled, as
+its authors define it: the same decay as ``adamw``'s, not ``adam``'s L2). The update is :class:`budgetsched.bench.engines.optim.ScheduleFreeSpec`, an optimizer
 specification of :func:`budgetsched.bench.engines.train.fit` like any other: the same loop, data order,
 augmentation draws, initial weights, evaluation points and divergence rule as every trial of its seed.
 
@@ -32,10 +32,10 @@ __all__ = ["SCHEDULE_FREE", "ScheduleFreeSpec", "train_schedule_free", "make_opt
 
 
 def make_optimizer(optimizer: str, params: Any, lr: float, weight_decay: float, warmup_steps: int = 0) -> Any:
-    """The ``schedulefree`` package's counterpart of the protocol's optimizer (``sgdm`` -> SGD, ``adam`` -> AdamW),
-    e.g. for a user's own loop; the harness trains with its :class:`ScheduleFreeSpec`."""
-    if optimizer not in ("sgdm", "adam"):
-        raise ValueError(f"no schedule-free counterpart of optimizer {optimizer!r}; choose from sgdm, adam")
+    """The ``schedulefree`` package's counterpart of the protocol's optimizer (``sgdm`` -> SGD, ``adam`` and
+    ``adamw`` -> AdamW), e.g. for a user's own loop; the harness trains with its :class:`ScheduleFreeSpec`."""
+    if optimizer not in ("sgdm", "adam", "adamw"):
+        raise ValueError(f"no schedule-free counterpart of optimizer {optimizer!r}; choose from sgdm, adam, adamw")
     return schedule_free_spec(optimizer, warmup_steps).torch_optimizer(params, lr, weight_decay)
 
 

@@ -24,8 +24,12 @@ from budgetsched.changes import STRATEGIES
 #: hidden cap, divergence also on a loss above ``diverge_factor`` x the first step's loss.
 CONFIG_VERSION = 2
 
-#: The optimizers of the protocol (each specified in ``engines/optim.py``, whose registry has exactly these keys).
-OPTIMIZERS = ("sgdm", "adam")
+#: The optimizers of the protocol (each specified in ``engines/optim.py``, whose registry has exactly these keys):
+#: ``sgdm`` (SGD, momentum 0.9) and ``adam`` (Adam, L2 decay) are the REX paper's; ``adamw`` is Adam with the same
+#: decay coefficient decoupled (``torch.optim.AdamW``), for the ablation against schedule-free AdamW.
+OPTIMIZERS = ("sgdm", "adam", "adamw")
+#: The optimizers a study runs when it names none: the paper's two.
+DEFAULT_OPTIMIZERS = ("sgdm", "adam")
 PAPER_BUDGETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0)
 LOW_BUDGET_LIMIT = 25.0  # budgets < 25 % are "low", >= 25 % are "high" (Table 1)
 #: How a budget percent becomes a run length: "steps" (default) takes that fraction of the 100 % run's optimizer
@@ -159,7 +163,8 @@ class TrialConfig:
         if not (lr > 0.0 and math.isfinite(lr)):
             raise ValueError(f"lr must be a positive finite number, got {self.lr!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; choose from {', '.join(OPTIMIZERS)}")
+            hint = _did_you_mean(self.optimizer, OPTIMIZERS)
+            raise ValueError(f"unknown optimizer {self.optimizer!r}{hint}; choose from {', '.join(OPTIMIZERS)}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, numbers.Integral) or not 0 <= self.seed <= _MAX_SEED:
             raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         if self.budget_unit not in BUDGET_UNITS:
@@ -199,9 +204,9 @@ class TrialConfig:
 
         Plateau's patience is an LR-like tuned knob, and ``refined``'s gradient norms are data (they differ per
         setting), so neither is part of the label; nor is ``refined``'s weighting when it is the optimizer's own
-        (``sgd`` for SGDM, ``adam`` for Adam), so a refined schedule is one schedule across both optimizers.
+        (``sgd`` for SGDM, ``adam`` for Adam and AdamW), so a refined schedule is one schedule across optimizers.
         """
-        own = {"sgdm": "sgd", "adam": "adam"}.get(self.optimizer)
+        own = {"sgdm": "sgd", "adam": "adam", "adamw": "adam"}.get(self.optimizer)
         shown = {k: v for k, v in self.schedule_params
                  if not (self.schedule == "plateau" and k == "patience") and k != "grad_norms"
                  and not (self.schedule == "refined" and k == "weighting" and v == own)}

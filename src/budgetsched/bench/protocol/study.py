@@ -19,7 +19,7 @@ Keys (the same in TOML files and presets; each is also a ``budgetsched run`` fla
 ==================  ==========================================================================================
 ``tasks``           task names or ``package.module:factory`` / ``path/to/file.py:factory`` references
 ``schedules``       schedule names, or ``[name, {param = value}]`` pairs (``["delayed-linear", {delay = 0.5}]``)
-``optimizers``      ``sgdm`` and/or ``adam`` (default both)
+``optimizers``      ``sgdm``, ``adam`` (L2 decay) and/or ``adamw`` (decoupled decay) (default ``sgdm`` and ``adam``)
 ``budgets``         percents of the task's 100 % run, in (0, 100] (default 1, 5, 10, 25, 50, 100)
 ``lrs``             one list of initial LRs for every optimizer, a table ``{sgdm = [...], adam = [...]}``, or a
                     table per task ``{"mnist1d-mlp" = {sgdm = [...], adam = [...]}, ...}`` (a list or an optimizer
@@ -47,7 +47,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from budgetsched._checks import did_you_mean
-from budgetsched.bench.protocol.grid import DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig, expand, group_key
+from budgetsched.bench.protocol.grid import (DEFAULT_OPTIMIZERS, DIVERGE_FACTOR, OPTIMIZERS, PAPER_BUDGETS, TrialConfig,
+                                            expand, group_key)
 from budgetsched.errors import UsageError
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ class StudySpec:
     tasks: list[str]
     schedules: Schedules
     lrs: list[float] | dict[str, Any]
-    optimizers: list[str] = field(default_factory=lambda: list(OPTIMIZERS))
+    optimizers: list[str] = field(default_factory=lambda: list(DEFAULT_OPTIMIZERS))
     budgets: list[float] = field(default_factory=lambda: list(PAPER_BUDGETS))
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     plateau_patience: list[int] = field(default_factory=lambda: [5, 10])
