@@ -39,8 +39,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         evaluations = store.evaluations()  # evaluation-seed trials: kept out of the choice, they score it
     finally:
         store.close()
+    from budgetsched.bench.analysis.ablations import ablations, lr_grid_rows
+    from budgetsched.bench.protocol.study import on_grid
+
+    rows, grid = lr_grid_rows(rows, args.lr_grid)  # --lr-grid x3: the paper's grid alone, refinement left out
+    if grid.grid == "x3":  # refinement points are then not missing trials either
+        planned = [c for c in planned if on_grid(c.lr)]
+    # an ablation study (variants of a schedule or an optimizer): paired side tables; Table 1 ranks the base labels
+    side = ablations(rows, evaluations, [c.key for c in planned])
     r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed,
-                planned=planned, plateau_into_step=args.plateau_into_step, evaluations=evaluations)
+                planned=planned, plateau_into_step=args.plateau_into_step, evaluations=evaluations,
+                rank_labels=None if side is None else side.table1_labels)
+    extra = {"ablations": side, "lr_grid": grid}
     figures = None
     if args.figures is not None:
         from budgetsched.bench.rendering import plots
@@ -55,15 +65,15 @@ def cmd_report(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         if args.output is None:
-            rep.render_rich(r, Console())
+            rep.render_rich(r, Console(), **extra)
             return 0
         with output_file(args.output) as f:
-            rep.render_rich(r, Console(file=f, width=160, force_terminal=False))
+            rep.render_rich(r, Console(file=f, width=160, force_terminal=False), **extra)
         return 0
     from budgetsched.bench.rendering.experiments import markdown_sections
 
-    text = {"md": lambda x: rep.to_markdown(x, figures=figures) + markdown_sections(rows), "csv": rep.to_csv,
-            "json": lambda x: json.dumps(rep.to_json(x), indent=2) + "\n"}[args.format](r)
+    text = {"md": lambda x: rep.to_markdown(x, figures=figures, **extra) + markdown_sections(rows),
+            "csv": rep.to_csv, "json": lambda x: json.dumps(rep.to_json(x, **extra), indent=2) + "\n"}[args.format](r)
     if args.output is None:
         sys.stdout.write(text)
     else:

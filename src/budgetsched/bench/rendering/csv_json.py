@@ -7,7 +7,9 @@ import math
 from dataclasses import asdict
 from typing import Any
 
+from budgetsched.bench.analysis.ablations import Ablations, LrGridView
 from budgetsched.bench.analysis.report_model import Difference, Report
+from budgetsched.bench.rendering.ablations import ablations_json, lr_grid_json
 from budgetsched.bench.analysis.rows import schedule_order
 from budgetsched.bench.rendering.text import evaluation_text, finite, method_text
 
@@ -50,8 +52,13 @@ def _fair(fr: Any) -> dict[str, Any] | None:
     }
 
 
-def to_json(report: Report) -> dict[str, Any]:
-    """The report as JSON-ready data (no NaN/inf: a diverged result has ``mean: null, diverged: true``)."""
+def to_json(report: Report, *, ablations: Ablations | None = None, lr_grid: LrGridView | None = None
+            ) -> dict[str, Any]:
+    """The report as JSON-ready data (no NaN/inf: a diverged result has ``mean: null, diverged: true``).
+
+    ``ablations``: an ablation study's paired side tables, under the key ``ablations``; ``lr_grid``: the LR grid
+    read, under ``lr_grid`` when it is not every LR tried. Both keys only when there is something to say, so a report
+    without them is unchanged."""
     settings = []
     for s in report.settings:
         scheds = {}
@@ -113,6 +120,8 @@ def to_json(report: Report) -> dict[str, Any]:
         "missing": [asdict(m) for m in report.missing],
         # trials whose scheduler did not follow its plan: a key only when there are any (older reports unchanged)
         **({"off_plan": [asdict(o) for o in report.off_plan]} if report.off_plan else {}),
+        **({"lr_grid": lr_grid_json(lr_grid)} if lr_grid is not None and lr_grid.grid != "all" else {}),
+        **({"ablations": ablations_json(ablations)} if ablations is not None else {}),
     }
 
 

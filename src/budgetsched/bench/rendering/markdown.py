@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Mapping, Sequence
 
+from budgetsched.bench.analysis.ablations import Ablations, LrGridView
 from budgetsched.bench.analysis.report_model import Report
 from budgetsched.bench.rendering.sections import (OFF_PLAN, Details, Grouped, Legend, Line, Missing, Note,
                                                   OffPlanList, Overview, SameRuns, Table, Table1, sections)
@@ -11,7 +12,8 @@ from budgetsched.bench.rendering.text import budget_text
 
 __all__ = ["to_markdown"]
 
-def to_markdown(report: Report, figures: Mapping[str, str] | None = None) -> str:
+def to_markdown(report: Report, figures: Mapping[str, str] | None = None, *, ablations: Ablations | None = None,
+                lr_grid: LrGridView | None = None) -> str:
     """Markdown in the structure of ``docs/results.md``.
 
     Sections: summary and method; Table 1 (shares with counts, each followed by its 95 % interval row) and the
@@ -19,10 +21,11 @@ def to_markdown(report: Report, figures: Mapping[str, str] | None = None) -> str
     task: test metric mean ± sd (best per column in bold), chosen LR with P(Top-1) / P(Top-3), the ranking per
     setting (n, best, runner-up, gap, tied within noise, subject differences), paired differences against the
     reference; figures (``figures`` maps a caption to an image path, e.g. Figure 2 and 3 written by
-    :mod:`budgetsched.bench.rendering.plots`); missing trials.
+    :mod:`budgetsched.bench.rendering.plots`); missing trials. ``ablations`` / ``lr_grid``: an ablation study's
+    paired side tables and the LR grid read (:func:`budgetsched.bench.rendering.sections.sections`).
     """
     out: list[str] = []
-    for section in sections(report):
+    for section in sections(report, ablations=ablations, lr_grid=lr_grid):
         if isinstance(section, Missing) and figures:
             out += _figures(figures)
         out += _RENDER[type(section)](section)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from budgetsched.bench.analysis.ablations import Ablations, LrGridView
 from budgetsched.bench.analysis.report_model import SPLITS, Report
 from budgetsched.bench.rendering.sections import (OFF_PLAN, Details, Grouped, Legend, Line, Missing, Note,
                                                   OffPlanList, Overview, SameRuns, Table, Table1, sections)
@@ -64,10 +65,11 @@ def _print_table(console: Any, caption: str, head: Sequence[tuple[str, str]],
         console.print(t)
 
 
-def render_rich(report: Report, console: Any) -> None:
+def render_rich(report: Report, console: Any, *, ablations: Ablations | None = None,
+                lr_grid: LrGridView | None = None) -> None:
     """Print the report to a ``rich.console.Console``: the sections of
-    :func:`~budgetsched.bench.rendering.markdown.to_markdown` as rich tables."""
-    for section in sections(report):
+    :func:`~budgetsched.bench.rendering.markdown.to_markdown` as rich tables (``ablations`` / ``lr_grid`` as there)."""
+    for section in sections(report, ablations=ablations, lr_grid=lr_grid):
         if isinstance(section, Overview):
             o = section
             console.print(f"[bold]Trials[/]: {o.done} done, {o.diverged} diverged, {o.failed} failed; "

@@ -1,9 +1,10 @@
 """The report's sections, decided once: :func:`sections` turns a :class:`Report` into a list of section objects
 (what to show, with its text), and each renderer (:mod:`.markdown`, :mod:`.rich_text`) only lays them out.
 
-Order: overview, how to read the report (a short plain paragraph), budgets that are one run, Table 1, Top-1 finishes
-clear of noise, settings tied within noise, the subject per budget; per task: the test metric, chosen LRs, the
-ranking per setting, paired differences against the reference; how the numbers are computed (selection,
+Order: overview (and the LR grid read, when not every LR), how to read the report (a short plain paragraph), budgets
+that are one run, Table 1 (and the ablation variants it leaves out), Top-1 finishes clear of noise, settings tied
+within noise, the subject per budget; an ablation study's paired side tables; per task: the test metric, chosen LRs,
+the ranking per setting, paired differences against the reference; how the numbers are computed (selection,
 uncertainty, evaluation: the details, with docs/protocol.md); the legend; missing trials; trials whose scheduler did
 not follow its plan (only when there are any).
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Union
 
+from budgetsched.bench.analysis.ablations import Ablations, LrGridView
 from budgetsched.bench.analysis.report_model import SPLITS, Comparison, Report, Setting
 from budgetsched.bench.analysis.rows import schedule_order
+from budgetsched.bench.rendering.ablations import ablation_tables, lr_grid_note, table1_note
 from budgetsched.bench.rendering.text import (best_labels, big, budget_text, candidates_text, count, diff_text,
                                               edge, evaluation_text, method_text, optimizers, pct, pct_ci, prob,
                                               result_cell, seeds_text, step_label, step_name, unit_text)
@@ -169,13 +172,20 @@ def how_to_read(report: Report) -> str:
             "this report and docs/protocol.md.")
 
 
-def sections(report: Report) -> list[Section]:
-    """Every section of the report, in order (see the module docstring)."""
+def sections(report: Report, *, ablations: Ablations | None = None,
+             lr_grid: LrGridView | None = None) -> list[Section]:
+    """Every section of the report, in order (see the module docstring). ``ablations``: the paired side tables
+    of an ablation study (:mod:`budgetsched.bench.analysis.ablations`), placed before the per-task tables, with a
+    line under Table 1 naming the variants it leaves out; ``lr_grid``: which LR grid was read, said after the
+    overview when it is not every LR tried. Neither changes a report without them."""
     out: list[Section] = [Overview(report.n_trials_done, report.n_trials_diverged, report.n_trials_failed,
                                    len(report.settings), sum(s.split == "low" for s in report.settings),
                                    sum(s.counted for s in report.settings), report.low_limit, seeds_text(report),
-                                   unit_text(report), report.plateau_into_step),
-                          Note("How to read this", how_to_read(report))]
+                                   unit_text(report), report.plateau_into_step)]
+    grid = lr_grid_note(lr_grid)
+    if grid:
+        out.append(Note("LR grid", grid))
+    out.append(Note("How to read this", how_to_read(report)))
     details = [Note("Selection", SELECTION + _MERGE[report.plateau_into_step])]
     if report.uncertainty:
         details.append(Note("Uncertainty", method_text(report)))
@@ -192,6 +202,9 @@ def sections(report: Report) -> list[Section]:
                                             for k in ("top1", "top3")),
                                       candidates_text(report.table1[x]["overall"]))
                             for x in order), report.plateau_into_step))
+    left_out = table1_note(ablations)
+    if left_out:
+        out.append(Line(left_out))
     out.append(Table("Top-1 finishes clear of noise, of all Top-1 finishes", ("Schedule", "Low", "High", "Overall"),
                      tuple((step_name(report, x), *(f"{count(report.table1[x][sp].n_clear_top1)} of "
                                                     f"{count(report.table1[x][sp].n_top1)}" for sp in SPLITS))
@@ -216,6 +229,8 @@ def sections(report: Report) -> list[Section]:
                                "the budget with a nested 95 % interval. \"best other\": the Table-1 schedule with the "
                                "lowest validation mean, chosen inside every draw. better / worse: settings by point "
                                "estimate; in brackets those whose own 95 % interval excludes 0."))
+    if ablations is not None:
+        out += [Table(**t) for t in ablation_tables(ablations, report.metric_names)]
     for task in sorted({s.task for s in report.settings}):
         out += _task_sections(report, task)
     out.append(Details(tuple(details)))
