@@ -154,8 +154,10 @@ def test_ablations_preset():
     spec = StudySpec.from_mapping(get_preset("ablations"), "ablations")
     assert tuple(spec.tasks) == ABLATION_TASKS and len(spec.tasks) <= 2
     assert ("onecycle", {"max_momentum": 0.9, "base_momentum": 0.9}) in spec.schedules
-    assert ("rex", {"warmup_fraction": 0.5}) in spec.schedules and "schedule-free" in spec.schedules
-    assert {t: spec.lrs[t] for t in spec.tasks} == {t: SUITE_V2_LRS[t] for t in ABLATION_TASKS}
+    assert ("rex", {"warmup_fraction": 0.5, "warmup_start_ratio": 0.1}) in spec.schedules  # OneCycle's rise
+    assert "schedule-free" in spec.schedules and spec.optimizers == ["sgdm", "adam", "adamw"]
+    assert {t: spec.lrs[t] for t in spec.tasks} == {t: {**SUITE_V2_LRS[t], "adamw": SUITE_V2_LRS[t]["adam"]}
+                                                    for t in ABLATION_TASKS}
     # OneCycle without its cycle: momentum / beta1 held at the optimizers' 0.9 the whole run
     from budgetsched import Schedule
 
@@ -191,7 +193,7 @@ def test_ablations_schedules_train(tmp_path):
     """Every ablation variant trains (warm-up fractions, a flat OneCycle momentum, schedule-free), one short budget."""
     store = tmp_path / "ablations.db"
     assert main(["run", "--preset", "ablations", "--task", "digits-mlp-v2", "--budgets", "1", "--seeds", "1",
-                 "--lrs", "sgdm=0.1;adam=0.01", "--store", str(store), "--quiet"]) == 0
+                 "--lrs", "sgdm=0.1;adam=0.01;adamw=0.01", "--store", str(store), "--quiet"]) == 0
     from budgetsched.bench.storage.store import Store
 
     with Store(store, readonly=True) as s:

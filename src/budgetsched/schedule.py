@@ -2,9 +2,10 @@
 
 ``lr(t) = min_lr + (peak_lr - min_lr) * m(hold_S(z(t)))`` for t >= W, where m is the profile
 (:mod:`budgetsched.profiles`), hold_S the sampling rate's zero-order hold (:mod:`budgetsched.sampling`) and z(t)
-the progress of step t. During warmup (t < W) the LR ramps linearly from ``warmup_start_lr`` (default peak_lr / W)
-at step 0 to peak_lr at step W - 1: ``lr(t) = start + (peak_lr - start) * t / (W - 1)``; with the default start this
-is ``peak_lr * (t + 1) / W``, so the first step never runs at 0.
+the progress of step t. During warmup (t < W) the LR ramps linearly from ``warmup_start_lr`` (default peak_lr / W;
+``warmup_start_ratio`` r gives r x peak_lr) at step 0 to peak_lr at step W - 1:
+``lr(t) = start + (peak_lr - start) * t / (W - 1)``; with the default start this is ``peak_lr * (t + 1) / W``, so the
+first step never runs at 0.
 
 Progress. Without a budget change z(t) = (t - W) / (T - W). Steps t >= T hold the end value m_S(1).
 
@@ -46,8 +47,8 @@ from .sampling import Sampling, parse_sampling
 
 logger = logging.getLogger("budgetsched")
 
-_OWN = ("total_steps", "peak_lr", "sampling", "warmup_steps", "warmup_fraction", "warmup_start_lr", "min_lr",
-        "min_lr_ratio")
+_OWN = ("total_steps", "peak_lr", "sampling", "warmup_steps", "warmup_fraction", "warmup_start_lr",
+        "warmup_start_ratio", "min_lr", "min_lr_ratio")
 
 def warmup_from_fraction(fraction: float, total_steps: int) -> int:
     """W = ceil(f T), as Hugging Face's ``warmup_ratio`` (rounded to 9 decimals first, so 0.07 x 100 gives 7, not 8)."""
@@ -95,6 +96,8 @@ class Schedule:
         warmup_fraction: the warmup as a fraction f in [0, 1) of the budget, W = ceil(f T) (exclusive with
             ``warmup_steps``). A budget change during the warmup re-maps its rest to end at ceil(f T').
         warmup_start_lr: the LR of step 0 when warming up (default peak_lr / W); the ramp reaches peak_lr at W - 1.
+        warmup_start_ratio: that start as a fraction r in [0, 1] of peak_lr, r x peak_lr (exclusive with
+            ``warmup_start_lr``; kept as a ratio by :meth:`with_peak`, as ``min_lr_ratio`` is).
         min_lr: the floor the profile decays to (default 0).
         min_lr_ratio: the floor as a fraction of peak_lr, in [0, 1] (exclusive with ``min_lr``).
         **profile_params: the profile's parameters (e.g. ``gamma=-3`` for ``exp``, ``delay=0.5`` for delayed-linear).
@@ -117,6 +120,7 @@ class Schedule:
         warmup_steps: int | None = None,
         warmup_fraction: float | None = None,
         warmup_start_lr: float | None = None,
+        warmup_start_ratio: float | None = None,
         min_lr: float | None = None,
         min_lr_ratio: float | None = None,
         **profile_params: Any,
@@ -145,9 +149,18 @@ class Schedule:
                        else _check_lr("min_lr", 0.0 if min_lr is None else min_lr))
         if self.min_lr > self.peak_lr:
             raise ValueError(f"min_lr ({min_lr!r}) must be <= peak_lr ({peak_lr!r})")
+        self.warmup_start_ratio = None
+        if warmup_start_ratio is not None:  # the start as a fraction of the peak: r x peak_lr
+            if warmup_start_lr is not None:
+                raise ValueError(f"give warmup_start_lr ({warmup_start_lr!r}) or warmup_start_ratio "
+                                 f"({warmup_start_ratio!r}), not both")
+            self.warmup_start_ratio = _check_fraction("warmup_start_ratio", warmup_start_ratio, False)
+            warmup_start_lr = self.warmup_start_ratio * self.peak_lr
         if warmup_start_lr is not None:
             if self.warmup_steps == 0:
-                raise ValueError(f"warmup_start_lr ({warmup_start_lr!r}) needs a warmup: give warmup_steps >= 1 or "
+                given = ("warmup_start_lr", warmup_start_lr) if self.warmup_start_ratio is None else (
+                    "warmup_start_ratio", warmup_start_ratio)
+                raise ValueError(f"{given[0]} ({given[1]!r}) needs a warmup: give warmup_steps >= 1 or "
                                  "warmup_fraction > 0")
             start = _check_lr("warmup_start_lr", warmup_start_lr)
             if start > self.peak_lr:
@@ -544,7 +557,8 @@ class Schedule:
         """The same schedule (same budget history) for another peak LR and floor, e.g. another parameter group.
 
         ``min_lr`` None keeps the floor (``min_lr_ratio`` x the new peak if the schedule was given a ratio);
-        ``warmup_start_lr`` None keeps a given start LR if it is <= the new peak, else the default new peak / W.
+        ``warmup_start_lr`` None keeps a given start LR if it is <= the new peak, else the default new peak / W
+        (``warmup_start_ratio`` x the new peak if the schedule was given a ratio).
         Re-warm peaks that were given explicitly scale with the peak.
         """
         peak = _check_lr("peak_lr", peak_lr)
@@ -556,9 +570,14 @@ class Schedule:
             if not self._w0:
                 raise ValueError(f"warmup_start_lr ({warmup_start_lr!r}) needs a warmup")
             start = _check_lr("warmup_start_lr", warmup_start_lr)
-        else:
+        start_ratio = getattr(self, "warmup_start_ratio", None) if warmup_start_lr is None else None
+        if start_ratio is not None:
+            start = start_ratio * peak
+        elif warmup_start_lr is None:
             start = self._start_given if self._start_given is not None and self._start_given <= peak else None
-        return self._derive(peak, floor, start, ratio=self.min_lr_ratio if min_lr is None else None)
+        new = self._derive(peak, floor, start, ratio=self.min_lr_ratio if min_lr is None else None)
+        new.warmup_start_ratio = start_ratio
+        return new
 
     def _derive(self, peak: float, floor: float, start: float | None, ratio: float | None = None) -> "Schedule":
         """This schedule's profile, sampling, warmup and budget history with exactly this peak, floor and warmup
