@@ -12,6 +12,7 @@ import pytest
 
 from budgetsched.bench.analysis import advisor_rules as ar
 from budgetsched.bench.analysis.advise import leave_one_budget_out
+from budgetsched.bench.analysis.evaluation import evaluation_trials
 from budgetsched.bench.analysis.report import build_report
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.cli import main
@@ -85,7 +86,12 @@ def test_scores_on_the_hand_made_study_by_hand():
         ar.STUDY_BEST: "cosine", ar.NEAREST: "rex", ar.NEIGHBOURS: "cosine", ar.ORACLE: "rex"}
     # truth at 4: rex, cosine, linear, exp; at 16: rex, exp, cosine, linear
     assert four.ranks == {**four.ranks, ar.NEAREST: 3, ar.NEIGHBOURS: 1, ar.ORACLE: 2, "always linear": 3}
+    # the advisor: at 4 % (w = 1/2 between 1 %, linear's, and 16 %, rex's) P(best) ties at 1/2 and goes to the
+    # first in display order, linear; at 16 % likewise between rex (4 %) and cosine (64 %): cosine; both third
+    assert (four.picks[ar.ADVISOR], sixteen.picks[ar.ADVISOR]) == ("linear", "cosine")
+    assert (four.ranks[ar.ADVISOR], sixteen.ranks[ar.ADVISOR]) == (3, 3)
     want = {  # rule: (Top-1, Top-3) over the two cases
+        ar.ADVISOR: (0.0, 1.0),
         ar.STUDY_BEST: (0.0, 1.0), ar.NEAREST: (0.5, 1.0), ar.NEIGHBOURS: (0.5, 1.0), ar.ORACLE: (0.5, 1.0),
         "always rex": (1.0, 1.0), "always linear": (0.0, 0.5)}
     assert got.rules == [*ar.RULES, "always rex", "always linear"]
@@ -128,6 +134,28 @@ def test_rules_never_see_the_held_out_setting():
     held = [s for s in full.settings if s.budget == 4.0][0]
     with pytest.raises(ValueError, match="still holds the held-out setting"):
         ar.score_case(held, full, "rex")
+
+
+def test_with_evaluation_seeds_the_truth_is_table_1s_ranking_on_them():
+    tuning = hand_study()
+    planned = evaluation_trials(tuning, 2)
+    assert len(planned) == 4 * 4 * 2  # budgets x schedules x evaluation seeds
+    # the evaluation seeds agree with the tuning runs except at 4 %, where they reverse its order: exp first, rex last
+    at4 = {"exp": 1, "linear": 2, "cosine": 3, "rex": 4}
+    evals = [typed([{**row(c.label, c.lr, c.seed, 0.0, float((at4 if c.budget == 4.0 else ORDER[c.budget])[c.label]),
+                           task=c.task, opt=c.optimizer, budget=c.budget), "key": c.key}])[0] for c, _ in planned]
+    records = [rec for _, rec in planned]
+    plain = leave_one_budget_out(tuning, resamples=200, bootstrap=500)
+    got = leave_one_budget_out(tuning + evals, evaluations=records, resamples=200, bootstrap=500)
+    four, sixteen = got.cases
+    assert four.ranks["always rex"] == 4 and plain.cases[0].ranks["always rex"] == 1
+    assert (four.top1[ar.ORACLE], four.top3[ar.ORACLE]) == (0.0, 1.0)  # cosine, chosen on validation, is third
+    # 4 % held out: every pick is made as before (the other budgets' evaluation runs agree with their tuning runs)
+    assert four.picks == plain.cases[0].picks
+    # 16 % held out: the rules read 4 % on its evaluation seeds, where exp is first: the nearest budget's winner
+    assert sixteen.picks == {**plain.cases[1].picks, ar.NEAREST: "exp"} and plain.cases[1].picks[ar.NEAREST] == "rex"
+    # ... and scored on the evaluation seeds' ranking at 4 %
+    assert got.score("always rex").top1 == 0.5 and plain.score("always rex").top1 == 1.0
 
 
 def clear_winner(margin, tasks=("T", "U"), opts=("sgdm", "adam"), budgets=(5.0, 10.0, 50.0, 100.0)):
@@ -190,18 +218,17 @@ def test_the_table_as_text_and_json():
     got = leave_one_budget_out(hand_study(), resamples=200, bootstrap=500)
     lines = got.text().splitlines()
     assert lines[0].startswith("leave-one-budget-out over 2 held-out settings")
-    assert lines[1].split("  ")[0] == "rule" and "advisor − rule Top-1" in lines[1]
-    rows = {ln.split("  ")[0].strip(): ln for ln in lines[2:]}
+    assert lines[1].startswith("Top-k: the pick's place in the held-out setting's Table-1 ranking")
+    assert lines[2].split("  ")[0] == "rule" and "advisor − rule Top-1" in lines[2]
+    rows = {ln.split("  ")[0].strip(): ln for ln in lines[3:]}
     assert list(rows) == got.rules
     assert "100% [100, 100]" in rows["always rex"] and rows["advisor"].split()[-2:] == ["—", "2"]
     assert "50% [0, 100]" in rows[ar.NEAREST]
     data = json.loads(json.dumps(got.to_json()))
     assert [r["rule"] for r in data["rules"]] == got.rules
     assert data["rules"][1] == {"rule": ar.STUDY_BEST, "top1": 0.0, "top1_ci": [0.0, 0.0], "top3": 1.0,
-                                "top3_ci": [1.0, 1.0], "advisor_minus_rule_top1": got.rules and
-                                got.score(ar.STUDY_BEST).advisor_minus_top1,
-                                "advisor_minus_rule_top1_ci": list(got.score(ar.STUDY_BEST).advisor_minus_top1_ci),
-                                "n": 2, "n_picked": 2}
+                                "top3_ci": [1.0, 1.0], "advisor_minus_rule_top1": 0.0,
+                                "advisor_minus_rule_top1_ci": [0.0, 0.0], "n": 2, "n_picked": 2}
     assert data["cases"][0]["picks"][ar.NEAREST] == "linear"
 
 
@@ -218,7 +245,7 @@ def test_advise_evaluate_prints_the_table(tmp_path, capsys):
     assert main(["advise", str(path), "--budget", "8", "--evaluate"]) == 0
     out = capsys.readouterr().out
     table = out[out.index("leave-one-budget-out over 2 held-out settings"):].splitlines()
-    assert [ln.split("  ")[0].strip() for ln in table[2:]] == [*ar.RULES, "always rex", "always linear"]
+    assert [ln.split("  ")[0].strip() for ln in table[3:]] == [*ar.RULES, "always rex", "always linear"]
     assert main(["advise", str(path), "--budget", "8", "--evaluate", "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)["leave_one_budget_out"]
     assert data["n"] == 2 and [r["rule"] for r in data["rules"]] == [*ar.RULES, "always rex", "always linear"]

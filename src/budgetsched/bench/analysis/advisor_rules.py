@@ -303,13 +303,15 @@ class LeaveOneBudgetOut:
 
     def text(self) -> str:
         """The table with a line saying what it measures."""
-        head = (f"leave-one-budget-out over {self.n} held-out settings (each interior budget of each task and "
-                f"optimizer, picked from the rest of the study; scored by the pick's place in the held-out setting's "
-                f"own Table-1 ranking, ties sharing it); {100 * self.confidence:.0f} % intervals: bootstrap over the "
-                f"cases stratified by task ({self.resamples} draws), for these tasks")
+        head = [f"leave-one-budget-out over {self.n} held-out settings (each interior budget of each task and "
+                f"optimizer; every rule picks from the rest of the study, the oracle from the setting's own "
+                f"validation)",
+                f"Top-k: the pick's place in the held-out setting's Table-1 ranking (ties share it); "
+                f"{100 * self.confidence:.0f} % intervals: bootstrap over the cases stratified by task "
+                f"({self.resamples} draws, paired across rules), for these tasks"]
         rows = self.table()
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        return "\n".join([head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows])
+        return "\n".join(head + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows])
 
     def to_json(self) -> dict[str, Any]:
         return {"n": self.n, "confidence": self.confidence,
