@@ -120,10 +120,13 @@ def test_optimizer_pairs_and_the_x3_grid_choice(monkeypatch):
     # linear at 0.1 and 0.3 (the x3 grid) and 0.173 (a refinement point, the best on validation, test 0.4 lower)
     refined = [row("linear", 0.173, s, 9.5 + s, 9.5 + s - 0.4 + (0.1, -0.1, 0.0)[s], optimizer=o)
                for s in range(3) for o in ("adam", "adamw")]
+    # schedule-free's Adam and AdamW trials are one run (AdamWScheduleFree for both): the same values, no pair
+    same = schedule_rows("schedule-free", optimizer="adam") + schedule_rows("schedule-free", optimizer="adamw")
     rows = typed(schedule_rows("linear", optimizer="adam") + schedule_rows("linear", optimizer="adamw", shift=-0.2)
-                 + refined)
+                 + refined + same)
     ab = ablations(rows)
     assert ab.table1_labels is None and ab.optimizer_pairs == (("adamw", "adam"),)
+    assert [p.name for p in ab.pairs if p.kind == "optimizer"] == ["linear: adamw − adam"]
     opt = pair(ab, "linear: adamw − adam")
     assert (opt.optimizer, opt.base_optimizer) == ("adamw", "adam")
     assert opt.difference.value == pytest.approx(0.0, abs=1e-12)  # both choose 0.173, the same test values there

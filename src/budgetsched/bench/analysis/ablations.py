@@ -14,7 +14,8 @@ Pairs, detected from what the rows hold (:func:`ablations`), per setting (task x
 * **optimizer variant - its base** for the same schedule: an optimizer whose name is another's plus ``w``, the
   naming of decoupled weight decay (AdamW against Adam; Loshchilov & Hutter, *Decoupled Weight Decay
   Regularization*, ICLR 2019). Its "setting" is (task, budget, schedule), the seeds paired by index (the same seed
-  draws the same data order under both optimizers);
+  draws the same data order under both optimizers). A schedule whose two optimizers' trials are one run (identical
+  LRs, seeds and metrics: schedule-free runs AdamWScheduleFree for both) has no pair;
 * in a study that has either kind of variant: **schedule-free - the best tuned schedule** of the same optimizer (the
   Table-1 schedules' candidates pooled, the best chosen on validation like every LR) and **schedule-free - linear**;
   and per Table-1 schedule with LRs off the 1-3 grid, **the x3-grid choice - the refined-grid choice** (the LR
@@ -49,6 +50,9 @@ variants reports exactly as before. Optimizer variants need no rule (each optimi
 **The LR grid a report reads** (:func:`lr_grid_rows`): ``"all"`` (every LR tried, the default) or ``"x3"``, the
 paper's grid alone - only trials whose LR is 1 or 3 times a power of ten
 (:func:`budgetsched.bench.protocol.study.on_grid`), so a refined study can be read as if it had not been refined.
+Points that refinement added beyond a grid's edge are points of the 1-3 grid and stay, so the x3 view of a
+``refine = true`` study is the grid a ``refine = "edge"`` study (suite v2's) runs: a grid is extended at its edge
+before any sqrt 3 point is added and never after (:func:`budgetsched.bench.protocol.study.refinement`).
 """
 from __future__ import annotations
 
@@ -234,6 +238,14 @@ def _pair(kind: str, name: str, key: tuple[str, str, float], c: Candidates, a_id
                 None if kb is None else cb.keys[kb][0], base_optimizer, mode)
 
 
+def _same_runs(c: Candidates, a: list[int], cb: Candidates, b: list[int]) -> bool:
+    """The two sides are one run under two names: the same LRs and seeds with identical validation and test values
+    (schedule-free's Adam and AdamW trials both run AdamWScheduleFree, whose decay is always decoupled); such a
+    pair would compare a run with itself, so it is not shown."""
+    same = ([c.keys[i][1:] for i in a] == [cb.keys[i][1:] for i in b] and list(c.seeds) == list(cb.seeds))
+    return same and all(np.array_equal(x[a], y[b], equal_nan=True) for x, y in ((c.val, cb.val), (c.test, cb.test)))
+
+
 # ------------------------------------------------------------------------------------------------ the study
 def ablations(rows: Iterable[TrialRow | Mapping[str, Any]], evaluations: Iterable[Mapping[str, Any]] | None = None,
               planned_keys: Iterable[str] = ()) -> Ablations | None:
@@ -295,7 +307,7 @@ def ablations(rows: Iterable[TrialRow | Mapping[str, Any]], evaluations: Iterabl
             for label in base_labels:
                 a = [i for i, k in enumerate(c.keys) if k[0] == label]
                 b = [i for i, k in enumerate(cb.keys) if k[0] == label]
-                if a and b:
+                if a and b and not _same_runs(c, a, cb, b):
                     pairs.append(_pair("optimizer", f"{label}: {variant_opt} − {base_opt}", key, c, a, b,
                                        f"{label} ({variant_opt})", f"{label} ({base_opt})", base_opt, cb))
     pairs.sort(key=lambda p: KINDS.index(p.kind))  # stable: settings keep their order within a kind
