@@ -231,3 +231,18 @@ def test_adamw_keys_and_labels():
     assert adam.key != adamw.key and adamw.label == "rex"
     refined = TrialConfig(TASK, "refined", "adamw", 2.0, 0.01, 0, (("grad_norms", (1.0, 2.0)), ("weighting", "adam")))
     assert refined.label == "refined"  # Adam's weighting is AdamW's own, as it is Adam's
+
+
+def test_refine_gives_adamw_adams_weighting():
+    """``budgetsched refine``: a refined schedule for AdamW weights its gradient norms as Adam's does (1 / ||g||)."""
+    from _rows import trial_row
+
+    from budgetsched.bench.analysis.refine import refined_trials
+
+    rows = [trial_row(dict(task=TASK, schedule="linear", optimizer=o, budget=2.0, lr=0.01, seed=0, status="done",
+                           val_metric=10.0, test_metric=10.0, curves={"grad_norm": [2.0, 1.0]}))
+            for o in ("sgdm", "adam", "adamw")]
+    new = refined_trials(rows)
+    assert {(c.optimizer, c.params["weighting"]) for c in new} == {("sgdm", "sgd"), ("adam", "adam"),
+                                                                  ("adamw", "adam")}
+    assert {c.label for c in new} == {"refined"}

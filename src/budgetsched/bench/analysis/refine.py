@@ -26,7 +26,7 @@ from budgetsched.errors import UsageError
 
 __all__ = ["refined_trials"]
 
-_WEIGHTING = {"sgdm": "sgd", "adam": "adam"}
+_WEIGHTING = {"sgdm": "sgd", "adam": "adam", "adamw": "adam"}  # AdamW adapts per coordinate as Adam does
 
 
 def refined_trials(rows: Iterable[TrialRow | Mapping[str, Any]], source: str = "linear") -> list[TrialConfig]:
