@@ -128,3 +128,27 @@ def test_one_lr_chosen_at_both_neighbours_is_a_tried_lr():
     [a] = advise(study(0.5), 75.0)  # rex chose 0.3 at 50 % and at 100 %
     assert a.lr == 0.3 and a.lr_tried and a.lr_note == "rex chose 0.3 at both 50 % and 100 %"
     assert "not tried" not in a.line()
+
+
+def test_with_evaluation_seeds_the_advice_is_table_1s_choice_on_them():
+    from budgetsched.bench.analysis.evaluation import evaluation_trials
+
+    tuning = study(0.5)
+    planned = evaluation_trials(tuning, 2)
+    records = [rec for _, rec in planned]
+    # the evaluation runs agree with the tuning runs except at 50 %, where linear beats rex by 1
+    place = {"rex": 10.0, "linear": 9.0, "cosine": 9.5}
+    evals = typed([{**row(c.label, c.lr, c.seed, 10.0, place[c.label] if c.budget == 50.0 else
+                          {"rex": 9.0, "linear": 10.0, "cosine": 9.5}[c.label], budget=c.budget), "key": c.key}
+                   for c, _ in planned])
+    rows = tuning + evals
+    full = build_report(rows, evaluations=records, resamples=2000)
+    [s50] = [s for s in full.settings if s.budget == 50.0]
+    assert s50.fair.mode == "evaluation-seeds" and s50.fair.labels[s50.fair.best] == "linear"
+    [a] = advise(rows, 50.0, evaluations=records)
+    assert a.schedule == "linear" and a.lr == 0.3 and a.evidence[0].evaluation == s50.fair.note
+    [plain] = advise(tuning, 50.0)  # the tuning runs alone (cross-fitted): rex
+    assert plain.schedule == "rex"
+    # the evidence's validation tables are the tuning trials' (3 seeds), the evaluation trials never enter them
+    assert {p.n for pts in a.evidence[0].validation.values() for p in pts} == {3}
+    assert a.evidence[0].validation == plain.evidence[0].validation

@@ -149,10 +149,10 @@ def _advice_budget(args: argparse.Namespace, rows: list[dict[str, Any]]) -> floa
     return 100.0 * args.steps / (max(per_percent) * 100.0)
 
 
-def _study_for_scoring(path: str) -> dict[str, Any]:
+def _study(path: str) -> dict[str, Any]:
     """Every trial of the store with its evaluation records and design, as ``budgetsched report`` reads them, so
-    that ``advise --evaluate`` scores each pick in the held-out setting's Table-1 ranking (evaluation seeds where the
-    study has them)."""
+    that ``advise`` answers from Table 1's ranking (evaluation seeds where the study has them) and ``--evaluate``
+    scores each pick in the held-out setting's Table-1 ranking."""
     store = open_existing_store(path)
     try:
         return {"rows": store.trial_rows(), "evaluations": store.evaluations(), "planned": store.planned_configs()}
@@ -165,8 +165,9 @@ def cmd_advise(args: argparse.Namespace) -> int:
 
     rows = read_rows(args.store, tuning=True)
     budget = _advice_budget(args, rows)
-    advice = advise(rows, budget, args.task, args.optimizer)
-    scored = leave_one_budget_out(**_study_for_scoring(args.store)) if args.evaluate else None
+    study = _study(args.store)
+    advice = advise(budget=budget, task=args.task, optimizer=args.optimizer, **study)
+    scored = leave_one_budget_out(**study) if args.evaluate else None
     if args.format == "json":
         out: dict[str, Any] = {"budget": budget, "advice": [a.to_json() for a in advice]}
         if scored is not None:

@@ -40,6 +40,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from budgetsched.bench.analysis import advisor_rules, aggregate, fair, stats
+from budgetsched.bench.analysis.evaluation import tuning_rows
 from budgetsched.bench.analysis.report import Report, Setting, build_report
 from budgetsched.bench.analysis.report_model import LrPoint
 from budgetsched.bench.analysis.rows import lr_points, setting_key, trial_rows
@@ -341,8 +342,15 @@ def advise_from_report(report: Report, budget: float, task: str, optimizer: str,
 
 
 def advise(rows: Iterable[TrialRow | Mapping[str, Any]], budget: float, task: str | None = None,
-           optimizer: str | None = None, *, resamples: int = 2000, seed: int = 0) -> list[Advice]:
+           optimizer: str | None = None, *, resamples: int = 2000, seed: int = 0,
+           evaluations: Iterable[Mapping[str, Any]] | None = None,
+           planned: Iterable[TrialConfig] | None = None) -> list[Advice]:
     """Advice at ``budget`` percent for each (task, optimizer) of the study (or the one given), with its evidence.
+
+    ``evaluations`` / ``planned``: the store's evaluation records and design (``Store.evaluations()``,
+    ``Store.planned_configs()``) when ``rows`` hold its evaluation-seed trials too: the report then scores each choice
+    on them as ``budgetsched report`` does (so the advice at a run budget is Table 1's first there), and the
+    evidence's per-LR validation tables show the tuning trials alone.
 
     Raises:
         UsageError: a budget outside (0, 100], or a task / optimizer the study does not have.
@@ -350,7 +358,11 @@ def advise(rows: Iterable[TrialRow | Mapping[str, Any]], budget: float, task: st
     if not (isinstance(budget, (int, float)) and 0 < budget <= 100):
         raise UsageError(f"budget must be a percent in (0, 100], got {budget!r}")
     rows = trial_rows(rows)
-    report = build_report(rows, resamples=resamples, seed=seed)
+    records = list(evaluations or ())
+    planned = None if planned is None else list(planned)
+    report = build_report(rows, resamples=resamples, seed=seed, evaluations=records or None, planned=planned)
+    if records:  # evaluation trials never enter a choice, nor the validation tables it was made on
+        rows, _ = tuning_rows(rows, records, [c.key for c in planned or ()])
     pairs = sorted({(s.task, s.optimizer) for s in report.settings})
     if task is not None:
         pairs = [p for p in pairs if p[0] == task] or _none("task", task, sorted({p[0] for p in pairs}))
