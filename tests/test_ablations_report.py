@@ -209,3 +209,18 @@ def test_a_study_without_ablation_pairs_reports_byte_identically():
     assert to_markdown(report, ablations=None, lr_grid=view) == to_markdown(report)
     assert to_json(report, ablations=None, lr_grid=view) == to_json(report)
     assert to_csv(report) == to_csv(build_report(kept, resamples=200))
+
+
+def test_x3_report_does_not_call_the_designs_off_grid_lrs_missing(tmp_path, capsys):
+    # the design asks for LR 0.05 (off the 1-3 grid) and 0.1; read on the x3 grid, 0.05 is left out, not missing
+    path = tmp_path / "design.db"
+    with Store(path) as s:
+        s.record_study({"tasks": [TASK], "schedules": ["rex", "linear"], "optimizers": ["sgdm"], "budgets": [10.0],
+                        "lrs": [0.05, 0.1], "seeds": 2})
+        for r in typed(row(name, lr, seed, 10.0 + seed, 10.0 + seed) for name in ("rex", "linear")
+                       for lr in (0.05, 0.1) for seed in range(2)):
+            s.put(r.config, r.result())
+    assert main(["report", str(path), "--format", "json", "--resamples", "200", "--lr-grid", "x3"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert rep["missing"] == [] and rep["lr_grid"] == {"grid": "x3", "kept": 4, "left_out": 4, "left_out_lrs": [0.05]}
+    assert "ablations" not in rep  # no variant: no side tables
