@@ -15,7 +15,6 @@ from rich.console import Console
 
 from budgetsched.bench.analysis.ablations import ablations, lr_grid_rows, optimizer_pairs, schedule_variants
 from budgetsched.bench.protocol import grid
-from budgetsched.bench.protocol.grid import TrialConfig
 from budgetsched.bench.report import build_report, to_csv, to_json, to_markdown, render_rich
 from budgetsched.bench.storage.store import Store
 from budgetsched.cli import main
