@@ -167,7 +167,9 @@ def oracle(held_out: Setting) -> str | None:
 
 def credit(s: Setting, pick: str | None, k: int) -> float:
     """Top-``k`` credit of ``pick`` in setting ``s``'s Table-1 ranking (ties share it; 0 for no pick or no result
-    there). ``k`` is 1 or 3."""
+    there). ``k`` is 1 or 3, the places Table 1 credits."""
+    if k not in (1, 3):
+        raise ValueError(f"k must be 1 or 3 (Table 1's Top-1 / Top-3), got {k!r}")
     if pick is None:
         return 0.0
     fr = s.fair
