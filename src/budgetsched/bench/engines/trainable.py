@@ -86,7 +86,7 @@ class Trial:
         return Plateau(**self.config.params)
 
     def optimizer(self, params: Any, weight_decay: float = 0.0) -> Any:
-        """The protocol's optimizer at the trial's LR: ``torch.optim.SGD(momentum=0.9)`` or ``Adam``."""
+        """The protocol's optimizer at the trial's LR: ``torch.optim.SGD(momentum=0.9)``, ``Adam`` or ``AdamW``."""
         from budgetsched.bench.engines.optim import get_optimizer
 
         return get_optimizer(self.config.optimizer).torch_optimizer(params, self.lr, weight_decay)

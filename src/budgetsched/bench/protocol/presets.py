@@ -7,7 +7,8 @@ The fields are those of a study file (:class:`budgetsched.bench.protocol.study.S
 the paper's protocol on suite v2's five offline tasks with LR refinement (docs/tasks.md; ``suite-v1`` is the
 earlier suite, whose results docs/results.md reported); ``suite-smoke`` runs suite v2's tasks in seconds (CI),
 ``suite-pilot`` is the pilot its wall time is estimated from;
-``ablations`` holds the side studies of suite v2 (OneCycle's momentum cycle and warm-up, schedule-free);
+``ablations`` holds the side studies of suite v2 (OneCycle's momentum cycle and warm-up, schedule-free, AdamW
+against Adam);
 ``smoke`` is a seconds-long study for tests. ``sampling``, ``delay``, ``budget-change`` and ``contenders`` are the
 paper's other experiments and the newer alternatives (docs/results.md).
 
