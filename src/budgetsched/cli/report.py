@@ -49,7 +49,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     side = ablations(rows, evaluations, [c.key for c in planned])
     r = _report(rows, reference=args.reference, subject=args.subject, resamples=args.resamples, seed=args.seed,
                 planned=planned, plateau_into_step=args.plateau_into_step, evaluations=evaluations,
-                rank_labels=None if side is None else side.table1_labels)
+                rank_labels=None if side is None else side.table1_labels, all_settings=args.all_settings)
     extra = {"ablations": side, "lr_grid": grid}
     figures = None
     if args.figures is not None:

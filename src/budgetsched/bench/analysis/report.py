@@ -33,6 +33,13 @@ Protocol (REX paper, section 5 and Table 1; ``docs/architecture.md``):
   (:func:`budgetsched.bench.analysis.aggregate.table1`). Two budgets of one task and optimizer whose runs have the same ``total_steps`` are one run: Table 1 counts that
   setting once, under the largest of those budgets (rounding is upward, so it is the closest to the real length),
   and the report says so.
+* **The headline rule** (docs/tasks.md; :mod:`budgetsched.bench.analysis.headline`, ``Setting.headline``): Table 1,
+  the per-budget comparison and the study-level statistics count a setting only if its best schedule (rank 1 of
+  its fair ranking) beats the task's trivial baseline by more than its own noise: the 95 % Student-t interval of
+  ``baseline - score`` over its evaluation seeds (without them: its next-seed cross-fitted tuning-seed scores)
+  lies above 0. A setting with one score cannot pass (no noise measured); a task with no baseline known here is
+  counted and named. The others are listed apart (``Report.set_apart_settings()``); ``all_settings=True`` counts
+  every setting, the view before the rule.
 * **Off-plan trials** (``Report.off_plan``): finished trials whose scheduler reached another position than planned
   (a ``@trainable`` loop that stepped it too few or too many times; ``TrialRow.scheduler_steps``). They stay in the
   tables and are listed, so that their results are read with that in mind. (One that never stepped is failed.)
@@ -64,6 +71,7 @@ Where each part lives: the selection rule in :mod:`budgetsched.bench.protocol.se
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Collection, Iterable, Mapping
 
 from budgetsched.bench.analysis import stats
@@ -74,7 +82,8 @@ from budgetsched.bench.analysis.rows import (lr_points, metric_name, metric_valu
                                              setting_key, trial_rows)
 from budgetsched.bench.analysis.evaluation import tuning_rows
 from budgetsched.bench.analysis.setting import Draws, analyse_setting
-from budgetsched.bench.analysis.summary import by_budget, mark_same_runs, missing_trials, statistics, table1
+from budgetsched.bench.analysis.summary import (by_budget, mark_same_runs, missing_trials, statistics, table1,
+                                               task_baselines)
 from budgetsched.bench.protocol.grid import LOW_BUDGET_LIMIT, OPTIMIZERS, TrialConfig
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import Status
@@ -116,7 +125,8 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
                  reference: str | None = None, subject: str | None = None,
                  resamples: int = stats.DEFAULT_RESAMPLES, seed: int = 0, method: str = "t",
                  planned: Iterable[TrialConfig] | None = None, plateau_into_step: bool = False,
-                 evaluations: Iterable[Mapping[str, Any]] | None = None) -> Report:
+                 evaluations: Iterable[Mapping[str, Any]] | None = None, all_settings: bool = False,
+                 baselines: Mapping[str, float | None] | None = None) -> Report:
     """Select, aggregate, rank and resample the trials of a study (see the module docstring for the protocol).
 
     ``rows`` are the store's trials (``Store.trial_rows()``; mappings as ``Store.rows()`` gives them are decoded,
@@ -137,6 +147,12 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     selection and Table 1 scores each choice on them where they are complete and current
     (:mod:`budgetsched.bench.analysis.evaluation`); stale or missing ones are named and the setting cross-fitted.
 
+    The headline rule (docs/tasks.md; :mod:`budgetsched.bench.analysis.headline`): a setting counts in Table 1, the
+    per-budget comparison and the study-level statistics only if its best schedule beats the task's trivial
+    baseline by more than its own noise (each ``Setting.headline`` says; ``Report.set_apart_settings()`` lists the
+    others). ``baselines`` maps task -> baseline (default: ``Task.baseline`` from the registry; a task with none
+    counts and is named). ``all_settings``: count every setting, the view before the rule (labelled so).
+
     Table-1 cells (``report.table1[label][split]``) are :class:`Table1Cell` s.
     """
     if not (isinstance(low_limit, (int, float)) and 0 < low_limit <= 100):
@@ -144,6 +160,11 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     stats.check_options(method, resamples, seed)
     if not isinstance(plateau_into_step, bool):
         raise UsageError(f"plateau_into_step must be True or False, got {plateau_into_step!r}")
+    if not isinstance(all_settings, bool):
+        raise UsageError(f"all_settings must be True or False, got {all_settings!r}")
+    for task, b in (baselines or {}).items():
+        if b is not None and (isinstance(b, bool) or not isinstance(b, (int, float)) or not math.isfinite(b)):
+            raise UsageError(f"baselines[{task!r}] must be a finite number or None, got {b!r}")
     rows = trial_rows(rows)
     records = list(evaluations or ())
     erows: list[TrialRow] = []
@@ -173,6 +194,7 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     opt_pos = {o: i for i, o in enumerate(OPTIMIZERS)}
     order = lambda k: (k[0], opt_pos.get(k[1], len(opt_pos)), k[1], k[2])  # noqa: E731
     keys = sorted(groups, key=order)
+    base = task_baselines({k[0] for k in keys}, baselines)  # the headline rule's trivial baselines
 
     settings: list[Setting] = []
     draws: list[Draws] = []
@@ -184,11 +206,14 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
             mine = [r for r in erows if setting_key(r) == (task, opt, budget)]
             ev = (mine, [x for x in records
                          if (x["task"], x["optimizer"], float(x["budget"])) == (task, opt, budget)])
-        s, d = analyse_setting(task, opt, budget, grows, labels, ranked, reference, subject, opts, ev)
+        s, d = analyse_setting(task, opt, budget, grows, labels, ranked, reference, subject, opts, ev, base[task])
         settings.append(s)
         draws.append(d)
         missing.extend(missing_trials(task, opt, budget, grows, labels, design.get((task, opt, budget))))
     settings, duplicates = mark_same_runs(settings)
+    # the headline: Table 1, the per-budget comparison and the statistics count what the rule keeps (or everything)
+    pool = [i for i, s in enumerate(settings) if all_settings or not s.set_apart]
+    head, head_draws = [settings[i] for i in pool], [draws[i] for i in pool]
 
     names = dict(metric_names or {})
     for task in {s.task for s in settings}:
@@ -196,9 +221,10 @@ def build_report(rows: Iterable[TrialRow | Mapping[str, Any]], low_limit: float 
     counts = {s: sum(r.status is s for r in rows) for s in Status}
     uncertainty = {"method": method, "resamples": int(resamples), "seed": int(seed), "confidence": stats.CONFIDENCE,
                    "seeds_per_setting": sorted({s.n_seeds for s in settings})}
-    return Report(settings, table1(settings, draws, ranked, opts), labels, ranked, missing, len(rows),
+    return Report(settings, table1(head, head_draws, ranked, opts), labels, ranked, missing, len(rows),
                   counts[Status.DONE], counts[Status.DIVERGED], counts[Status.FAILED], float(low_limit), names,
-                  reference, subject, uncertainty, by_budget(settings, draws, reference, subject, opts), duplicates,
-                  plateau_into_step, statistics(settings, subject, opts),
+                  reference, subject, uncertainty, by_budget(head, head_draws, reference, subject, opts), duplicates,
+                  plateau_into_step, statistics(head, subject, opts, base),
                   [OffPlan(r.task, r.optimizer, float(r.budget), r.label, float(r.lr), r.seed, r.scheduler_steps,
-                           r.total_steps) for r in rows if r.scheduler_steps is not None and r.finished])
+                           r.total_steps) for r in rows if r.scheduler_steps is not None and r.finished],
+                  all_settings)

@@ -4,13 +4,18 @@ renderers (:mod:`budgetsched.bench.rendering`) only format.
 A :class:`Report` holds one :class:`Setting` per task x optimizer x budget (each schedule's :class:`Choice`, the
 Table-1 :class:`Ranked` competitors, paired :class:`Difference` s), Table 1 as :class:`Table1Cell` s, the
 per-budget comparison as :class:`BudgetRow` s, the trials the study lacks as :class:`MissingTrial` s and the
-budgets that are one run as :class:`SameRun` s. Field order is the order of the JSON report.
+budgets that are one run as :class:`SameRun` s. Each setting carries the headline rule's decision
+(:class:`budgetsched.bench.analysis.headline.Headline`); Table 1 and the study-level sections count
+:meth:`Report.table1_settings`. Field order is the order of the JSON report.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from budgetsched.bench.analysis.headline import Headline
 
 __all__ = ["SPLITS", "Choice", "Ranked", "Difference", "Setting", "Table1Cell", "Comparison", "BudgetRow",
            "MissingTrial", "SameRun", "OffPlan", "Report", "LrPoint"]
@@ -122,11 +127,19 @@ class Setting:
     budget_unit: str | None = None
     same_run_as: float | None = None  # the budget under which this same run is counted in Table 1
     fair: Any = None  # Table 1's ranking of this setting (budgetsched.bench.analysis.fair.FairRanking)
+    headline: Headline | None = None  # the headline rule's decision (budgetsched.bench.analysis.headline)
 
     @property
     def counted(self) -> bool:
-        """Counted in Table 1 (False for a budget that is the same run as a larger budget of the study)."""
+        """Counted once (False for a budget that is the same run as a larger budget of the study, counted under
+        that one). Whether Table 1 counts it also depends on the headline rule: :meth:`Report.in_table1`."""
         return self.same_run_as is None
+
+    @property
+    def set_apart(self) -> bool:
+        """Counted once, but set apart by the headline rule: its best schedule is not shown to beat the task's
+        trivial baseline by more than its own noise (docs/tasks.md)."""
+        return self.counted and self.headline is not None and not self.headline.counted
 
 
 @dataclass(frozen=True)
@@ -241,6 +254,25 @@ class Report:
     plateau_into_step: bool = False  # Table 1 in the paper's view: plateau merged into step
     statistics: dict[str, Any] = field(default_factory=dict)  # normalised scores, P(improvement): for these tasks
     off_plan: list[OffPlan] = field(default_factory=list)  # trials whose scheduler did not follow its plan
+    all_settings: bool = False  # --all-settings: every setting counted, the headline rule not applied
+
+    def in_table1(self, s: Setting) -> bool:
+        """Whether Table 1, the per-budget comparison and the study-level statistics count ``s``: counted once and
+        not set apart by the headline rule (every setting counted once with ``all_settings``)."""
+        return s.counted and (self.all_settings or not s.set_apart)
+
+    def table1_settings(self) -> list[Setting]:
+        """The settings Table 1 and the study-level sections are computed on (:meth:`in_table1`)."""
+        return [s for s in self.settings if self.in_table1(s)]
+
+    def set_apart_settings(self) -> list[Setting]:
+        """The settings the headline rule sets apart (listed separately; counted anyway with ``all_settings``)."""
+        return [s for s in self.settings if s.set_apart]
+
+    def no_baseline(self) -> list[str]:
+        """Tasks the headline rule could not be applied to (no trivial baseline known here): their settings count."""
+        return sorted({s.task for s in self.settings if s.counted and s.headline is not None
+                       and not s.headline.applied})
 
 
 @dataclass(frozen=True)

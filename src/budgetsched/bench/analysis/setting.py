@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from budgetsched.bench.analysis import evaluation, fair, stats
+from budgetsched.bench.analysis import evaluation, fair, headline, stats
 from budgetsched.bench.analysis.report_model import Choice, Difference, Ranked, Setting
 from budgetsched.bench.analysis.rows import patience_of, schedule_order, trial_values
 from budgetsched.bench.protocol import selection
@@ -41,11 +41,12 @@ def _setting_stream(seed: int, task: str, opt: str, budget: float) -> np.random.
 
 def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], labels: list[str],
                     ranked: list[str], reference: str | None, subject: str | None, opts: Mapping[str, Any],
-                    evaluations: tuple[list[TrialRow], list[Mapping[str, Any]]] | None = None
-                    ) -> tuple[Setting, Draws]:
+                    evaluations: tuple[list[TrialRow], list[Mapping[str, Any]]] | None = None,
+                    baseline: float | None = None) -> tuple[Setting, Draws]:
     """Choose, rank and resample one setting whose trials are ``grows``; ``evaluations``: the setting's
     evaluation-seed trials and their records (:mod:`budgetsched.bench.analysis.evaluation`), which Table 1 scores
-    each choice on when they are complete for every row's current choice."""
+    each choice on when they are complete for every row's current choice; ``baseline``: the task's trivial
+    baseline, for the headline rule (:mod:`budgetsched.bench.analysis.headline`; None: not known here)."""
     by_label: dict[str, dict[tuple[float, int | None], dict[int, TrialRow]]] = {}
     grid: dict[str, set[float]] = {}
     for r in grows:
@@ -171,6 +172,9 @@ def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], l
                                      subject=subject if subject in ranked else None, test_eval=test_eval)
     if issues:
         fair_ranking = replace(fair_ranking, evaluation_issues=issues)
+    # the headline rule: does the best row beat the task's trivial baseline by more than its own noise?
+    noise = headline.noise_scores(fair_ranking, cand_keys, val, test, stand, merge=opts["plateau_into_step"])
+    rule = headline.decide(task, opt, budget, noise, baseline, opts["confidence"])
 
     steps = {r.total_steps for r in grows}
     units = {r.budget_unit for r in grows}
@@ -178,7 +182,8 @@ def analyse_setting(task: str, opt: str, budget: float, grows: list[TrialRow], l
                       {k: results[k] for k in schedule_order(results)}, [x for x in labels if x not in results],
                       n_seeds, ranking, best, runner_up, gap, tied, vs_ref, vs_best,
                       total_steps=int(next(iter(steps))) if len(steps) == 1 and None not in steps else None,
-                      budget_unit=next(iter(units)) if len(units) == 1 else None, fair=fair_ranking)
+                      budget_unit=next(iter(units)) if len(units) == 1 else None, fair=fair_ranking,
+                      headline=rule)
     return setting, Draws(top1, top3, rel_ref, rel_best)
 
 

@@ -20,7 +20,7 @@ from budgetsched.bench.protocol.plan import counted_budget, same_run_key
 from budgetsched.bench.protocol.records import TrialRow
 from budgetsched.bench.protocol.status import FINISHED
 
-__all__ = ["mark_same_runs", "missing_trials", "table1", "by_budget", "statistics"]
+__all__ = ["mark_same_runs", "missing_trials", "table1", "by_budget", "statistics", "task_baselines"]
 
 
 def mark_same_runs(settings: list[Setting]) -> tuple[list[Setting], list[SameRun]]:
@@ -173,18 +173,27 @@ def _verdict(s: Setting, d: Any) -> str | None:
     return d.clear
 
 
-def statistics(settings: list[Setting], subject: str | None, opts: Mapping[str, Any]) -> dict[str, Any]:
+def statistics(settings: list[Setting], subject: str | None, opts: Mapping[str, Any],
+               baselines: Mapping[str, float | None] | None = None) -> dict[str, Any]:
     """Study-level statistics of Table 1's scores (:func:`budgetsched.bench.analysis.aggregate.study_statistics`):
     normalised mean and IQM per schedule and the subject's probability of improvement per budget regime, with
-    intervals for these tasks. Each task's trivial baseline comes from the task registry (``Task.baseline``,
-    computed from its data); a task without one, or whose data cannot be loaded here, is normalised to the best."""
+    intervals for these tasks. Each task's trivial baseline comes from ``baselines`` (default: the task registry,
+    :func:`task_baselines`); a task without one, or whose data cannot be loaded here, is normalised to the best."""
     counted = [s for s in settings if s.counted and s.fair is not None and not np.isnan(s.fair.means).all()]
     if not counted:
         return {}
     tasks = [s.task for s in counted]
+    base = task_baselines(set(tasks), baselines)
     return aggregate.study_statistics([s.fair for s in counted], tasks, [s.budget for s in counted],
-                                      {t: _baseline(t) for t in set(tasks)}, subject, low_limit=opts["low_limit"],
+                                      {t: base[t] for t in set(tasks)}, subject, low_limit=opts["low_limit"],
                                       resamples=opts["resamples"], seed=opts["seed"], confidence=opts["confidence"])
+
+
+def task_baselines(tasks: Iterable[str], given: Mapping[str, float | None] | None = None) -> dict[str, float | None]:
+    """Each task's trivial baseline: ``given[task]`` when given, else the task registry's (``Task.baseline``,
+    computed from its data); None when neither knows one."""
+    given = dict(given or {})
+    return {t: given[t] if t in given else _baseline(t) for t in tasks}
 
 
 _BASELINES: dict[str, float | None] = {}

@@ -11,6 +11,7 @@ from budgetsched.bench.analysis.ablations import Ablations, LrGridView
 from budgetsched.bench.analysis.report_model import Difference, Report
 from budgetsched.bench.rendering.ablations import ablations_json, lr_grid_json
 from budgetsched.bench.analysis.rows import schedule_order
+from budgetsched.bench.rendering.headline import counted_text
 from budgetsched.bench.rendering.text import evaluation_text, finite, method_text
 
 __all__ = ["to_json", "to_csv", "CSV_COLUMNS"]
@@ -18,7 +19,8 @@ __all__ = ["to_json", "to_csv", "CSV_COLUMNS"]
 CSV_COLUMNS = ("task", "optimizer", "budget", "split", "schedule", "status", "lr", "patience", "val_mean", "mean",
                "std", "n", "rank", "ranked_as", "lo", "hi", "p_top1", "p_top3", "lr_grid", "lr_edge", "stand_in",
                "n_seeds", "tied_within_noise", "reference", "diff_vs_reference", "diff_lo", "diff_hi",
-               "total_steps", "budget_unit", "counted_in_table1", "same_run_as")
+               "total_steps", "budget_unit", "counted_in_table1", "same_run_as", "baseline", "headline_counted",
+               "headline_lo", "headline_hi", "headline_n")
 
 
 def _diff(d: Difference | None) -> dict[str, Any] | None:
@@ -52,6 +54,16 @@ def _fair(fr: Any) -> dict[str, Any] | None:
     }
 
 
+def _headline(h: Any) -> dict[str, Any] | None:
+    """A setting's headline-rule decision (:class:`budgetsched.bench.analysis.headline.Headline`) as JSON: ``lo`` /
+    ``hi`` the 95 % interval of baseline − score of the best schedule over its ``n`` scores."""
+    if h is None:
+        return None
+    return {"counted": h.counted, "rule_applied": h.applied, "best": h.best, "lr": h.lr, "patience": h.patience,
+            "scores": h.scores, "n": h.n, "mean": finite(h.mean), "baseline": finite(h.baseline),
+            "lo": finite(h.lo), "hi": finite(h.hi), "reason": h.reason}
+
+
 def to_json(report: Report, *, ablations: Ablations | None = None, lr_grid: LrGridView | None = None
             ) -> dict[str, Any]:
     """The report as JSON-ready data (no NaN/inf: a diverged result has ``mean: null, diverged: true``).
@@ -78,8 +90,8 @@ def to_json(report: Report, *, ablations: Ablations | None = None, lr_grid: LrGr
                             "p_top3": r.p_top3} for k, r in s.ranking.items()},
             "best": s.best, "runner_up": s.runner_up, "gap": _diff(s.gap), "tied_within_noise": s.tied,
             "vs_reference": {k: _diff(d) for k, d in s.vs_reference.items()}, "vs_best_other": _diff(s.vs_best_other),
-            "total_steps": s.total_steps, "budget_unit": s.budget_unit, "counted_in_table1": s.counted,
-            "same_run_as": s.same_run_as, "table1_ranking": _fair(s.fair),
+            "total_steps": s.total_steps, "budget_unit": s.budget_unit, "counted_in_table1": report.in_table1(s),
+            "same_run_as": s.same_run_as, "table1_ranking": _fair(s.fair), "headline": _headline(s.headline),
         })
     u = report.uncertainty
     return {
@@ -88,7 +100,11 @@ def to_json(report: Report, *, ablations: Ablations | None = None, lr_grid: LrGr
         "n_trials_diverged": report.n_trials_diverged,
         "n_trials_failed": report.n_trials_failed,
         "n_settings": len(report.settings),
-        "n_settings_counted": sum(s.counted for s in report.settings),
+        "n_settings_counted": len(report.table1_settings()),
+        "headline_rule": {"all_settings": report.all_settings, "counted": len(report.table1_settings()),
+                          "of": sum(s.counted for s in report.settings),
+                          "set_apart": len(report.set_apart_settings()), "not_applied_to": report.no_baseline(),
+                          "text": counted_text(report)},
         "low_limit": report.low_limit,
         "reference": report.reference,
         "subject": report.subject,
@@ -129,13 +145,23 @@ def _csv_num(x: float | None) -> str:
     return "" if x is None or not math.isfinite(x) else repr(float(x))
 
 
+def _headline_csv(h: Any) -> dict[str, Any]:
+    if h is None:
+        return {}
+    return {"baseline": _csv_num(h.baseline), "headline_counted": h.counted, "headline_lo": _csv_num(h.lo),
+            "headline_hi": _csv_num(h.hi), "headline_n": h.n}
+
+
 def to_csv(report: Report) -> str:
     """One row per setting x schedule label of the study; ``status`` is ok, diverged or missing.
 
     ``lo`` / ``hi``: 95 % interval of the mean; ``p_top1`` / ``p_top3``: probabilities (step: incl. plateau);
     ``lr_grid``: the LRs tried, space-separated; ``lr_edge``: low / high / only; ``diff_vs_reference`` with
-    ``diff_lo`` / ``diff_hi``: paired difference against ``reference``; ``tied_within_noise`` is per setting.
-    Empty fields: not applicable (one seed, diverged, missing).
+    ``diff_lo`` / ``diff_hi``: paired difference against ``reference``; ``tied_within_noise`` is per setting, and
+    so is the headline rule (docs/tasks.md): ``baseline`` (the task's trivial baseline), ``headline_counted`` (the
+    rule counts the setting), ``headline_lo`` / ``headline_hi`` (95 % interval of baseline − the best schedule's
+    score over its ``headline_n`` scores); ``counted_in_table1``: Table 1 counts it (the rule and same runs applied;
+    every setting counted once with --all-settings). Empty fields: not applicable (one seed, diverged, missing).
     """
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=CSV_COLUMNS, lineterminator="\n")
@@ -147,8 +173,8 @@ def to_csv(report: Report) -> str:
             base = {"task": s.task, "optimizer": s.optimizer, "budget": s.budget, "split": s.split, "schedule": label,
                     "n_seeds": s.n_seeds, "tied_within_noise": "" if s.tied is None else s.tied,
                     "reference": report.reference or "", "total_steps": "" if s.total_steps is None else s.total_steps,
-                    "budget_unit": s.budget_unit or "", "counted_in_table1": s.counted,
-                    "same_run_as": "" if s.same_run_as is None else s.same_run_as}
+                    "budget_unit": s.budget_unit or "", "counted_in_table1": report.in_table1(s),
+                    "same_run_as": "" if s.same_run_as is None else s.same_run_as, **_headline_csv(s.headline)}
             if c is None:
                 w.writerow({**base, "status": "missing", "rank": "" if r is None else r.rank,
                             "ranked_as": "" if r is None or r.source == label else r.source,

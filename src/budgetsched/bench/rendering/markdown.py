@@ -62,10 +62,12 @@ def _same_runs(s: SameRuns) -> list[str]:
 
 
 def _table1(t: Table1) -> list[str]:
-    out = ["## Table 1: share of settings where each schedule is Top-1 / Top-3", "",
-           "| Schedule | Low Top-1 | Low Top-3 | High Top-1 | High Top-3 | Overall Top-1 | Overall Top-3 | "
-           "Candidates |",
-           "|---|---|---|---|---|---|---|---|"]
+    out = ["## Table 1: share of settings where each schedule is Top-1 / Top-3", ""]
+    if t.note:  # what it counts (the headline rule)
+        out += [t.note, ""]
+    out += ["| Schedule | Low Top-1 | Low Top-3 | High Top-1 | High Top-3 | Overall Top-1 | Overall Top-3 | "
+            "Candidates |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in t.rows:
         out.append(f"| {r.name} | " + " | ".join(r.shares) + f" | {r.candidates} |")
         out.append("| ↳ 95 % interval | " + " | ".join(r.intervals) + " | |")

@@ -94,6 +94,8 @@ def render_rich(report: Report, console: Any, *, ablations: Ablations | None = N
                 rows.append((("  95 % interval", *r.intervals, ""), "dim"))
             _print_table(console, f"Table 1: share of settings where each schedule is Top-1 / Top-3 ({view}), 95 % "
                                   "interval below each row", head, rows)
+            if section.note:  # what it counts (the headline rule)
+                console.print(section.note, markup=False)
         elif isinstance(section, Table):
             _print_table(console, section.caption, [(h, "left") for h in section.head],
                          [(tuple(r), None) for r in section.rows])

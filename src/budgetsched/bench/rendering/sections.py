@@ -17,6 +17,7 @@ from budgetsched.bench.analysis.ablations import Ablations, LrGridView
 from budgetsched.bench.analysis.report_model import SPLITS, Comparison, Report, Setting
 from budgetsched.bench.analysis.rows import schedule_order
 from budgetsched.bench.rendering.ablations import ablation_tables, lr_grid_note, table1_note
+from budgetsched.bench.rendering.headline import counted_text, headline_note, set_apart_table
 from budgetsched.bench.rendering.text import (best_labels, big, budget_text, candidates_text, count, diff_text,
                                               edge, evaluation_text, method_text, optimizers, pct, pct_ci, prob,
                                               result_cell, seeds_text, step_label, step_name, unit_text)
@@ -74,6 +75,7 @@ class Table1Row:
 class Table1:
     rows: tuple[Table1Row, ...]
     plateau_into_step: bool = True
+    note: str = ""  # what it counts: "N of M settings counted" (the headline rule, rendering/headline.py)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,7 @@ def sections(report: Report, *, ablations: Ablations | None = None,
     overview when it is not every LR tried. Neither changes a report without them."""
     out: list[Section] = [Overview(report.n_trials_done, report.n_trials_diverged, report.n_trials_failed,
                                    len(report.settings), sum(s.split == "low" for s in report.settings),
-                                   sum(s.counted for s in report.settings), report.low_limit, seeds_text(report),
+                                   len(report.table1_settings()), report.low_limit, seeds_text(report),
                                    unit_text(report), report.plateau_into_step)]
     grid = lr_grid_note(lr_grid)
     if grid:
@@ -201,7 +203,7 @@ def sections(report: Report, *, ablations: Ablations | None = None,
                                       tuple(pct_ci(report.table1[x][sp], k) for sp in SPLITS
                                             for k in ("top1", "top3")),
                                       candidates_text(report.table1[x]["overall"]))
-                            for x in order), report.plateau_into_step))
+                            for x in order), report.plateau_into_step, headline_note(report)))
     left_out = table1_note(ablations)
     if left_out:
         out.append(Line(left_out))
@@ -216,7 +218,7 @@ def sections(report: Report, *, ablations: Ablations | None = None,
         head, rows = _statistics_rows(report, order)
         out.append(Table("Study-level statistics for these tasks (normalised scores: 1 = the setting's best, 0 = the "
                          "task's trivial baseline)", head, rows, title="Study-level statistics, for these tasks",
-                         level=2, intro=_statistics_intro(report)))
+                         level=2, intro=_statistics_intro(report) + " " + counted_text(report)))
     if report.subject and report.by_budget:
         subj = report.subject
         ref = f"{report.reference} and " if report.reference and report.reference != subj else ""
@@ -228,7 +230,11 @@ def sections(report: Report, *, ablations: Ablations | None = None,
                                f"metric (negative = {subj} better), averaged over the task x optimizer settings of "
                                "the budget with a nested 95 % interval. \"best other\": the Table-1 schedule with the "
                                "lowest validation mean, chosen inside every draw. better / worse: settings by point "
-                               "estimate; in brackets those whose own 95 % interval excludes 0."))
+                               "estimate; in brackets those whose own 95 % interval excludes 0. "
+                               + counted_text(report)))
+    apart = set_apart_table(report)  # the headline rule's set-apart settings, never dropped silently
+    if apart:
+        out.append(Table(**apart))
     if ablations is not None:
         out += [Table(**t) for t in ablation_tables(ablations, report.metric_names)]
     for task in sorted({s.task for s in report.settings}):
@@ -437,7 +443,7 @@ def _duplicate_lines(report: Report) -> list[str]:
 
 
 def _tied_line(report: Report) -> str:
-    counted = [s for s in report.settings if s.counted]
+    counted = report.table1_settings()
     verdict = {id(s): s.fair.tied if s.fair is not None else s.tied for s in counted}  # Table 1's, when it has one
     tied = [s for s in counted if verdict[id(s)]]
     unknown = [s for s in counted if verdict[id(s)] is None]

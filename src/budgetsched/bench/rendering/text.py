@@ -146,7 +146,7 @@ def method_text(report: Report) -> str:
 def evaluation_text(report: Report) -> str:
     """How Table 1's scores were obtained (selection kept apart from evaluation, docs/protocol.md "Fairness");
     "" when no setting has a fair ranking."""
-    modes = [s.fair.mode for s in report.settings if s.counted and s.fair is not None]
+    modes = [s.fair.mode for s in report.table1_settings() if s.fair is not None]
     if not modes:
         return ""
     text = ("Table 1 credits each finish once (k schedules tied for a place share it, 1/k each; a plateau trial that "
@@ -164,7 +164,7 @@ def evaluation_text(report: Report) -> str:
     if n_same:
         text += (f"{n_same} setting(s) with one seed: choice and score come from the same run; no fairness claim "
                  "and no interval. ")
-    stale = [(s, i) for s in report.settings if s.counted and s.fair is not None
+    stale = [(s, i) for s in report.table1_settings() if s.fair is not None
              for i in getattr(s.fair, "evaluation_issues", ())]
     if stale:  # evaluation runs that no longer match the choice (or never ran): named, and those settings cross-fitted
         shown = [f"{s.task}/{s.optimizer}/{s.budget:g}% {label} at LR {lr:g}"
