@@ -250,3 +250,22 @@ def test_advise_evaluate_prints_the_table(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)["leave_one_budget_out"]
     assert data["n"] == 2 and [r["rule"] for r in data["rules"]] == [*ar.RULES, "always rex", "always linear"]
     assert {r["rule"]: r["top1"] for r in data["rules"]}[ar.NEAREST] == 0.5
+
+
+def test_the_report_without_a_setting_is_the_report_rebuilt_without_its_trials():
+    """leave_one_budget_out drops the held-out setting from the study's one report (advise.without_setting) instead
+    of rebuilding it per case: the advice and every rule's pick must be those of the rebuild."""
+    from budgetsched.bench.analysis.advise import advise_from_report, without_setting
+
+    rows = null_study(tasks=2, budgets=(1.0, 4.0, 16.0, 64.0), seed=3)
+    full = build_report(rows, resamples=300)
+    for key in [("T0", "sgdm", 4.0), ("T1", "adam", 16.0)]:
+        quick, rebuilt = without_setting(full, key), build_report(without(rows, key), resamples=300)
+        assert [(s.task, s.optimizer, s.budget) for s in quick.settings] == \
+            [(s.task, s.optimizer, s.budget) for s in rebuilt.settings]
+        a, b = advise_from_report(quick, key[2], key[0], key[1]), advise_from_report(rebuilt, key[2], key[0], key[1])
+        assert (a.schedule, a.lr, a.p_best, a.probabilities, a.clear, a.note) == \
+            (b.schedule, b.lr, b.p_best, b.probabilities, b.clear, b.note)
+        assert ar.study_best(quick) == ar.study_best(rebuilt)
+        held = next(s for s in full.settings if (s.task, s.optimizer, s.budget) == key)
+        assert ar.score_case(held, quick, a.schedule, ["rex"]) == ar.score_case(held, rebuilt, b.schedule, ["rex"])

@@ -380,6 +380,19 @@ def _none(what: str, value: str, valid: Sequence[str]) -> list:
                      + f"; choose from {', '.join(valid)}")
 
 
+def without_setting(report: Report, key: tuple[str, str, float]) -> Report:
+    """``report`` as if the study had never run setting ``key`` = (task, optimizer, budget).
+
+    Every quantity the advisor and the rules read is made per setting from that setting's own trials, evaluation
+    records and random stream (``stats.rng_for(seed, ..., task, optimizer, budget)``), so dropping the setting from
+    the built report is the report rebuilt without its trials (tested against the rebuild), at no cost: the
+    leave-one-budget-out scoring builds the study's report once instead of once per held-out case."""
+    import dataclasses
+
+    return dataclasses.replace(report, settings=[s for s in report.settings
+                                                 if (s.task, s.optimizer, s.budget) != key])
+
+
 def leave_one_budget_out(rows: Iterable[TrialRow | Mapping[str, Any]], *, resamples: int = 1000, seed: int = 0,
                          fixed: Sequence[str] = ("rex", "linear"),
                          evaluations: Iterable[Mapping[str, Any]] | None = None,
@@ -387,8 +400,9 @@ def leave_one_budget_out(rows: Iterable[TrialRow | Mapping[str, Any]], *, resamp
                          bootstrap: int = aggregate.DEFAULT_RESAMPLES) -> advisor_rules.LeaveOneBudgetOut:
     """Score the advisor against simple rules on the study's interior budgets (:mod:`advisor_rules`).
 
-    For each (task, optimizer, interior budget b), the setting is held out: the report is rebuilt from the study
-    without its trials (tuning and evaluation), the advisor answers for b from that report, and so does every rule
+    For each (task, optimizer, interior budget b), the setting is held out: the report of the study without its
+    trials (tuning and evaluation; :func:`without_setting`), the advisor answers for b from that report, and so does
+    every rule
     of :mod:`budgetsched.bench.analysis.advisor_rules` (the study's best schedule, the winner at the nearest budget,
     the best mean place at the neighbouring budgets, always each of ``fixed`` the study has; the oracle reads the
     held-out setting's validation). Each pick is scored by its Top-1 / Top-3 credit in the held-out setting's own
@@ -407,10 +421,7 @@ def leave_one_budget_out(rows: Iterable[TrialRow | Mapping[str, Any]], *, resamp
         settings = {s.budget: s for s in full.settings if (s.task, s.optimizer) == (t, o)}
         for b in sorted(settings)[1:-1]:
             key = (t, o, b)
-            # the study without the held-out setting: its tuning and evaluation trials and records all go
-            rest = build_report([r for r in rows if setting_key(r) != key],
-                                evaluations=[x for x in records if (x["task"], x["optimizer"], float(x["budget"]))
-                                             != key] or None, **options)
+            rest = without_setting(full, key)
             a = advise_from_report(rest, b, t, o)
             cases.append(advisor_rules.score_case(settings[b], rest, a.schedule, fixed, advisor_clear=a.clear,
                                                   advisor_p_best=a.p_best))
