@@ -219,6 +219,8 @@ def test_the_report_says_n_of_m_and_lists_the_set_apart(report):
         "measured, so it cannot be shown to beat the baseline |",
         "| T | adam | 1% | linear (lr 0.1) | 61.00 | 50.00 | [−13.48, −8.52] | 3 (tuning seeds, next-seed "
         "cross-fitted) | worse than the baseline: the interval lies below 0 |"]
+    # the per-task ranking marks them too
+    assert "| sgdm | 1% (set apart: headline rule) | 3 |" in md and "| sgdm | 10% | 3 |" in md
     # the statistics and per-budget sections say what they count
     assert md.count("3 of 6 settings counted (docs/tasks.md, headline rule).") >= 2
 
@@ -272,3 +274,19 @@ def test_cli_all_settings(tmp_path, capsys, monkeypatch):
     js = json.loads(capsys.readouterr().out)
     assert js["headline_rule"]["all_settings"] is True
     assert js["table1"]["rex"]["overall"]["top1"] == pytest.approx(2 / 6)
+
+
+def test_stand_ins_and_the_papers_merge_score_the_rankings_row():
+    """The rule scores the very row Table 1 ranks first, on the same candidates: a plateau stand-in (constant's
+    run) is not step's candidate in the paper's merge. Validation is the same on every seed, so next-seed and
+    leave-one-out choose alike and the rule's scores are the ranking's."""
+    keys = [("constant", .1, None), ("constant", .3, None), ("plateau", .1, 5), ("plateau", .3, 5),
+            ("rex", .1, None), ("rex", .3, None), ("step", .1, None), ("step", .3, None)]
+    stand = [None, None, "constant", "constant", None, None, None, None]
+    base = np.array([3.0, 4.0, 0.5, 0.6, 2.0, 2.5, 3.5, 1.0])  # the stand-ins would win if they were step's
+    val = np.repeat(base[:, None], 3, axis=1)
+    test = val + np.array([0.0, 0.1, 0.2])
+    r = fair.rank_setting(keys, val, test, stand, ["constant", "step", "rex"], merge=True)
+    n = headline.noise_scores(r, keys, val, test, stand, merge=True)
+    assert (n.label, n.lr, n.patience) == ("step", 0.3, None)  # step's own LR 0.3, not plateau's stand-in
+    assert n.scores.tolist() == r.scores[r.best].tolist() == [1.0, 1.1, 1.2]

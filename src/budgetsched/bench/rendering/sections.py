@@ -337,6 +337,7 @@ def _ranking_rows(report: Report, ss: list[Setting]) -> tuple[tuple[str, ...], t
     rows = []
     for s in ss:
         bud = budget_text(s.budget) + ("" if s.counted else f" (= {budget_text(s.same_run_as)} run)")
+        bud += " (set apart: headline rule)" if s.set_apart else ""
         large = s.best is not None and big(s.ranking[s.best].mean)
         best = "—" if s.best is None else f"{step_label(s, s.best)} ({prob(s.ranking[s.best].p_top1)})"
         ru = "—" if s.runner_up is None else f"{step_label(s, s.runner_up)} ({prob(s.ranking[s.runner_up].p_top1)})"
