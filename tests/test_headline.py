@@ -14,7 +14,7 @@ Task T, baseline 50 (passed to ``build_report(baselines=...)``); task U has no b
                          sd sqrt(19/3) = 2.5166, half-width 4.302653 * 1.45297 = 6.2516
                          -> [-6.585, 5.918] contains 0: set apart
     WORSE  T/adam/1 %    linear [60, 61, 62], rex [70, 71, 72]   d = [-10, -11, -12] -> [-13.48, -8.52]: set apart
-    ONE    T/sgdm/100 %  one seed: linear [45], rex [46]   n = 1, no interval: set apart
+    ONE    T/sgdm/100 %  one seed: linear [45], rex [46]   n = 1, no noise measured: not applied, counted
     NOBASE U/sgdm/50 %   rex [8, 9, 10], linear [5, 6, 7]   best linear; no baseline: counted, U named
 
 NEXT's rex: LR 0.1 has validation [1, 5, 1] and test 10 on every seed, LR 0.3 validation [3, 3, 3] and test 20.
@@ -22,8 +22,8 @@ Next-seed (the LR for seed s chosen on seed s + 1's validation): seed 0 on seed 
 seed 2 (1 vs 3: 0.1 -> 10), seed 2 on seed 0 (1 vs 3: 0.1 -> 10). Leave-one-out: seed 0 on mean(5, 1) = 3 vs 3, a
 tie to the smaller LR 0.1 -> 10; seeds 1 and 2 -> 0.1 -> 10. Chosen on all three seeds (mean 7/3 < 3): LR 0.1.
 
-Table 1 (budget < 25 % is low): counted GOOD (rex), NEXT (rex) low, NOBASE (linear) high: rex low 2/2, linear high
-1/1, overall rex 2/3 and linear 1/3. Every setting (--all-settings): low GOOD rex, NEXT rex, FLAT linear, WORSE
+Table 1 (budget < 25 % is low): counted GOOD (rex), NEXT (rex) low, ONE (linear), NOBASE (linear) high: rex low
+2/2, linear high 2/2, overall rex 2/4 and linear 2/4. Every setting (--all-settings): low GOOD rex, NEXT rex, FLAT linear, WORSE
 linear (2/4 each); high ONE linear, NOBASE linear (2/2); overall rex 2/6, linear 4/6.
 """
 from __future__ import annotations
@@ -132,13 +132,17 @@ def test_the_rule_uses_next_seed_scores_not_the_rankings_leave_one_out(report):
     assert h.counted
 
 
-def test_one_score_cannot_pass(report):
+def test_one_score_is_not_decided_it_counts_and_is_named(report):
     h = _h(report, "T", "sgdm", 100.0)
-    assert (h.n, h.lo, h.hi, h.mean, h.counted, h.applied) == (1, None, None, 45.0, False, True)
-    assert h.scores == "same-run" and "one score" in h.reason and "not measured" in h.reason
-    # a score far below the baseline does not help: one seed measures no noise
-    one = headline.decide("T", "sgdm", 1.0, headline.NoiseScores("rex", 0.1, None, np.array([1.0]), "same-run"), 50.0)
-    assert not one.counted and one.lo is None
+    assert (h.n, h.lo, h.hi, h.mean, h.counted, h.applied) == (1, None, None, 45.0, True, False)
+    assert h.scores == "same-run" and "one score" in h.reason and "not applied" in h.reason
+    # one seed measures no noise, whatever the score: the rule neither passes nor fails it (docs/protocol.md F5)
+    for score in (1.0, 99.0):
+        one = headline.decide("T", "sgdm", 1.0, headline.NoiseScores("rex", 0.1, None, np.array([score]), "same-run"),
+                              50.0)
+        assert one.counted and not one.applied and one.lo is None
+    assert [(s.task, s.optimizer, s.budget) for s in report.one_score()] == [("T", "sgdm", 100.0)]
+    assert report.no_baseline() == ["U"]  # a one-score setting is not a task without a baseline
 
 
 def test_unknown_baseline_counts_and_is_named(report):
@@ -175,14 +179,14 @@ def test_evaluation_seed_scores_are_the_rankings():
 def test_table1_counts_only_the_counted_settings(report):
     t = report.table1
     assert t["rex"]["low"].n == 2 and t["rex"]["low"].n_top1 == 2 and t["rex"]["low"].top1 == 1.0
-    assert t["linear"]["high"].n == 1 and t["linear"]["high"].top1 == 1.0
-    assert t["rex"]["overall"].top1 == pytest.approx(2 / 3) and t["linear"]["overall"].top1 == pytest.approx(1 / 3)
+    assert t["linear"]["high"].n == 2 and t["linear"]["high"].top1 == 1.0
+    assert t["rex"]["overall"].top1 == pytest.approx(2 / 4) and t["linear"]["overall"].top1 == pytest.approx(2 / 4)
     assert sum(c["overall"].top1 for c in t.values()) == pytest.approx(1.0)  # Top-1 shares sum to 1 over them
     assert [(s.task, s.optimizer, s.budget) for s in report.table1_settings()] == [
-        ("T", "sgdm", 10.0), ("T", "adam", 10.0), ("U", "sgdm", 50.0)]
+        ("T", "sgdm", 10.0), ("T", "sgdm", 100.0), ("T", "adam", 10.0), ("U", "sgdm", 50.0)]
     assert [(s.task, s.optimizer, s.budget) for s in report.set_apart_settings()] == [
-        ("T", "sgdm", 1.0), ("T", "sgdm", 100.0), ("T", "adam", 1.0)]
-    assert {b.budget: b.n_settings for b in report.by_budget} == {10.0: 2, 50.0: 1}
+        ("T", "sgdm", 1.0), ("T", "adam", 1.0)]
+    assert {b.budget: b.n_settings for b in report.by_budget} == {10.0: 2, 50.0: 1, 100.0: 1}
 
 
 def test_all_settings_restores_the_old_numbers(report, old_view):
@@ -196,47 +200,51 @@ def test_all_settings_restores_the_old_numbers(report, old_view):
     opts = dict(low_limit=25.0, resamples=200, seed=0, confidence=0.95)
     assert json.dumps(old_view.statistics, sort_keys=True) == json.dumps(
         summary.statistics(old_view.settings, old_view.subject, opts, BASE), sort_keys=True)
-    assert json.dumps(report.statistics, sort_keys=True) != json.dumps(old_view.statistics, sort_keys=True)
-    assert len(old_view.table1_settings()) == 6 and len(old_view.set_apart_settings()) == 3  # still listed
+    # the rule's view: the statistics of the counted settings only (here the same numbers, since FLAT's and
+    # WORSE's normalised scores have no scale - their best does not beat the baseline - and drop out either way)
+    assert json.dumps(report.statistics, sort_keys=True) == json.dumps(
+        summary.statistics(report.table1_settings(), report.subject, opts, BASE), sort_keys=True)
+    assert len(old_view.table1_settings()) == 6 and len(old_view.set_apart_settings()) == 2  # still listed
     md = to_markdown(old_view)
     assert ("All 6 settings counted (--all-settings: the headline rule of docs/tasks.md not applied; it sets apart "
-            "3)") in md
+            "2)") in md
     assert "They are counted anyway in this report (--all-settings)." in md
 
 
 def test_the_report_says_n_of_m_and_lists_the_set_apart(report):
     md = to_markdown(report)
     table1 = md.split("## Table 1", 1)[1].split("\n|", 1)[0]
-    assert "3 of 6 settings counted (docs/tasks.md, headline rule)." in table1
-    assert "3 set apart: listed under \"Set apart by the headline rule\"" in table1
-    assert "A setting with one score cannot pass: its noise is not measured." in table1
+    assert "4 of 6 settings counted (docs/tasks.md, headline rule)." in table1
+    assert "2 set apart: listed under \"Set apart by the headline rule\"" in table1
+    assert ("The rule was not applied to 1 setting with one score (no noise measured): they count, with no fairness "
+            "claim.") in table1
     apart = md.split("## Set apart by the headline rule", 1)[1].split("\n## ", 1)[0]
     lines = [x for x in apart.splitlines() if x.startswith("| T ")]
     assert lines == [
         "| T | sgdm | 1% | linear (lr 0.1) | 50.33 | 50.00 | [−6.58, +5.92] | 3 (tuning seeds, next-seed "
         "cross-fitted) | not clear of the baseline: the interval contains 0 |",
-        "| T | sgdm | 100% | linear (lr 0.1) | 45.00 | 50.00 | — | 1 (one tuning seed) | one score: its noise is not "
-        "measured, so it cannot be shown to beat the baseline |",
         "| T | adam | 1% | linear (lr 0.1) | 61.00 | 50.00 | [−13.48, −8.52] | 3 (tuning seeds, next-seed "
         "cross-fitted) | worse than the baseline: the interval lies below 0 |"]
     # the per-task ranking marks them too
     assert "| sgdm | 1% (set apart: headline rule) | 3 |" in md and "| sgdm | 10% | 3 |" in md
     # the statistics and per-budget sections say what they count
-    assert md.count("3 of 6 settings counted (docs/tasks.md, headline rule).") >= 2
+    assert md.count("4 of 6 settings counted (docs/tasks.md, headline rule).") >= 2
 
 
 def test_json_and_csv_carry_the_decision(report, old_view):
     js = to_json(report)
-    assert js["headline_rule"] == {"all_settings": False, "counted": 3, "of": 6, "set_apart": 3,
+    assert js["headline_rule"] == {"all_settings": False, "counted": 4, "of": 6, "set_apart": 2,
                                    "not_applied_to": ["U"],
-                                   "text": "3 of 6 settings counted (docs/tasks.md, headline rule)."}
+                                   "text": "4 of 6 settings counted (docs/tasks.md, headline rule)."}
     by = {(s["task"], s["optimizer"], s["budget"]): s for s in js["settings"]}
     flat = by[("T", "sgdm", 1.0)]
     assert flat["headline"]["counted"] is False and flat["counted_in_table1"] is False
     assert (flat["headline"]["lo"], flat["headline"]["hi"]) == pytest.approx((-6.584943, 5.918276), abs=1e-6)
     assert by[("T", "sgdm", 10.0)]["headline"]["counted"] is True and by[("U", "sgdm", 50.0)]["headline"][
         "rule_applied"] is False
-    assert js["n_settings_counted"] == 3
+    assert js["n_settings_counted"] == 4
+    one = by[("T", "sgdm", 100.0)]["headline"]
+    assert one["counted"] is True and one["rule_applied"] is False and one["n"] == 1
     old = to_json(old_view)
     assert old["headline_rule"]["all_settings"] is True and old["n_settings_counted"] == 6
     assert {s["counted_in_table1"] for s in old["settings"]} == {True}
@@ -268,8 +276,8 @@ def test_cli_all_settings(tmp_path, capsys, monkeypatch):
                            test_metric=r.test_metric, curves={}, steps=1, wall_time=0.0))
     assert main(["report", str(db), "--format", "json", "--resamples", "200"]) == 0
     js = json.loads(capsys.readouterr().out)
-    assert (js["headline_rule"]["counted"], js["headline_rule"]["of"]) == (3, 6)
-    assert js["table1"]["rex"]["overall"]["top1"] == pytest.approx(2 / 3)
+    assert (js["headline_rule"]["counted"], js["headline_rule"]["of"]) == (4, 6)
+    assert js["table1"]["rex"]["overall"]["top1"] == pytest.approx(2 / 4)
     assert main(["report", str(db), "--format", "json", "--resamples", "200", "--all-settings"]) == 0
     js = json.loads(capsys.readouterr().out)
     assert js["headline_rule"]["all_settings"] is True

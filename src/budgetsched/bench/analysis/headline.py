@@ -23,9 +23,11 @@ Where the rule cannot decide:
 
 * **no baseline known here** (a user's task without ``Task.baseline``, or one whose data cannot be loaded): the
   setting counts, and the report names the task as one the rule was not applied to;
-* **one score** (one seed, n = 1): no noise is measured, so the rule cannot be met: the setting is set apart ("its
-  own noise" is unknown, not zero); so is a setting whose best diverged in any seed (``d`` not finite: no interval)
-  or that has no result at all. Two equal scores (sd = 0) give the point interval ``[mean, mean]``.
+* **one score** (one seed, n = 1): no noise is measured, so the rule cannot decide; as for a one-seed setting
+  everywhere in the report (docs/protocol.md F5: no interval, no fairness claim), the setting counts and the report
+  says the rule was not applied to it (a one-seed study such as ``make demo`` keeps its Table 1). A setting whose
+  best diverged in any seed (``d`` not finite: no interval) or that has no result at all is set apart. Two equal
+  scores (sd = 0) give the point interval ``[mean, mean]``.
 
 Set-apart settings are listed by the report with their interval, never dropped; ``--all-settings``
 (``build_report(all_settings=True)``) counts every setting again, the old view, labelled so.
@@ -63,7 +65,7 @@ class Headline:
     """The headline rule's decision for one setting.
 
     ``counted``: the setting counts in the headline (also True when the rule could not be applied:
-    ``applied`` False, no baseline). ``best`` / ``lr`` / ``patience``: the best row and its configuration chosen on
+    ``applied`` False, no baseline or one score). ``best`` / ``lr`` / ``patience``: the best row and its configuration chosen on
     validation; ``mean``: mean of its ``n`` scores (obtained as ``scores`` says); ``baseline``: the task's trivial
     baseline (None: unknown here); ``lo`` / ``hi``: the 95 % Student-t interval of ``baseline - score`` (None when
     there is none: n < 2, a diverged seed, no baseline); ``reason``: the decision in words.
@@ -111,10 +113,11 @@ def decide(task: str, optimizer: str, budget: float, noise: NoiseScores, baselin
     mean = float(s.mean()) if n else None
     base = None if baseline is None else float(baseline)
 
-    def out(counted: bool, reason: str, lo: float | None = None, hi: float | None = None) -> Headline:
+    def out(counted: bool, reason: str, lo: float | None = None, hi: float | None = None, *,
+            applied: bool = True) -> Headline:
         return Headline(task, optimizer, float(budget), noise.label, noise.lr, noise.patience, noise.mode, n,
                         mean if mean is None or math.isfinite(mean) else None, base, lo, hi, counted,
-                        base is not None, reason)
+                        applied and base is not None, reason)
 
     if base is None:
         return out(True, "no trivial baseline known for this task here: the rule was not applied")
@@ -123,7 +126,7 @@ def decide(task: str, optimizer: str, budget: float, noise: NoiseScores, baselin
     if not np.isfinite(s).all():
         return out(False, "the best schedule diverged in a seed: no interval, it cannot be shown better")
     if n < 2:
-        return out(False, "one score: its noise is not measured, so it cannot be shown to beat the baseline")
+        return out(True, "one score: its noise is not measured, so the rule was not applied", applied=False)
     lo, hi = interval(base - s, confidence)
     if lo > 0:
         return out(True, "better than the baseline: the interval excludes 0", lo, hi)

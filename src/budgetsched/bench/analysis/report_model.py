@@ -272,7 +272,12 @@ class Report:
     def no_baseline(self) -> list[str]:
         """Tasks the headline rule could not be applied to (no trivial baseline known here): their settings count."""
         return sorted({s.task for s in self.settings if s.counted and s.headline is not None
-                       and not s.headline.applied})
+                       and s.headline.baseline is None})
+
+    def one_score(self) -> list[Setting]:
+        """Settings with one score (one seed): no noise measured, so the headline rule was not applied; they count."""
+        return [s for s in self.settings if s.counted and s.headline is not None and s.headline.baseline is not None
+                and not s.headline.applied]
 
 
 @dataclass(frozen=True)

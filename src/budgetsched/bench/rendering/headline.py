@@ -54,8 +54,10 @@ def headline_note(report: Report) -> str:
         text += f" {k} set apart: listed under \"{SET_APART}\", not counted in Table 1 or the study-level sections."
     elif k:
         text += f" The {k} it would set apart are listed under \"{SET_APART}\" and counted here."
-    if any(s.headline.n == 1 for s in report.set_apart_settings()):
-        text += " A setting with one score cannot pass: its noise is not measured."
+    one = len(report.one_score())
+    if one:
+        text += (f" The rule was not applied to {one} setting{'s' if one != 1 else ''} with one score (no noise "
+                 "measured): they count, with no fairness claim.")
     tasks = report.no_baseline()
     if tasks:
         text += (f" The rule could not be applied to {', '.join(tasks)} (no trivial baseline known here): their "
@@ -100,5 +102,5 @@ def set_apart_table(report: Report) -> dict[str, Any] | None:
                 intro=("Settings whose best schedule (rank 1 of Table 1's ranking, its LR chosen on validation) is "
                        "not shown to beat the task's trivial baseline by more than its own noise (docs/tasks.md, "
                        "the headline rule): the 95 % Student-t interval of baseline − score over its scores does not "
-                       "lie above 0, or there is none (one score, a diverged seed). Lower is better for every "
+                       "lie above 0, or there is none (the best diverged in a seed). Lower is better for every "
                        "metric, so baseline − score > 0 is better than the baseline." + anyway))
