@@ -2,15 +2,14 @@
 a block is re-rendered from its own command, and a block that drifts from its data is named."""
 from __future__ import annotations
 
-import gzip
 import importlib.util
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from test_old_store import FIXTURE, old_store  # noqa: F401  (the old store, as a fixture)
+
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURE = Path(__file__).parent / "fixtures" / "store_2c4dd9a"
 
 
 def _tool():
@@ -21,11 +20,8 @@ def _tool():
 
 
 @pytest.fixture
-def doc(tmp_path: Path) -> Path:
-    db = tmp_path / "old.db"
-    con = sqlite3.connect(db)
-    con.executescript(gzip.decompress((FIXTURE / "store.sql.gz").read_bytes()).decode())
-    con.close()
+def doc(tmp_path: Path, old_store: Path) -> Path:
+    db = old_store
     path = tmp_path / "doc.md"
     path.write_text(f"# Results\n\nprose stays\n\n<!-- generated: budgetsched report {db} --format md -->\nstale\n"
                     "<!-- end generated -->\n\nmore prose\n")
