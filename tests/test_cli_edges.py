@@ -1,19 +1,18 @@
 """The command line's edges, as a new user meets them: usage errors answered without importing torch, a
 did-you-mean for misspelled names and study-file keys, a mistyped resume path refused, no empty output
 directory left behind by a failed command, progress as plain lines when stderr is not a terminal, and the summary
-naming the engine that trained."""
+naming the engine that trained (the lines themselves: tests/test_progress.py; the engines named by the runner:
+tests/test_summary_engines.py)."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-import types
 from pathlib import Path
 
 import pytest
 
 from budgetsched.cli import main
-from budgetsched.cli.run import PlainProgress, engine_label
 
 ENV = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
 BASE = ["--task", "digits-mlp", "--schedules", "rex", "--optimizers", "sgdm", "--budgets", "2", "--lrs", "0.1",
@@ -115,45 +114,6 @@ def test_without_a_terminal_progress_is_plain_lines_and_a_new_store_is_announced
     again = subprocess.run([sys.executable, "-m", "budgetsched.cli", *args], capture_output=True, text=True,
                            env=ENV, timeout=300)
     assert again.returncode == 0 and again.stderr == ""  # resumed: nothing new, nothing to run, nothing said
-
-
-def test_plain_progress_prints_a_line_per_tenth():
-    store = types.SimpleNamespace(finished_keys=lambda: {"a"})
-    p = PlainProgress(store, [str(i) for i in range(40)] + ["a"])
-    assert (p.before, p.total) == (1, 40)
-    said = []
-    import budgetsched.cli.run as run
-
-    real, run.say = run.say, said.append
-    try:
-        for done in range(41):
-            p.show(done, p.t0 + done)
-    finally:
-        run.say = real
-    assert len(said) == 10 and said[-1] == "40 of 40 trials (100 %), 40 s"
-    assert said[0] == "4 of 40 trials (10 %), 4 s, about 36 s left"  # elapsed x (left / done)
-
-
-def test_the_summary_names_a_trainable_as_such(monkeypatch):
-    from budgetsched.bench.tasks import registry
-    from budgetsched.bench.tasks.custom import trainable
-
-    @trainable(max_steps=10)
-    def my_loop(trial):
-        return {}
-
-    monkeypatch.setitem(registry._TASKS, "my_loop", my_loop)
-
-    def row(key, task, engine):
-        return types.SimpleNamespace(key=key, task=task, stand_in=None,
-                                     provenance=types.SimpleNamespace(engine=engine))
-
-    store = types.SimpleNamespace(trial_rows=lambda: [row("a", "my_loop", "sequential"),
-                                                      row("b", "digits-mlp", "batched"),
-                                                      row("c", "digits-mlp", "anytime")])
-    assert engine_label(store, {"a"}, "batched") == "@trainable"
-    assert engine_label(store, {"a", "b"}, "batched") == "@trainable + batched"
-    assert engine_label(store, set(), "batched") == "batched"
 
 
 @pytest.mark.parametrize("value", ["0", "1.5", "-0.5", "nan", "inf"])

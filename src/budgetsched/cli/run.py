@@ -7,23 +7,14 @@ made only in a directory that exists (a typo in a resume path is an error, not a
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import signal
-import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from budgetsched.cli._common import PROG, say
+from budgetsched.cli._common import say
 from budgetsched.cli._study import study_spec
 from budgetsched.errors import UsageError
-
-#: Without a terminal, progress is one line each time another tenth of the trials is written.
-PLAIN_STEPS = 10
-#: ... and at least one line this often (seconds) while trials keep arriving.
-PLAIN_EVERY_S = 300.0
 
 
 def open_store_for_run(path: str, quiet: bool) -> Any:
@@ -42,108 +33,12 @@ def open_store_for_run(path: str, quiet: bool) -> Any:
     return store
 
 
-class PlainProgress:
-    """Progress as plain lines on stderr, for when stderr is not a terminal (a log file, CI, a pipe): a line each
-    time another tenth of the trials is in the store, counted by reading the store every few seconds."""
-
-    def __init__(self, store: Any, keys: Sequence[str], period_s: float = 2.0) -> None:
-        self.store, self.keys, self.period_s = store, set(keys), period_s
-        self.before = len(self.keys & store.finished_keys())
-        self.total = len(self.keys) - self.before
-        self.t0 = self.last_t = time.monotonic()
-        self.step = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True, name="budgetsched-progress")
-
-    def __enter__(self) -> "PlainProgress":
-        if self.total > 0:
-            say(f"{self.total} trials to run" + (f" ({self.before} already in the store)" if self.before else ""))
-            self._thread.start()
-        return self
-
-    def __exit__(self, exc_type: Any, *exc: object) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
-            if exc_type is None:  # the last tenth, however quickly it came
-                self.show(len(self.keys & self.store.finished_keys()) - self.before, time.monotonic())
-
-    def _watch(self) -> None:
-        while not self._stop.wait(self.period_s):
-            try:
-                done = len(self.keys & self.store.finished_keys()) - self.before
-            except Exception:  # a busy store: the next look will do
-                continue
-            self.show(done, time.monotonic())
-
-    def show(self, done: int, now: float) -> None:
-        """Print a line when ``done`` passes the next tenth, or when :data:`PLAIN_EVERY_S` passed and more is done."""
-        step = min(PLAIN_STEPS, done * PLAIN_STEPS // max(self.total, 1))
-        if step > self.step or (now - self.last_t >= PLAIN_EVERY_S and done > 0 and step < PLAIN_STEPS):
-            self.step, self.last_t = max(step, self.step), now
-            elapsed = now - self.t0
-            left = f", about {_duration(elapsed * (self.total - done) / done)} left" if 0 < done < self.total else ""
-            say(f"{done} of {self.total} trials ({100 * done // max(self.total, 1)} %), {_duration(elapsed)}{left}")
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``7 min``, ``2.5 h``: a duration as a person reads it in a log."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
-def _progress(store: Any, configs: Sequence[Any], quiet: bool) -> tuple[bool, Any]:
-    """(the runner's progress bar on, a plain-line watcher or a null context): the bar on a terminal, plain lines
-    elsewhere, nothing with ``--quiet``."""
-    if quiet:
-        return False, contextlib.nullcontext()
-    if sys.stderr.isatty():
-        return True, contextlib.nullcontext()
-    return False, PlainProgress(store, [c.key for c in configs])
-
-
-def engine_label(store: Any, keys: set[str], asked: str) -> str:
-    """The engines that trained the trials this run wrote (``@trainable`` runs are the user's own loop), or the
-    engine asked for when nothing was trained."""
-    from budgetsched.bench.tasks.names import BUILTIN_TASKS
-
-    engines: list[str] = []
-    for row in store.trial_rows():
-        if row.key not in keys:
-            continue
-        name = row.provenance.engine or asked
-        if row.stand_in is None and row.task not in BUILTIN_TASKS and _is_trainable(row.task):
-            name = "@trainable"
-        if name not in engines:
-            engines.append(name)
-    return " + ".join(engines) or asked
-
-
-def _is_trainable(task: str) -> bool:
-    from budgetsched.bench.tasks import get_task
-    from budgetsched.bench.tasks.custom import Trainable
-
-    try:
-        return isinstance(get_task(task), Trainable)
-    except ValueError:
-        return False
-
-
 def _run(configs: Sequence[Any], store: Any, quiet: bool, **kw: Any) -> Any:
-    """One call of the runner, with the progress that suits stderr; the summary names the engines that trained."""
+    """One call of the runner with its progress on stderr (a bar on a terminal, plain lines otherwise, nothing with
+    ``--quiet``: :mod:`budgetsched.bench.execution.progress`); its summary names the engines that trained."""
     from budgetsched.bench.execution.runners import run_study
 
-    before = store.finished_keys()
-    bar, watcher = _progress(store, configs, quiet)
-    with watcher:
-        summary = run_study(configs, store, progress=bar, **kw)
-    new = {c.key for c in configs} - before
-    if summary.ran:
-        summary = dataclasses.replace(summary, engine=engine_label(store, new, summary.engine))
-    return summary
+    return run_study(configs, store, progress=False if quiet else "auto", **kw)
 
 
 def _check_data_dir(data_dir: str | None) -> None:
@@ -207,9 +102,13 @@ def _merge(summary: Any, more: Any) -> Any:
     """One summary of a command's phases (grid, refinement rounds, evaluation seeds), each a :func:`run_study` over
     the grown grid: trials run add up, the grid is the last one, and "already in the store" counts what was
     finished before the command began (the later phase also skips what the earlier ones just wrote)."""
+    from budgetsched.bench.execution.run import engine_label
+
     counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
     written_before = summary.ran - summary.counts.get("failed", 0)  # failed trials are retried, not skipped
+    engines = summary.engines + more.engines  # each phase's, first used first
     return dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
+                               engines=tuple(dict.fromkeys(engines)), engine=engine_label(engines, summary.engine),
                                skipped=max(0, more.skipped - written_before),
                                wall_time=summary.wall_time + more.wall_time)
 

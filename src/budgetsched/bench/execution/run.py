@@ -49,7 +49,7 @@ from budgetsched.bench.protocol.plan import plan_study
 from budgetsched.bench.protocol.status import Status
 from budgetsched.bench.storage.claims import Claims, claim_owner
 
-__all__ = ["StudySummary", "StudyInterrupted", "run_study", "LEASE_S"]
+__all__ = ["StudySummary", "StudyInterrupted", "run_study", "engine_label", "LEASE_S"]
 
 #: Seconds after its last heartbeat that a run's claim on a trial expires (another run may then take it).
 LEASE_S = 120.0
@@ -61,6 +61,10 @@ class StudySummary:
 
     ``store_time`` (seconds spent writing results) and ``plan_time`` (resume check, grouping, chunking) are the
     orchestration overhead; ``train_time`` is the engines' own per-trial wall time summed over trials.
+
+    ``engines`` names what trained the rows this call wrote, first used first (``batched``, ``sequential``,
+    ``anytime``, ``schedule-free``; ``@trainable`` for a user's own loop), as the runner ran them; ``engine`` is
+    their label (:func:`engine_label`: ``"batched + schedule-free"``), or the engine asked for when nothing ran.
     """
 
     total: int  # configs given (after dropping duplicate budgets)
@@ -68,6 +72,7 @@ class StudySummary:
     ran: int = 0  # results written by this call (stand-ins included)
     counts: dict[str, int] = field(default_factory=lambda: {s.value: 0 for s in Status})
     engine: str = "batched"
+    engines: tuple[str, ...] = ()  # what trained the rows this call wrote, first used first
     workers: int = 1
     device: str = "cpu"
     wall_time: float = 0.0
@@ -102,6 +107,11 @@ class StudySummary:
                 f"{self.skipped} already in the store, {others}{self.total} in the grid; {self.wall_time:.1f} s "
                 f"({self.engine}, {where}, {self.device}"
                 + (f"; store writes + grouping {self.overhead_share:.1%} of it)" if self.ran else ")"))
+
+
+def engine_label(engines: Sequence[str], asked: str) -> str:
+    """The summary's engine: the engines that trained, joined (``"@trainable + batched"``), else ``asked``."""
+    return " + ".join(dict.fromkeys(engines)) or asked
 
 
 class StudyInterrupted(KeyboardInterrupt):
@@ -170,7 +180,7 @@ def run_study(
     data_dir: str | os.PathLike[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     chunk_size: int = 64,
-    progress: bool = True,
+    progress: bool | str = True,
     ray_address: str | None = None,
     lease_s: float = LEASE_S,
     anytime: bool = False,
@@ -195,7 +205,9 @@ def run_study(
             a GPU chunk asks Ray for a GPU and the driver needs none).
         data_dir, cache_dir: passed to each task's loader.
         chunk_size: trials per batched-engine call (bounds memory; also the unit lost on an interrupt).
-        progress: show a rich progress bar on stderr.
+        progress: how progress shows on stderr (:mod:`.progress`): ``True`` / ``"bar"`` a rich bar, ``"lines"``
+            plain lines (a log, CI, a background job), ``"auto"`` the bar on a terminal and lines otherwise,
+            ``False`` / ``"off"`` nothing. Fed by this call's own writes, never by reading the store.
         ray_address: an existing Ray cluster (``engine="ray"``); default: the running instance or a local one.
         lease_s: seconds after which another run may take over trials this run claimed but stopped renewing.
         anytime: train trials that differ only in budget as one trunk and a branch per budget
@@ -244,9 +256,12 @@ def run_study(
     # Plan: load every task's data here first (a missing data file fails at once, before any worker starts).
     unique = list(dict.fromkeys(configs))
     sizes = {}
+    trainables = set()  # tasks that are a user's own loop (no data: the @trainable engine runs them, work.py)
     for task_name in dict.fromkeys(c.task for c in unique):
         task, data = cache.load(task_name, ctx.data_dir, ctx.cache_dir)
         sizes[task_name] = (task, 0 if data is None else len(data.train_y))
+        if data is None:
+            trainables.add(task_name)
     finished = store.finished_keys()
     plan = plan_study(unique, sizes, finished)
     todo = [c for c in plan.configs if c.key not in finished]
@@ -269,6 +284,8 @@ def run_study(
     meta = _meta(runner.name, device, workers, threads)
     summary.plan_time = time.perf_counter() - t_start
 
+    engines: dict[str, None] = {}  # what trained the rows written, in order of first use
+
     def write(config: TrialConfig, result: Any, engine_used: str) -> None:
         t0 = time.perf_counter()
         row_meta = {**meta, "engine": engine_used}
@@ -276,6 +293,8 @@ def run_study(
             for requested in waiting.pop(config, []):
                 planned = plan.planned[requested]
                 store.put(requested, result, row_meta, total_steps=planned.total_steps, stand_in=planned.stand_in)
+                trained = planned.stand_in is None and requested.task in trainables
+                engines.setdefault("@trainable" if trained else engine_used)
                 summary.ran += 1
                 summary.stand_ins += planned.stand_in is not None
                 summary.counts[str(result.status)] = summary.counts.get(str(result.status), 0) + 1
@@ -297,7 +316,9 @@ def run_study(
                 continue
             row = store.trial_row(target.key)
             if row is None:  # its row cannot be decoded (a warning named it): nothing to copy
-                summary.by_others += len(waiting.pop(target))
+                n = len(waiting.pop(target))
+                summary.by_others += n
+                bar.trial(n)
                 continue
             write(target, row.result(), row.provenance.engine or "batched")
 
@@ -326,7 +347,7 @@ def run_study(
                     held = claims.held_by_others([t.key for t in waiting], owner, lease_s)
                     note = f"waiting for {held or len(waiting)} trials claimed by another run on this store"
                     bar.note(note)
-                    if not said and not progress:
+                    if not said and not bar.live:  # a bar shows the note; plain lines or none: warn once
                         warnings.warn(note, UserWarning, stacklevel=2)
                     said = True
                     time.sleep(min(1.0, lease_s / 4))
@@ -334,6 +355,7 @@ def run_study(
             summary.nodes, summary.retried = len(runner.nodes), runner.retried
             summary.workers = len(runner.processes) or summary.workers
     except KeyboardInterrupt:
+        summary.engines, summary.engine = tuple(engines), engine_label(list(engines), summary.engine)
         summary.interrupted = True
         summary.signal = signals.caught or signal.SIGINT
         summary.wall_time = time.perf_counter() - t_start
@@ -342,5 +364,6 @@ def run_study(
         bar.close()
         with contextlib.suppress(Exception):
             claims.release(owner)
+    summary.engines, summary.engine = tuple(engines), engine_label(list(engines), summary.engine)
     summary.wall_time = time.perf_counter() - t_start
     return summary
