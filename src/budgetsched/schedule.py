@@ -29,59 +29,31 @@ re-warms: ``with_budget(T', at_step=a, strategy="rewarm", rewarm_steps=K, rewarm
 to P over K steps (step a keeps its LR, a + K - 1 reaches P), then runs the profile from z = 0 with peak P to T'.
 
 Internally a schedule is a short list of *phases* (a warmup or re-warm ramp, or a decay over part of the run),
-each a closed form of the step; a budget change appends phases, so memory and time never depend on T.
+each a closed form of the step; a budget change appends phases, so memory and time never depend on T. The phase
+records and the rules that rewrite them on a budget change live in :mod:`budgetsched._phases`; this module evaluates
+them.
 """
 from __future__ import annotations
 
 import bisect
-import logging
-import math
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from ._checks import MAX_STEPS, _check_fraction, _check_int, _check_lr, _show, check_keywords
-from .changes import DEFAULT_STRATEGY, STRATEGIES, BudgetChange, Extend, Rewarm, replay, show_change
+from ._phases import _Decay, _Ramp, pick_strategy, rebudget, warmup_from_fraction
+from .changes import BudgetChange, Extend, Rewarm, replay, show_change
 from .profiles import NP, PY, Ops, canonical_name, momentum_formula, profile_formula
 from .sampling import Sampling, parse_sampling
 
-logger = logging.getLogger("budgetsched")
-
 _OWN = ("total_steps", "peak_lr", "sampling", "warmup_steps", "warmup_fraction", "warmup_start_lr",
         "warmup_start_ratio", "min_lr", "min_lr_ratio")
-
-def warmup_from_fraction(fraction: float, total_steps: int) -> int:
-    """W = ceil(f T), as Hugging Face's ``warmup_ratio`` (rounded to 9 decimals first, so 0.07 x 100 gives 7, not 8)."""
-    return math.ceil(round(fraction * total_steps, 9))
-
 
 def default_sampling(profile: str, params: dict[str, Any]) -> Sampling:
     """Every step for every profile except ``step``, which samples at its own milestones ("50-75" by default)."""
     if canonical_name(profile) == "step":
         return parse_sampling(list(params.get("milestones", (0.5, 0.75))))
     return parse_sampling(None)
-
-
-# -- phases: the closed form of one stretch of the run ---------------------------------------------------------------
-
-class _Ramp(NamedTuple):
-    """Steps [start, end): lr = lo (1 - u) + hi u, u = (t - start) / (end - 1 - start) (u = 0 for a 1-step ramp)."""
-
-    start: int
-    end: int
-    lo: float
-    hi: float
-    warmup: bool  # the run's initial warmup (re-mapped on a budget change when given as a fraction)
-
-
-class _Decay(NamedTuple):
-    """Steps [start, ...): lr = floor + (peak - floor) m_S(z), z = z0 + (1 - z0)(t - start)/(end - start), 1 past end."""
-
-    start: int
-    z0: float
-    end: int
-    peak: float
-    floor: float
 
 
 class Schedule:
@@ -434,7 +406,7 @@ class Schedule:
 
         Every change is kept in :attr:`budget_changes` (plain data: :meth:`with_budget_history` replays it).
         """
-        return self._rebudget(new_total_steps, at_step, rewarm_steps, rewarm_peak, warn=warn, strategy=strategy)
+        return rebudget(self, new_total_steps, at_step, rewarm_steps, rewarm_peak, warn=warn, strategy=strategy)
 
     def with_budget_history(self, changes: Sequence[Sequence[Any]]) -> "Schedule":
         """Apply budget changes in order, each ``(at_step, new_total_steps)`` (continue), ``(at_step,
@@ -451,71 +423,6 @@ class Schedule:
             new = new.with_budget(total, at_step=at, **how)
         return new
 
-    def _rebudget(self, new_total_steps: Any, at_step: Any, rewarm_steps: Any, rewarm_peak: Any, *,
-                  warn: bool, strategy: str | None = None) -> "Schedule":
-        a = _check_int("at_step", at_step, 0)
-        new_t = _check_int("new_total_steps", new_total_steps, 1)
-        if strategy is None or (isinstance(strategy, str) and strategy == DEFAULT_STRATEGY):
-            if rewarm_steps is None and rewarm_peak is not None:
-                raise ValueError(f"rewarm_peak ({rewarm_peak!r}) needs rewarm_steps (the length of the re-warm ramp) "
-                                 "or strategy='rewarm'")
-            strategy = "rewarm" if rewarm_steps is not None else self.default_strategy(new_t, a)
-        if not isinstance(strategy, str) or strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {', '.join(map(repr, STRATEGIES))}, got {_show(strategy)} "
-                             f"(or {DEFAULT_STRATEGY!r}, the default, which picks one)")
-        if new_t <= a:
-            raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > at_step ({at_step!r})")
-        if strategy != "rewarm" and (rewarm_steps is not None or rewarm_peak is not None):
-            raise ValueError(f"rewarm_steps / rewarm_peak belong to strategy='rewarm', got strategy={strategy!r}")
-        k = self._phase_at(a)
-        cur = self._phases[k]
-        keep = [p for p in self._phases if p.start < a]
-        change: BudgetChange | Rewarm | Extend
-        if strategy == "rewarm":
-            steps = max(self._w0, 1) if rewarm_steps is None else _check_int("rewarm_steps", rewarm_steps, 1)
-            peak = self.peak_lr if rewarm_peak is None else _check_lr("rewarm_peak", rewarm_peak)
-            if peak < self.min_lr:
-                raise ValueError(f"rewarm_peak ({rewarm_peak!r}) must be >= min_lr ({self.min_lr!r})")
-            if new_t <= a + steps:
-                raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > at_step + rewarm_steps "
-                                 f"({a} + {steps} = {a + steps}): the profile needs at least one step after the re-warm")
-            phases = [*keep, _Ramp(a, a + steps, self(a), peak, False), _Decay(a + steps, 0.0, new_t, peak, self.min_lr)]
-            change = Rewarm(a, new_t, steps, None if rewarm_peak is None else peak)
-        elif strategy == "extend":
-            phases = self._extend_phases(keep, cur, a, new_t)
-            change = Extend(a, new_t)
-        elif isinstance(cur, _Ramp):
-            end, ramp = cur.end, cur
-            if cur.warmup and self.warmup_fraction is not None:
-                end = max(warmup_from_fraction(self.warmup_fraction, new_t), a + 1)
-                if end != cur.end and a == 0:  # nothing has run yet: exactly the schedule built for the new budget
-                    ramp = _Ramp(0, end, self._start(end), cur.hi, True)
-                elif end != cur.end:  # the rest of the warmup is re-mapped to end at ceil(f T'), from the LR at a
-                    ramp = _Ramp(a, end, self(a), cur.hi, True)
-            if new_t <= end:
-                what = f"warmup_steps ({end})" if cur.warmup else f"the end of the re-warm (step {end})"
-                raise ValueError(f"new_total_steps ({new_total_steps!r}) must be > {what}")
-            before = [p for p in self._phases if p.start < ramp.start]
-            phases = [*before, ramp, _Decay(end, 0.0, new_t, cur.hi, self.min_lr)]
-            change = BudgetChange(a, new_t)
-        else:
-            z_a = 1.0 if a >= cur.end else float(self._z(cur, np.float64(a), NP))
-            if warn and z_a >= 1.0:
-                logger.warning(
-                    "budgetsched: continuing a finished run: step %d is at or past the end of the budget "
-                    "(total_steps=%d) with strategy 'continue', so the learning rate stays at its end value %g until "
-                    "the new total %d. To train on, re-warm: leave strategy at its default, or with_budget(..., "
-                    "strategy='rewarm', rewarm_steps=K[, rewarm_peak=P]) (set_total_steps(..., rewarm_steps=K) in "
-                    "the adapters).", a, self.total_steps, self(a), new_t)
-            phases = [*keep, _Decay(a, z_a, new_t, cur.peak, cur.floor)]
-            change = BudgetChange(a, new_t)
-        new = self._copy()
-        new._set_phases(phases)
-        new.total_steps = new_t
-        new.warmup_steps = max((p.end for p in phases if isinstance(p, _Ramp) and p.warmup), default=0)  # the latest
-        new._history = self._history + (change,)
-        return new
-
     def default_strategy(self, new_total_steps: int, at_step: int) -> str:
         """What the default ``strategy="auto"`` of :meth:`with_budget` picks: "rewarm" (a max(W0, 1)-step ramp to
         ``peak_lr``, W0 the initial warmup) when T2 > T after the decay began (z(a) > 0, or past the end) and
@@ -529,28 +436,7 @@ class Schedule:
         """
         a = _check_int("at_step", at_step, 0)
         new_t = _check_int("new_total_steps", new_total_steps, 1)
-        if new_t <= self.total_steps or new_t <= a + max(self._w0, 1):
-            return "continue"
-        cur = self._phases[self._phase_at(a)]
-        if isinstance(cur, _Ramp):
-            return "continue"
-        z_a = 1.0 if a >= cur.end else float(self._z(cur, np.float64(a), NP))
-        return "rewarm" if z_a > 0.0 else "continue"
-
-    def _extend_phases(self, keep: list[_Ramp | _Decay], cur: _Ramp | _Decay, a: int,
-                       new_t: int) -> list[_Ramp | _Decay]:
-        """Strategy "extend": step a as it was, then the plan for ``new_t`` with the peak x min(1, sqrt(T/new_t))."""
-        old_peak = cur.hi if isinstance(cur, _Ramp) else cur.peak
-        peak = max(old_peak * min(1.0, math.sqrt(self.total_steps / new_t)), self.min_lr)
-        w = self._w0 if self.warmup_fraction is None else warmup_from_fraction(self.warmup_fraction, new_t)
-        if new_t <= max(w, a + 1):
-            raise ValueError(f"new_total_steps ({new_t}) must be > at_step + 1 ({a + 1}) and > the planned warmup "
-                             f"({w}) for strategy='extend'")
-        here = _Ramp(a, a + 1, self(a), self(a), False)  # step a keeps the LR it ran at
-        if a + 1 < w:  # still warming up: the ramp goes on from the LR at a to the (scaled) peak at w - 1
-            return [*keep, _Ramp(a, w, self(a), peak, True), _Decay(w, 0.0, new_t, peak, self.min_lr)]
-        z1 = (a + 1 - w) / (new_t - w)
-        return [*keep, here, _Decay(a + 1, z1, new_t, peak, self.min_lr)]
+        return pick_strategy(self, new_t, a)
 
     def with_peak(self, peak_lr: float, min_lr: float | None = None, *,
                   warmup_start_lr: float | None = None) -> "Schedule":
@@ -595,10 +481,10 @@ class Schedule:
         for c in self._history:
             if isinstance(c, Rewarm):
                 rewarm_peak = None if c.rewarm_peak is None else c.rewarm_peak * scale
-                new = new._rebudget(c.total_steps, c.at_step, c.rewarm_steps, rewarm_peak, warn=False)
+                new = rebudget(new, c.total_steps, c.at_step, c.rewarm_steps, rewarm_peak, warn=False)
             else:
-                new = new._rebudget(c.total_steps, c.at_step, None, None, warn=False,
-                                    strategy="extend" if isinstance(c, Extend) else "continue")
+                new = rebudget(new, c.total_steps, c.at_step, None, None, warn=False,
+                               strategy="extend" if isinstance(c, Extend) else "continue")
         return new
 
     @property
