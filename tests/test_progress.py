@@ -69,6 +69,26 @@ def test_plain_lines_come_no_more_often_than_every_five_minutes_between_tenths()
     assert len(_said(out)) == 3
 
 
+def test_a_burst_of_trials_is_one_line_with_its_latest_count():
+    # a trial each half second: a tenth each, but lines at least 2 s apart (the last one always)
+    clock, out = Clock(), io.StringIO()
+    p = Progress("lines", 10, 0, stream=out, clock=clock)
+    for _ in range(10):
+        clock.now += 0.5
+        p.trial()
+    assert _said(out)[1:] == ["4 of 10 trials (40 %), 2 s, about 3 s left",
+                              "8 of 10 trials (80 %), 4 s, about 1 s left", "10 of 10 trials (100 %), 5 s"]
+    out = io.StringIO()
+    p = Progress("lines", 10, 0, stream=out, clock=clock)
+    p.trial(3)  # a chunk written at once, right away: under 2 s since the start, nothing yet
+    p.work(1)
+    assert len(_said(out)) == 1
+    clock.now += 2
+    p.work(1)  # the next epoch's end says it
+    p.trial(7)
+    assert _said(out)[1:] == ["3 of 10 trials (30 %), 2 s, about 5 s left", "10 of 10 trials (100 %), 2 s"]
+
+
 def test_durations_read_as_a_person_says_them():
     assert [duration(s) for s in (42, 89.4, 90, 420, 5399, 5400, 9000)] == [
         "42 s", "89 s", "2 min", "7 min", "90 min", "1.5 h", "2.5 h"]

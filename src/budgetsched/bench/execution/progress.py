@@ -5,8 +5,9 @@ One concept, two looks (``run_study(progress=...)``):
 
 * ``"bar"`` (``True``): a rich progress bar weighted by work (model-steps), with ETA and the current group;
 * ``"lines"``: plain lines for a log file, CI, a pipe or a background job - ``N trials to run`` first, then
-  ``d of N trials (p %), elapsed, about r left`` each time ``d`` passes another tenth of ``N`` and at least every
-  :data:`PLAIN_EVERY_S` seconds while the run moves on, where r = elapsed x (N - d) / d;
+  ``d of N trials (p %), elapsed, about r left`` each time ``d`` passes another tenth of ``N`` (at most one line
+  per :data:`PLAIN_GAP_S` seconds, the last always) and at least every :data:`PLAIN_EVERY_S` seconds while the
+  run moves on, where r = elapsed x (N - d) / d;
 * ``"auto"``: the bar when stderr is a terminal, lines otherwise; ``"off"`` (``False``): nothing.
 
 Nothing here reads the store: the runner reports each trial the moment it writes or adopts it.
@@ -20,7 +21,7 @@ from typing import Any, Callable, TextIO
 
 from budgetsched.bench.protocol.grid import TrialConfig
 
-__all__ = ["Progress", "MODES", "PLAIN_STEPS", "PLAIN_EVERY_S", "duration"]
+__all__ = ["Progress", "MODES", "PLAIN_STEPS", "PLAIN_EVERY_S", "PLAIN_GAP_S", "duration"]
 
 #: What ``progress=`` may name (``True`` is ``"bar"``, ``False`` / ``None`` is ``"off"``).
 MODES = ("auto", "bar", "lines", "off")
@@ -29,6 +30,9 @@ PLAIN_STEPS = 10
 #: ... and at least one this often (seconds) while the run moves on (a long chunk's epochs count), so a log shows
 #: a study is alive without a line per trial.
 PLAIN_EVERY_S = 300.0
+#: ... but no two lines closer than this (seconds), the last excepted: a burst of trials (a batched chunk written at
+#: once) is one line with its latest count, as when the command read the store every 2 s.
+PLAIN_GAP_S = 2.0
 #: The prefix of every line the command says (``budgetsched.cli._common.PROG``; the CLI sits above this layer).
 _PROG = "budgetsched"
 
@@ -136,7 +140,8 @@ class Progress:
 
 class _Lines:
     """Plain progress lines: a header when the run starts, then a line each time the trials written pass another
-    tenth of those to run, or when :data:`PLAIN_EVERY_S` passed since the last line and some are written."""
+    tenth of those to run (no sooner than :data:`PLAIN_GAP_S` after the last line, unless all are written), or when
+    :data:`PLAIN_EVERY_S` passed since the last line and some are written."""
 
     def __init__(self, total: int, before: int, stream: TextIO | None, clock: Callable[[], float]) -> None:
         self.total, self.before, self.stream, self.clock = total, before, stream, clock
@@ -156,9 +161,12 @@ class _Lines:
             self.show(self.done, self.clock())
 
     def show(self, done: int, now: float) -> None:
-        """A line when ``done`` passes the next tenth, or when :data:`PLAIN_EVERY_S` passed and some are done."""
+        """A line when ``done`` passed the next tenth (:data:`PLAIN_GAP_S` after the last line, or all done), or when
+        :data:`PLAIN_EVERY_S` passed and some are done."""
         step = min(PLAIN_STEPS, done * PLAIN_STEPS // max(self.total, 1))
-        if step > self.step or (now - self.last_t >= PLAIN_EVERY_S and done > 0 and step < PLAIN_STEPS):
+        since = now - self.last_t
+        tenth = step > self.step and (since >= PLAIN_GAP_S or step == PLAIN_STEPS)
+        if tenth or (since >= PLAIN_EVERY_S and done > 0 and step < PLAIN_STEPS):
             self.step, self.last_t = max(step, self.step), now
             elapsed = now - self.t0
             left = f", about {duration(elapsed * (self.total - done) / done)} left" if 0 < done < self.total else ""
