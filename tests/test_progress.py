@@ -9,6 +9,7 @@ import time
 import pytest
 
 from budgetsched.bench.execution.progress import PLAIN_EVERY_S, Progress, duration
+from budgetsched.bench.execution.run import run_study
 from budgetsched.bench.protocol.grid import expand
 from budgetsched.bench.storage.store import Store
 
@@ -149,7 +150,6 @@ def test_a_bad_progress_value_is_named():
 @pytest.mark.usefixtures("one_torch_thread")
 def test_run_study_lines_count_its_writes_and_another_runs_without_reading_the_store(tmp_path, capsys):
     from budgetsched.bench.engines.train import TrialResult
-    from budgetsched.bench.execution.run import run_study
 
     grid = expand(["digits-mlp"], ["rex", "linear"], ["sgdm"], [2.0], [0.03, 0.1], [0])  # 4 trials
     other = "elsewhere.example:1:-:other0"
@@ -192,3 +192,45 @@ def test_run_study_lines_count_its_writes_and_another_runs_without_reading_the_s
     assert "\x1b" not in "".join(err) and "ETA" not in "".join(err)
     assert (summary.ran, summary.by_others, summary.skipped) == (2, 1, 1)
     assert summary.engines == ("batched",) and summary.engine == "batched"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_trials_another_run_finished_are_counted_when_a_claim_is_refused_not_when_the_pass_ends(tmp_path,
+                                                                                                 monkeypatch):
+    from budgetsched.bench.engines.train import TrialResult
+    from budgetsched.bench.execution import run as run_mod
+
+    grid = expand(["digits-mlp"], ["rex", "linear"], ["sgdm"], [2.0, 4.0], [0.1], [0])  # 2 groups (budgets) of 2
+    first = [c for c in grid if c.budget == 2.0]
+    sentinel = TrialResult("done", -1.0, -1.0, -1.0, -1.0, {"epoch": [1]}, 7, 0.5, None)
+    events: list[tuple[str, int]] = []
+
+    class Recorded(Progress):
+        def trial(self, n: int = 1) -> None:
+            events.append(("trial", n))
+            super().trial(n)
+
+    class Racing(Store):
+        """The other run finishes the first group right after this run planned (its first look at the store)."""
+
+        looks = 0
+
+        def finished_keys(self):
+            keys = super().finished_keys()
+            Racing.looks += 1
+            if Racing.looks == 1:
+                with Store(tmp_path / "s.db") as theirs:
+                    for c in first:
+                        theirs.put(c, sentinel)
+            return keys
+
+        def put(self, config, *a, **k):
+            events.append(("put", 1))
+            super().put(config, *a, **k)
+
+    monkeypatch.setattr(run_mod, "Progress", Recorded)
+    with Racing(tmp_path / "s.db") as store:
+        s = run_study(grid, store, engine="sequential", progress=False)
+    assert (s.ran, s.by_others, s.skipped) == (2, 2, 0)
+    # the first chunk's claim is refused (finished): both counted before this run writes its own two
+    assert events[:2] == [("trial", 1), ("trial", 1)] and events[2:] == [("put", 1), ("trial", 1)] * 2

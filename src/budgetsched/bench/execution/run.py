@@ -53,6 +53,9 @@ __all__ = ["StudySummary", "StudyInterrupted", "run_study", "engine_label", "LEA
 
 #: Seconds after its last heartbeat that a run's claim on a trial expires (another run may then take it).
 LEASE_S = 120.0
+#: While a pass runs, a claim refused (another run holds or finished some of a chunk) looks for trials other runs
+#: finished at most this often (seconds), so progress counts them as they come, not when the pass ends.
+ADOPT_EVERY_S = 2.0
 
 
 @dataclass
@@ -322,8 +325,13 @@ def run_study(
                 continue
             write(target, row.result(), row.provenance.engine or "batched")
 
+    looked = [-float("inf")]
+
     def claim(chunk: Chunk) -> Chunk:
         keys = set(claims.claim([p.config.key for p in chunk], owner, lease_s))
+        if len(keys) < len(chunk) and time.monotonic() - looked[0] >= ADOPT_EVERY_S:
+            looked[0] = time.monotonic()  # another run is at work on this store: count what it finished
+            adopt(store.finished_keys())
         return [p for p in chunk if p.config.key in keys]
 
     signals = Signals()
