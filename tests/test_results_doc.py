@@ -56,3 +56,8 @@ def test_only_budgetsched_commands_run(tmp_path):
     with pytest.raises(SystemExit, match="must run a budgetsched command"):
         _tool().main([str(path)])
 
+
+
+def test_published_results_render_to_the_committed_tables():
+    """docs/results.md's tables are re-rendered from results/ (the committed suite rows) and must match."""
+    assert _tool().main(["--check", str(ROOT / "docs" / "results.md")]) == 0
