@@ -46,7 +46,7 @@ from budgetsched.bench.protocol import selection
 
 __all__ = ["REL_TIE", "topk_credit", "shares", "drop_borrowed", "candidate_counts", "TuningCheck", "equal_tuning",
            "loo_means", "choose", "cross_fit", "evaluation_seeds", "same_run", "Evaluation", "evaluate",
-           "row_means", "paired_verdict", "MODES", "FairRanking", "rank_setting", "tuning_choice"]
+           "row_means", "paired_verdict", "t_interval", "MODES", "FairRanking", "rank_setting", "tuning_choice"]
 
 #: Two row values within this relative distance are a tie (the report's tolerance).
 REL_TIE = 1e-9
@@ -380,8 +380,6 @@ def paired_verdict(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tu
     """(mean, lo, hi, verdict) of the paired per-seed differences ``a - b`` (lower is better): the Student-t
     interval over the seeds both have (``scipy.stats.t``, ddof=1); verdict "better" when the interval lies below 0,
     "worse" above 0, None otherwise or with fewer than two finite pairs (no interval)."""
-    from scipy import stats as st
-
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
     both = ~np.isnan(a) & ~np.isnan(b)
@@ -394,13 +392,26 @@ def paired_verdict(a: np.ndarray, b: np.ndarray, confidence: float = 0.95) -> tu
     mean = float(d.mean())
     if d.size < 2:
         return mean, None, None, None
-    sem = float(d.std(ddof=1)) / math.sqrt(d.size)
-    if sem == 0.0:
-        lo = hi = mean
-    else:
-        lo, hi = (float(x) for x in st.t.interval(confidence, d.size - 1, loc=mean, scale=sem))
+    lo, hi = t_interval(d, confidence)
     verdict = "better" if hi < 0 else "worse" if lo > 0 else None
     return mean, lo, hi, verdict
+
+
+def t_interval(d: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """The Student-t ``confidence`` interval of the mean of ``d`` (n >= 2 finite values):
+    ``mean -/+ t_{(1+c)/2, n-1} * sd(ddof=1) / sqrt(n)`` (``scipy.stats.t``); the point ``(mean, mean)`` when
+    sd = 0. The one t interval of the paired verdicts and the headline rule."""
+    from scipy import stats as st
+
+    x = np.asarray(d, dtype=float)
+    if x.size < 2 or not np.isfinite(x).all():
+        raise ValueError(f"a t interval needs at least two finite values, got {x.tolist()}")
+    mean = float(x.mean())
+    sem = float(x.std(ddof=1)) / math.sqrt(x.size)
+    if sem == 0.0:
+        return mean, mean
+    lo, hi = st.t.interval(confidence, x.size - 1, loc=mean, scale=sem)
+    return float(lo), float(hi)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -90,18 +90,9 @@ class Headline:
 
 def interval(d: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
     """The Student-t ``confidence`` interval of the mean of ``d`` (n >= 2 finite values):
-    ``mean -/+ t_{(1+c)/2, n-1} * sd(ddof=1) / sqrt(n)``; the point ``(mean, mean)`` when sd = 0."""
-    from scipy import stats as st
-
-    x = np.asarray(d, dtype=float)
-    if x.size < 2 or not np.isfinite(x).all():
-        raise ValueError(f"a t interval needs at least two finite values, got {x.tolist()}")
-    mean = float(x.mean())
-    sem = float(x.std(ddof=1)) / math.sqrt(x.size)
-    if sem == 0.0:
-        return mean, mean
-    lo, hi = st.t.interval(confidence, x.size - 1, loc=mean, scale=sem)
-    return float(lo), float(hi)
+    ``mean -/+ t_{(1+c)/2, n-1} * sd(ddof=1) / sqrt(n)``; the point ``(mean, mean)`` when sd = 0
+    (:func:`budgetsched.bench.analysis.fair.t_interval`, the paired verdicts' interval too)."""
+    return fair.t_interval(d, confidence)
 
 
 def decide(task: str, optimizer: str, budget: float, noise: NoiseScores, baseline: float | None,
