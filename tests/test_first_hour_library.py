@@ -10,6 +10,8 @@ import torch
 from budgetsched import Schedule
 from budgetsched.torch import BudgetScheduler
 
+from _lr_trace import lr_trace
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -18,13 +20,7 @@ def _opt(*lrs, kind="sgd"):
     return torch.optim.SGD(groups, momentum=0.9) if kind == "sgd" else torch.optim.AdamW(groups)
 
 
-def _steps(opt, sched, n):
-    out = []
-    for _ in range(n):
-        out.append([g["lr"] for g in opt.param_groups])
-        opt.step()
-        sched.step()
-    return out
+_steps = lr_trace  # the LR of every group at each step
 
 
 @pytest.mark.parametrize("build,match", [

@@ -17,6 +17,8 @@ from _examples import load_example
 from budgetsched import Plateau, Schedule
 from budgetsched.torch import BudgetScheduler, PlateauScheduler
 
+from _lr_trace import lr_trace
+
 torch.set_num_threads(1)
 T = 40
 
@@ -26,14 +28,7 @@ def _opt(lrs=(0.1,), kind="sgd"):
     return torch.optim.SGD(groups, momentum=0.9) if kind == "sgd" else torch.optim.AdamW(groups)
 
 
-def _run(opt, sched, n, metrics=None):
-    """The LR of every group used by each of n optimizer steps."""
-    out = []
-    for i in range(n):
-        out.append([g["lr"] for g in opt.param_groups])
-        opt.step()
-        sched.step() if metrics is None else sched.step(metrics[i])
-    return out
+_run = lr_trace  # the LR of every group at each step
 
 
 def _flat(rows):
