@@ -19,6 +19,8 @@ from budgetsched.bench.protocol.grid import OPTIMIZERS, TrialConfig
 from budgetsched.bench.tasks import get_task
 from budgetsched.cli import main
 
+from _flat_kernel import flat_steps
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 TASK = "digits-mlp"
@@ -27,16 +29,7 @@ BATCH = 45  # 20 steps per epoch of digits-mlp's 898 training examples
 
 def _flat_steps(name, p0, grads, lrs, moms, wd, epochs):
     """Parameters after each step of the flat kernel, its columns built per epoch (``epochs``: step ranges)."""
-    spec = optim.get_optimizer(name)
-    flat, state, out = p0.clone(), spec.init_state(p0), []
-    for r in epochs:
-        steps = np.arange(r.start, r.stop)
-        cols = spec.columns(lrs[steps], None if moms is None else moms[steps], steps, "cpu", torch.float64)
-        for i, s in enumerate(steps):
-            with torch.no_grad():
-                spec.update(flat, grads[s].clone(), state, cols, i, wd)
-            out.append(flat.clone())
-    return out
+    return flat_steps(optim.get_optimizer(name), p0, grads, lrs, moms, wd, epochs)
 
 
 @pytest.mark.parametrize("wd", [1e-2, 0.3])
@@ -173,13 +166,7 @@ def test_schedule_free_adamw_is_adamw_schedule_free():
     K, N, S, wd, lr = 2, 5, 8, 0.01, [0.01, 0.03]
     p0 = torch.randn(K, N, generator=gen, dtype=torch.float64)
     grads = [torch.randn(K, N, generator=gen, dtype=torch.float64) for _ in range(S)]
-    flat, state = p0.clone(), spec.init_state(p0)
-    cols = spec.columns(np.tile(lr, (S, 1)), None, np.arange(S), "cpu", torch.float64)
-    ours = []
-    for i in range(S):
-        with torch.no_grad():
-            spec.update(flat, grads[i].clone(), state, cols, i, wd)
-        ours.append(flat.clone())
+    ours = flat_steps(spec, p0, grads, np.tile(lr, (S, 1)), None, wd)
     for k in range(K):
         p = torch.nn.Parameter(p0[k].clone())
         opt = schedulefree.AdamWScheduleFree([p], lr=lr[k], betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)

@@ -9,6 +9,8 @@ import torch
 from budgetsched.bench.protocol.grid import OPTIMIZERS as GRID_OPTIMIZERS
 from budgetsched.bench.engines.optim import OPTIMIZERS, get_optimizer
 
+from _flat_kernel import flat_steps
+
 
 def _torch_steps(name, p0, grads, lrs, moms, wd):
     """Parameters after each step of torch.optim with group lr / momentum (or betas[0]) set before each step."""
@@ -40,13 +42,7 @@ def test_update_equals_torch_optim(name, wd, varying_momentum):
     lrs = np.array([[0.1, 0.03, 0.3]]) * np.linspace(1.0, 0.1, S)[:, None]  # [S, K], a different LR per member
     moms = (np.linspace(0.95, 0.85, S)[:, None] * np.ones((1, K)) if varying_momentum else None)
     spec = get_optimizer(name)
-    cols = spec.columns(lrs, moms, np.arange(S), "cpu", torch.float64)
-    flat, state = p0.clone(), spec.init_state(p0)
-    ours = []
-    for i in range(S):
-        with torch.no_grad():
-            spec.update(flat, grads[i].clone(), state, cols, i, wd)
-        ours.append(flat.clone())
+    ours = flat_steps(spec, p0, grads, lrs, moms, wd)
     for k in range(K):
         m_k = moms[:, k] if moms is not None else [spec.momentum] * S
         theirs = _torch_steps(name, p0[k], [g[k] for g in grads], lrs[:, k].tolist(), list(m_k), wd)
