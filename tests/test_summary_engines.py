@@ -74,12 +74,10 @@ def test_the_command_names_the_engines_without_reading_the_store(tmp_path, monke
 
 
 def test_the_phases_of_a_command_add_their_engines():
-    from budgetsched.cli.run import _merge
-
     grid = StudySummary(total=4, skipped=0, ran=4, engine="batched", engines=("batched",))
     more = StudySummary(total=6, skipped=4, ran=2, engine="schedule-free + batched",
                         engines=("schedule-free", "batched"))
-    merged = _merge(grid, more)
+    merged = grid.then(more)
     assert merged.engines == ("batched", "schedule-free") and merged.engine == "batched + schedule-free"
     idle = StudySummary(total=4, skipped=4, engine="sequential")
-    assert _merge(idle, StudySummary(total=4, skipped=4, engine="sequential")).engine == "sequential"
+    assert idle.then(StudySummary(total=4, skipped=4, engine="sequential")).engine == "sequential"

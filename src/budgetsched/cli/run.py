@@ -7,7 +7,6 @@ made only in a directory that exists (a typo in a resume path is an error, not a
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import signal
 from pathlib import Path
 from typing import Any, Sequence
@@ -82,11 +81,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             configs = configs + extra
             if not args.quiet:
                 say(f"refinement round {rounds}: {len(extra)} trials at new LRs")
-            summary = _merge(summary, _run(configs, store, args.quiet, **kw))
+            summary = summary.then(_run(configs, store, args.quiet, **kw))
         if spec.eval_seeds:
             extra = _evaluation_phase(spec, configs, store, args.quiet)
             if extra:
-                summary = _merge(summary, _run(configs + extra, store, args.quiet, **kw))
+                summary = summary.then(_run(configs + extra, store, args.quiet, **kw))
     except StudyInterrupted as e:
         return _interrupted(e, args.store)
     except BaseException:
@@ -96,21 +95,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     print(summary.line())
     return 0
-
-
-def _merge(summary: Any, more: Any) -> Any:
-    """One summary of a command's phases (grid, refinement rounds, evaluation seeds), each a :func:`run_study` over
-    the grown grid: trials run add up, the grid is the last one, and "already in the store" counts what was
-    finished before the command began (the later phase also skips what the earlier ones just wrote)."""
-    from budgetsched.bench.execution.run import engine_label
-
-    counts = {k: summary.counts.get(k, 0) + v for k, v in more.counts.items()}
-    written_before = summary.ran - summary.counts.get("failed", 0)  # failed trials are retried, not skipped
-    engines = summary.engines + more.engines  # each phase's, first used first
-    return dataclasses.replace(summary, ran=summary.ran + more.ran, total=more.total, counts=counts,
-                               engines=tuple(dict.fromkeys(engines)), engine=engine_label(engines, summary.engine),
-                               skipped=max(0, more.skipped - written_before),
-                               wall_time=summary.wall_time + more.wall_time)
 
 
 def _evaluation_phase(spec: Any, configs: Sequence[Any], store: Any, quiet: bool) -> list[Any]:

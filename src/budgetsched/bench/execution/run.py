@@ -95,6 +95,19 @@ class StudySummary:
         """(store writes + grouping) / wall time of the call; 0 when nothing ran."""
         return (self.store_time + self.plan_time) / self.wall_time if self.wall_time > 0 else 0.0
 
+    def then(self, later: "StudySummary") -> "StudySummary":
+        """One summary of a command's phases (grid, refinement rounds, evaluation seeds), each a :func:`run_study`
+        over the grown grid, ``later`` after this one: trials run add up, the grid is the later one, the engines
+        are both phases' (first used first), and "already in the store" counts what was finished before the first
+        phase began (the later phase also skips what this one just wrote)."""
+        counts = {k: self.counts.get(k, 0) + v for k, v in later.counts.items()}
+        written = self.ran - self.counts.get("failed", 0)  # failed trials are retried, not skipped
+        engines = self.engines + later.engines
+        return dataclasses.replace(self, ran=self.ran + later.ran, total=later.total, counts=counts,
+                                   engines=tuple(dict.fromkeys(engines)), engine=engine_label(engines, self.engine),
+                                   skipped=max(0, later.skipped - written),
+                                   wall_time=self.wall_time + later.wall_time)
+
     def line(self) -> str:
         """One human line: what ran and how long it took."""
         c = self.counts
