@@ -110,8 +110,7 @@ def study_spec(args: argparse.Namespace) -> Any:
     """The study of ``budgetsched run``: a preset or a ``--config`` file (not both), with every flag applied over
     it, validated once (:class:`budgetsched.bench.protocol.study.StudySpec`)."""
     from budgetsched.bench.protocol.presets import get_preset
-    from budgetsched.bench.protocol.grid import OPTIMIZERS
-    from budgetsched.bench.protocol.study import StudySpec, load_config
+    from budgetsched.bench.protocol.study import StudySpec, load_config, per_task_lrs
 
     if args.preset is not None and args.config is not None:
         raise UsageError("give --preset or --config, not both")
@@ -135,7 +134,7 @@ def study_spec(args: argparse.Namespace) -> Any:
     if getattr(args, "eval_seeds", None) is not None:
         flags["eval_seeds"] = _count(args.eval_seeds, "--eval-seeds")
     lrs = base.get("lrs")
-    if "tasks" in flags and "lrs" not in flags and isinstance(lrs, dict) and not set(lrs) <= set(OPTIMIZERS):
+    if "tasks" in flags and "lrs" not in flags and per_task_lrs(lrs):
         # --task narrows a study whose LRs are a table per task: keep the chosen tasks' tables
         lacking = [t for t in flags["tasks"] if t not in lrs]
         if lacking:

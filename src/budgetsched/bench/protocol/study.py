@@ -190,7 +190,7 @@ class StudySpec:
                 raise bad(f"lrs{where} gives no learning rates for optimizer(s) {', '.join(lacking)}")
             return out
 
-        if isinstance(self.lrs, Mapping) and not set(self.lrs) <= set(OPTIMIZERS):  # a table per task
+        if per_task_lrs(self.lrs):
             if set(self.lrs) & set(OPTIMIZERS):
                 strangers = [k for k in self.lrs if k not in OPTIMIZERS and k not in self.tasks]
                 if strangers:  # an optimizer table with a misspelled optimizer
@@ -304,6 +304,12 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"--config {str(p)!r}: not valid TOML ({e})") from None
     except OSError as e:
         raise UsageError(f"--config {str(p)!r}: cannot read it ({e.strerror or e})") from None
+
+
+def per_task_lrs(lrs: Any) -> bool:
+    """``lrs`` is a table per task (``{task: ...}``), not one list or one table per optimizer: a mapping with a key
+    that is not an optimizer name."""
+    return isinstance(lrs, Mapping) and not set(lrs) <= set(OPTIMIZERS)
 
 
 # ------------------------------------------------------------------------------------------------ refinement
